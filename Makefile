@@ -1,0 +1,43 @@
+# Two commands: `make run` (set up and run the product on embedded defaults) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
+ADMIN_PASSWORD ?= admin
+
+.PHONY: run test install migrate lock clean
+
+$(STAMP): requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --requirement requirements.lock
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	mkdir -p var/broker/queue var/broker/processed
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py seed_demo --admin-password "$(ADMIN_PASSWORD)"
+	@echo
+	@echo "Admin:    http://127.0.0.1:8000/admin/  (user admin, password $(ADMIN_PASSWORD))"
+	@echo "Checkout: open a URL above on your phone or in a browser; test card 4242 4242 4242 4242"
+	@echo "Ctrl-C stops everything."
+	@echo
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho --procfile Procfile.dev start
+
+# Tests run against PostgreSQL and Redis on 127.0.0.1 when they are up (in CI they must be).
+test: install
+	@mkdir -p var
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+# Re-pin every installed package after changing pyproject.toml's dependencies.
+lock:
+	rm -rf var/lockenv && $(PYTHON) -m venv var/lockenv
+	var/lockenv/bin/pip install --quiet ".[test]"
+	var/lockenv/bin/pip freeze --exclude qr-direct-pay > requirements.lock
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class CheckoutConfig(AppConfig):
+    name = "checkout"
+    verbose_name = "Checkout"
+
+    def ready(self):
+        # stations never imports checkout: the CSMS hands its updates to the handler we register.
+        from stations.csms.base import register_update_handler
+
+        from . import services
+
+        register_update_handler(services.session_apply_update)

@@ -1,0 +1,140 @@
+"""A driver's purchase: the charging session, its payment, the audit trail and the receipt.
+
+Money is kept in integer minor units (cents); prices and energy in Decimal.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from stations.models import Connector, Evse, Operator
+
+from .states import ACTIVE_SESSION_STATUSES, PaymentStatus, SessionStatus
+
+
+class ChargingSession(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    evse = models.ForeignKey(Evse, on_delete=models.PROTECT, related_name="sessions")
+    connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="sessions")
+    status = models.CharField(max_length=20, choices=SessionStatus, default=SessionStatus.CREATED)
+    failure_reason = models.CharField(max_length=300, blank=True, help_text="Shown to the driver.")
+    # The price the driver saw is the price charged: the tariff as it was at checkout.
+    tariff_snapshot = models.JSONField()
+    time_zone = models.CharField(max_length=64)
+    email = models.EmailField(blank=True)
+    language = models.CharField(max_length=8, default="en")
+    csms_reference = models.CharField(max_length=64, unique=True, editable=False)
+    csms_session_id = models.CharField(max_length=64, blank=True)
+    kwh = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    parking_minutes = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    cost_incl_vat = models.DecimalField(max_digits=10, decimal_places=2, default=0, help_text="Running cost.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    start_requested_at = models.DateTimeField(null=True, blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    cdr = models.JSONField(default=dict, blank=True)
+    final_breakdown = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # One active session per EVSE, enforced by the database so two drivers cannot both win.
+            models.UniqueConstraint(
+                fields=["evse"], condition=Q(status__in=ACTIVE_SESSION_STATUSES), name="one_active_session_per_evse"
+            ),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.evse.evse_id} {self.created_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class Payment(models.Model):
+    session = models.OneToOneField(ChargingSession, on_delete=models.PROTECT, related_name="payment")
+    status = models.CharField(max_length=20, choices=PaymentStatus, default=PaymentStatus.PENDING)
+    currency = models.CharField(max_length=3)
+    amount_held = models.PositiveIntegerField(help_text="Pre-authorised amount, minor units.")
+    amount_captured = models.PositiveIntegerField(default=0)
+    amount_refunded = models.PositiveIntegerField(default=0)
+    shortfall = models.PositiveIntegerField(default=0, help_text="Final cost above the hold, not charged.")
+    stripe_payment_intent_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    client_secret = models.CharField(max_length=128, blank=True, editable=False)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    wallet = models.CharField(max_length=20, blank=True)
+    decline_message = models.CharField(max_length=300, blank=True)
+    capture_before = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.amount_held / 100:.2f} {self.currency} ({self.status})"
+
+    @property
+    def amount_released(self) -> int:
+        if self.status in (PaymentStatus.CANCELED,):
+            return self.amount_held
+        if self.status in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED):
+            return self.amount_held - self.amount_captured
+        return 0
+
+
+class PaymentEvent(models.Model):
+    """Append-only audit trail: every state change and every call to Stripe or the CSMS."""
+
+    session = models.ForeignKey(ChargingSession, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=40)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    amount = models.IntegerField(null=True, blank=True)
+    stripe_id = models.CharField(max_length=64, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+
+class StripeEvent(models.Model):
+    """A webhook as received: stored once by event id, processed later by a task."""
+
+    event_id = models.CharField(max_length=64, unique=True)
+    type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=300, blank=True)
+
+
+class ReceiptCounter(models.Model):
+    """Gapless numbering: the last number issued per operator and year, taken under a row lock."""
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT)
+    year = models.PositiveIntegerField()
+    last = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["operator", "year"], name="one_counter_per_operator_year")]
+
+
+class Receipt(models.Model):
+    payment = models.OneToOneField(Payment, on_delete=models.PROTECT, related_name="receipt")
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="receipts")
+    year = models.PositiveIntegerField()
+    sequence = models.PositiveIntegerField()
+    number = models.CharField(max_length=40, unique=True)
+    issued_at = models.DateTimeField()
+    total_incl_vat = models.PositiveIntegerField(help_text="Minor units; equals the amount captured.")
+    pdf = models.BinaryField(editable=False)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["operator", "year", "sequence"], name="receipt_number_unique"),
+        ]
+        ordering = ["-issued_at"]
+
+    def __str__(self):
+        return self.number

@@ -1,0 +1,137 @@
+"""The only module that talks to Stripe: a small provider around the calls we make.
+
+The API key is passed per client (no global stripe.api_key). Errors become PaymentDeclined (the
+driver can act on it) or PaymentGatewayError (ours or Stripe's trouble; retrying may help).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import stripe
+from django.conf import settings
+
+# Card authorisations for online payments expire after 7 days; Stripe reports the exact moment
+# as capture_before where it can, and we fall back to this.
+DEFAULT_AUTH_VALIDITY = timedelta(days=7)
+
+
+class PaymentDeclined(Exception):
+    """The card or wallet was refused; the message is safe to show the driver."""
+
+
+class PaymentGatewayError(Exception):
+    """Stripe could not be reached or failed; nothing is known to have changed. May be retried."""
+
+
+@dataclass(frozen=True)
+class IntentState:
+    id: str
+    status: str  # Stripe's PaymentIntent status
+    amount: int
+    client_secret: str
+    card_brand: str = ""
+    card_last4: str = ""
+    wallet: str = ""
+    capture_before: datetime | None = None
+    error_message: str = ""
+
+
+@lru_cache(maxsize=4)
+def _client(api_key: str, api_base: str, timeout: int) -> stripe.StripeClient:
+    kwargs = {"base_addresses": {"api": api_base}} if api_base else {}
+    return stripe.StripeClient(
+        api_key,
+        http_client=stripe.RequestsClient(timeout=timeout),
+        max_network_retries=0,  # retries are ours (Celery), guarded by our own state
+        **kwargs,
+    )
+
+
+def client() -> stripe.StripeClient:
+    return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS)
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except stripe.CardError as exc:
+        raise PaymentDeclined(exc.user_message or "Your card was declined.") from exc
+    except stripe.StripeError as exc:
+        raise PaymentGatewayError(str(exc) or exc.__class__.__name__) from exc
+
+
+def _state(obj) -> IntentState:
+    pi = obj.to_dict()
+    capture_before = None
+    pm = pi.get("payment_method")
+    if isinstance(pm, str) and pm:
+        pm = _call(client().v1.payment_methods.retrieve, pm).to_dict()
+    card = (pm or {}).get("card") or {}
+    brand, last4 = card.get("brand") or "", card.get("last4") or ""
+    wallet = ((card.get("wallet") or {}).get("type")) or ""
+    charge = pi.get("latest_charge")
+    if isinstance(charge, dict):
+        details = (charge.get("payment_method_details") or {}).get("card") or {}
+        if details.get("capture_before"):
+            capture_before = datetime.fromtimestamp(details["capture_before"], tz=UTC)
+    if capture_before is None and pi.get("status") == "requires_capture":
+        capture_before = datetime.fromtimestamp(pi["created"], tz=UTC) + DEFAULT_AUTH_VALIDITY
+    error = (pi.get("last_payment_error") or {}).get("message") or ""
+    return IntentState(
+        id=pi["id"], status=pi["status"], amount=int(pi["amount"]), client_secret=pi.get("client_secret") or "",
+        card_brand=brand, card_last4=last4, wallet=wallet, capture_before=capture_before, error_message=error,
+    )
+
+
+def create_and_confirm(
+    *, amount: int, currency: str, payment_method: str, metadata: dict, idempotency_key: str,
+    return_url: str,
+) -> IntentState:
+    """Create a PaymentIntent that only holds the amount, and confirm it at once (server-side)."""
+    pi = _call(
+        client().v1.payment_intents.create,
+        params={
+            "amount": amount,
+            "currency": currency.lower(),
+            "payment_method": payment_method,
+            "capture_method": "manual",
+            "confirm": True,
+            "metadata": metadata,
+            "payment_method_types": ["card"],
+            **({"return_url": return_url} if not settings.STRIPE_API_BASE else {}),
+        },
+        options={"idempotency_key": idempotency_key},
+    )
+    return _state(pi)
+
+
+def retrieve(payment_intent_id: str) -> IntentState:
+    return _state(_call(client().v1.payment_intents.retrieve, payment_intent_id))
+
+
+def capture(payment_intent_id: str, *, amount: int, idempotency_key: str) -> IntentState:
+    pi = _call(
+        client().v1.payment_intents.capture,
+        payment_intent_id,
+        params={"amount_to_capture": amount},
+        options={"idempotency_key": idempotency_key},
+    )
+    return _state(pi)
+
+
+def cancel(payment_intent_id: str, *, idempotency_key: str) -> IntentState:
+    pi = _call(client().v1.payment_intents.cancel, payment_intent_id, options={"idempotency_key": idempotency_key})
+    return _state(pi)
+
+
+def verify_webhook(payload: bytes, signature: str) -> dict:
+    """Check a webhook's signature; raise ValueError if it is not Stripe's (or localstripe's)."""
+    try:
+        stripe.WebhookSignature.verify_header(payload.decode(), signature, settings.STRIPE_WEBHOOK_SECRET)
+    except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
+        raise ValueError("bad signature") from exc
+    return json.loads(payload)

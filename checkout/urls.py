@@ -1,0 +1,16 @@
+from django.urls import path
+
+from . import views, webhooks
+
+app_name = "checkout"
+
+urlpatterns = [
+    path("q/<str:code>", views.scan, name="scan"),
+    path("q/<str:code>/pay", views.pay, name="pay"),
+    path("s/<uuid:public_id>/", views.status, name="status"),
+    path("s/<uuid:public_id>/status.json", views.status_json, name="status_json"),
+    path("s/<uuid:public_id>/confirm", views.confirm, name="confirm"),
+    path("s/<uuid:public_id>/stop", views.stop, name="stop"),
+    path("s/<uuid:public_id>/receipt.pdf", views.receipt_pdf, name="receipt"),
+    path("webhooks/stripe/", webhooks.stripe_webhook, name="stripe_webhook"),
+]

@@ -1,0 +1,191 @@
+"""Driver-facing pages: scan, pay, follow the charge, stop, download the receipt.
+
+Views parse input and render; every change goes through checkout.services.
+"""
+
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import get_language
+from django.views.decorators.http import require_GET, require_POST
+
+from stations import qr, tariffs
+from stations.models import Evse
+
+from . import selectors, services
+from .forms import PayForm
+from .payments import PaymentGatewayError
+from .states import PaymentStatus as P, SessionStatus as S
+
+log = logging.getLogger(__name__)
+
+
+def _evse_or_invalid(request, code):
+    try:
+        return qr.verify(code), None
+    except qr.InvalidCode as exc:
+        # Possible tampering or a voided sticker: log it, and let no payment happen.
+        log.warning("invalid QR code scanned: reason=%s code=%r evse=%s", exc.reason, code[:80], exc.evse)
+        return None, render(request, "checkout/invalid_code.html", status=404)
+
+
+@require_GET
+def scan(request, code):
+    evse, invalid = _evse_or_invalid(request, code)
+    if invalid:
+        return invalid
+    connectors = list(evse.connectors.select_related("tariff").order_by("connector_id"))
+    if not connectors:
+        raise Http404("no connector")
+    operator = evse.location.operator
+    connector = connectors[0]
+    context = {
+        "evse": evse,
+        "location": evse.location,
+        "operator": operator,
+        "connector": connector,
+        "connectors": connectors,
+        "price_lines": tariffs.price_lines(connector.tariff.ocpi),
+        "currency": connector.tariff.currency,
+        "holds": [(amount, Decimal(amount) / 100) for amount in operator.hold_amounts],
+        "default_hold": operator.default_hold,
+        "available": evse.status == Evse.Status.AVAILABLE,
+        "stripe_js_url": settings.STRIPE_JS_URL,
+        "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+        "stripe_mode": "localstripe" if settings.STRIPE_API_BASE else "stripe",
+        "stripe_api_base": settings.STRIPE_API_BASE,
+        "pay_url": reverse("checkout:pay", args=[code]),
+    }
+    return render(request, "checkout/checkout.html", context)
+
+
+def _error(message, *, status=400, held=False):
+    return JsonResponse({"ok": False, "message": message, "held": held}, status=status)
+
+
+@require_POST
+def pay(request, code):
+    evse, invalid = _evse_or_invalid(request, code)
+    if invalid:
+        return _error("This code is not valid. Nothing has been charged.", status=404)
+    form = PayForm(request.POST)
+    if not form.is_valid():
+        first = next(iter(form.errors.values()))[0]
+        return _error(f"{first} Nothing has been charged.")
+    connector = evse.connectors.select_related("tariff").filter(pk=form.cleaned_data["connector"]).first()
+    if connector is None:
+        return _error("That connector does not belong to this charger. Nothing has been charged.")
+    try:
+        session = services.session_create(
+            evse=evse, connector=connector, hold_amount=form.cleaned_data["hold_amount"],
+            email=form.cleaned_data["email"], language=get_language() or "en",
+        )
+        payment = services.payment_authorize(
+            session_id=session.pk, payment_method_id=form.cleaned_data["payment_method"]
+        )
+    except services.CheckoutError as exc:
+        return _error(str(exc), status=409)
+    except PaymentGatewayError:
+        log.exception("payment gateway error at checkout")
+        services.session_fail(session_id=session.pk, reason="The payment service could not be reached.")
+        return _error("The payment service could not be reached. Nothing has been charged; please try again.",
+                      status=503)
+    return _payment_response(session, payment)
+
+
+def _payment_response(session, payment):
+    status_url = reverse("checkout:status", args=[session.public_id])
+    if payment.status == P.REQUIRES_ACTION:
+        return JsonResponse({
+            "ok": True, "next": "authenticate", "client_secret": payment.client_secret,
+            "confirm_url": reverse("checkout:confirm", args=[session.public_id]), "status_url": status_url,
+        })
+    if payment.status == P.FAILED:
+        return _error(f"{payment.decline_message or 'Your card was declined.'} Nothing has been charged.",
+                      status=402)
+    return JsonResponse({"ok": True, "next": "status", "status_url": status_url})
+
+
+@require_POST
+def confirm(request, public_id):
+    """The browser finished 3-D Secure; Stripe tells us how it went."""
+    session = selectors.session_for_driver(public_id)
+    if session is None:
+        raise Http404
+    try:
+        payment = services.payment_refresh(session_id=session.pk)
+    except PaymentGatewayError:
+        return _error("We could not confirm your payment yet. If an amount is held, it is released "
+                      "automatically when charging does not start.", status=503, held=True)
+    if payment.status == P.REQUIRES_ACTION:
+        # Authentication abandoned or failed without a final answer: release whatever may be held.
+        services.session_fail(session_id=session.pk, reason="Card authentication was not completed.")
+        payment.refresh_from_db()
+    return _payment_response(session, payment)
+
+
+def _status_context(session):
+    payment = session.payment
+    receipt = getattr(payment, "receipt", None)
+    return {
+        "session": session,
+        "payment": payment,
+        "receipt": receipt,
+        "held": Decimal(payment.amount_held) / 100,
+        "captured": Decimal(payment.amount_captured) / 100,
+        "released": Decimal(payment.amount_released) / 100,
+        # Nothing more will change for the driver: no need to keep polling.
+        "settled": receipt is not None or payment.status in (P.CANCELED, P.FAILED),
+        "can_stop": session.status == S.CHARGING,
+    }
+
+
+@require_GET
+def status(request, public_id):
+    session = selectors.session_for_driver(public_id)
+    if session is None:
+        raise Http404
+    return render(request, "checkout/status.html", _status_context(session))
+
+
+@require_GET
+def status_json(request, public_id):
+    session = selectors.session_for_driver(public_id)
+    if session is None:
+        raise Http404
+    ctx = _status_context(session)
+    payment = ctx["payment"]
+    return JsonResponse({
+        "status": session.status,
+        "payment_status": payment.status,
+        "kwh": f"{session.kwh:.2f}",
+        "cost": f"{session.cost_incl_vat:.2f}",
+        "started_at": session.started_at.isoformat() if session.started_at else None,
+        "ended_at": session.ended_at.isoformat() if session.ended_at else None,
+        "receipt": bool(ctx["receipt"]),
+        "settled": ctx["settled"],
+    })
+
+
+@require_POST
+def stop(request, public_id):
+    session = selectors.session_for_driver(public_id)
+    if session is None:
+        raise Http404
+    services.session_request_stop(session_id=session.pk)
+    return redirect("checkout:status", public_id=session.public_id)
+
+
+@require_GET
+def receipt_pdf(request, public_id):
+    session = selectors.session_for_driver(public_id)
+    receipt = getattr(getattr(session, "payment", None), "receipt", None) if session else None
+    if receipt is None:
+        raise Http404
+    response = HttpResponse(bytes(receipt.pdf), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{receipt.number}.pdf"'
+    return response

@@ -1,0 +1,112 @@
+// Checkout: collect a payment method in the browser, let the server hold the amount.
+// The one seam between production and the embedded default is `wallet`: how a payment method
+// is collected and how a 3-D Secure step is handled. The server path is the same for both.
+(function () {
+  "use strict";
+  var form = document.getElementById("pay-form");
+  if (!form) return;
+  var button = document.getElementById("pay-button");
+  var errorBox = document.getElementById("pay-error");
+  var mode = form.dataset.stripeMode;
+
+  function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = false;
+    button.disabled = false;
+  }
+
+  function label() {
+    var hold = form.querySelector("input[name=hold_amount]:checked");
+    button.textContent = button.dataset.label + (hold ? " " + hold.dataset.amount + " " + form.dataset.currency : "");
+  }
+
+  function localstripeWallet(stripe) {
+    // localstripe's shim has a card element and createToken; a card id works as a payment method.
+    var card = stripe.elements().create("card");
+    card.mount("#card-element");
+    return {
+      collect: function () {
+        return stripe.createToken(card).then(function (r) {
+          if (r.error) throw new Error(r.error.message || "The card details could not be read.");
+          return r.token.card.id;
+        });
+      },
+      authenticate: function (secret) {
+        return stripe.confirmCardPayment(secret);
+      },
+    };
+  }
+
+  function stripeWallet(stripe) {
+    // Stripe.js: Payment Element for cards, Express Checkout Element for Apple Pay / Google Pay.
+    var hold = form.querySelector("input[name=hold_amount]:checked");
+    var elements = stripe.elements({
+      mode: "payment", amount: parseInt(hold.value, 10), currency: form.dataset.currency.toLowerCase(),
+      captureMethod: "manual", paymentMethodCreation: "manual",
+    });
+    elements.create("payment").mount("#card-element");
+    var express = elements.create("expressCheckout");
+    express.mount("#express-element");
+    express.on("confirm", function () { form.requestSubmit(); });
+    form.addEventListener("change", function (e) {
+      if (e.target.name === "hold_amount") elements.update({ amount: parseInt(e.target.value, 10) });
+    });
+    return {
+      collect: function () {
+        return elements.submit().then(function (r) {
+          if (r.error) throw new Error(r.error.message);
+          return stripe.createPaymentMethod({ elements: elements });
+        }).then(function (r) {
+          if (r.error) throw new Error(r.error.message);
+          return r.paymentMethod.id;
+        });
+      },
+      authenticate: function (secret) {
+        return stripe.handleNextAction({ clientSecret: secret });
+      },
+    };
+  }
+
+  function post(url, data) {
+    return fetch(url, {
+      method: "POST", body: data, credentials: "same-origin",
+      headers: { "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value },
+    }).then(function (r) {
+      return r.json().catch(function () {
+        return { ok: false, message: "Unexpected answer from the server. If an amount is held, it is released automatically." };
+      });
+    });
+  }
+
+  function follow(wallet, answer) {
+    if (!answer.ok) { showError(answer.message); return; }
+    if (answer.next === "authenticate") {
+      return wallet.authenticate(answer.client_secret).then(function () {
+        return post(answer.confirm_url, new FormData());
+      }).then(function (a) { return follow(wallet, a); });
+    }
+    window.location.assign(answer.status_url);
+  }
+
+  function start() {
+    if (typeof Stripe === "undefined") { setTimeout(start, 100); return; }
+    var stripe = Stripe(form.dataset.stripeKey);
+    var wallet = mode === "localstripe" ? localstripeWallet(stripe) : stripeWallet(stripe);
+    button.disabled = false;
+    form.addEventListener("change", label);
+    label();
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      errorBox.hidden = true;
+      button.disabled = true;
+      wallet.collect().then(function (pm) {
+        var data = new FormData(form);
+        data.set("payment_method", pm);
+        return post(form.action, data).then(function (a) { return follow(wallet, a); });
+      }).catch(function (err) {
+        showError((err && err.message) || "Something went wrong. Nothing has been charged.");
+      });
+    });
+  }
+  start();
+})();

@@ -1,0 +1,111 @@
+"""The embedded default CSMS: a simulated charger network.
+
+Each EVSE behaves as staff set it in the admin (accept, reject, occupied, never answer, start
+slowly). Accepted charges deliver energy at the connector's power, SIMULATOR_SPEEDUP times faster
+than the clock, until the car's battery is full or the driver stops; the final record is priced
+by the CSMS side with the same tariff engine, as a CPO's CDR would be.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from stations import tariffs
+from stations.models import Connector, Evse, SimulatedSession
+
+from .base import CsmsError, Limits, SessionStatus, SessionUpdate, StartResult, StartStatus, deliver_update
+
+
+class SimulatorAdapter:
+    def start_session(self, *, connector: Connector, reference: str, limits: Limits) -> StartResult:
+        behaviour = connector.evse.sim_behaviour
+        if behaviour == Evse.SimBehaviour.REJECT:
+            return StartResult(StartStatus.REJECTED, "The charger refused to start.")
+        if behaviour == Evse.SimBehaviour.OCCUPIED:
+            return StartResult(StartStatus.REJECTED, "The charger is occupied by another vehicle.")
+        if behaviour == Evse.SimBehaviour.TIMEOUT:
+            return StartResult(StartStatus.PENDING)
+        delay = settings.SIMULATOR_SLOW_START_SECONDS if behaviour == Evse.SimBehaviour.SLOW else 0
+        SimulatedSession.objects.get_or_create(
+            reference=reference,
+            defaults={
+                "connector": connector,
+                "power_kw": connector.max_power_kw,
+                "accept_at": timezone.now() + timedelta(seconds=delay),
+            },
+        )
+        return StartResult(StartStatus.PENDING if delay else StartStatus.ACCEPTED)
+
+    def stop_session(self, *, reference: str) -> None:
+        updated = SimulatedSession.objects.filter(
+            reference=reference, finished_at__isnull=True, stop_requested_at__isnull=True
+        ).update(stop_requested_at=timezone.now())
+        if not updated and not SimulatedSession.objects.filter(reference=reference).exists():
+            raise CsmsError(f"no simulated session {reference}", permanent=True)
+
+
+def _sim_elapsed(since, now) -> timedelta:
+    return (now - since) * settings.SIMULATOR_SPEEDUP
+
+
+def tick(now=None) -> int:
+    """Advance every live simulated charge one step and report it. Returns how many were reported."""
+    now = now or timezone.now()
+    reported = 0
+    for pk in SimulatedSession.objects.filter(finished_at__isnull=True, accept_at__lte=now).values_list(
+        "pk", flat=True
+    ):
+        update = _advance(pk, now)
+        if update is not None:
+            deliver_update(update)
+            reported += 1
+    return reported
+
+
+def _advance(pk: int, now) -> SessionUpdate | None:
+    with transaction.atomic():
+        sim = SimulatedSession.objects.select_for_update().select_related("connector").filter(pk=pk).first()
+        if sim is None or sim.finished_at:
+            return None
+        if sim.started_at is None:
+            sim.started_at = sim.accept_at
+        end_real = sim.stop_requested_at or now
+        elapsed = _sim_elapsed(sim.started_at, end_real)
+        hours = Decimal(elapsed.total_seconds()) / Decimal(3600)
+        sim.kwh = min(sim.power_kw * hours, sim.battery_kwh).quantize(Decimal("0.0001"))
+        charging_hours = sim.kwh / sim.power_kw
+        parking_minutes = max(Decimal(0), (hours - charging_hours) * 60).quantize(Decimal("0.01"))
+        sim_end = sim.started_at + elapsed
+        final = sim.stop_requested_at is not None
+        if final:
+            sim.finished_at = now
+        sim.save()
+        common = dict(
+            reference=sim.reference,
+            kwh=sim.kwh,
+            started_at=sim.started_at,
+            parking_minutes=parking_minutes,
+            csms_session_id=f"SIM-{sim.pk}",
+        )
+        if not final:
+            return SessionUpdate(status=SessionStatus.ACTIVE, ended_at=None, **common)
+        tariff = sim.connector.tariff
+        usage = tariffs.Usage(
+            start=sim.started_at, end=sim_end, kwh=sim.kwh, parking_minutes=parking_minutes,
+            max_power_kw=sim.power_kw,
+        )
+        priced = tariffs.quote(tariff.ocpi, usage, tz=sim.connector.evse.location.time_zone)
+        cdr = {
+            "id": f"CDR-SIM-{sim.pk}",
+            "start_date_time": sim.started_at.isoformat(),
+            "end_date_time": sim_end.isoformat(),
+            "total_energy": str(sim.kwh),
+            "total_cost": {"excl_vat": str(priced.total_excl_vat), "incl_vat": str(priced.total_incl_vat)},
+            "currency": priced.currency,
+        }
+        return SessionUpdate(status=SessionStatus.COMPLETED, ended_at=sim_end, final=True, cdr=cdr, **common)

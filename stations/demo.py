@@ -1,0 +1,73 @@
+"""Demo data for the embedded default: one operator, two locations, an AC and a DC charger."""
+
+from decimal import Decimal
+
+from django.db import transaction
+
+from .models import Connector, Evse, Location, Operator, Tariff
+
+AC_TARIFF = {
+    "id": "DEMO-AC",
+    "currency": "EUR",
+    "type": "AD_HOC_PAYMENT",
+    "elements": [{"price_components": [{"type": "ENERGY", "price": "0.4500", "vat": 21.0, "step_size": 1}]}],
+}
+
+# DC: a start fee, a price per kWh, and a per-minute idle fee once the car has been connected
+# longer than a one-hour grace period.
+DC_TARIFF = {
+    "id": "DEMO-DC",
+    "currency": "EUR",
+    "type": "AD_HOC_PAYMENT",
+    "elements": [
+        {"price_components": [
+            {"type": "ENERGY", "price": "0.5900", "vat": 21.0, "step_size": 1},
+            {"type": "FLAT", "price": "0.8264", "vat": 21.0, "step_size": 1},
+        ]},
+        {"price_components": [{"type": "TIME", "price": "6.0000", "vat": 21.0, "step_size": 60}],
+         "restrictions": {"min_duration": 3600}},
+    ],
+}
+
+
+@transaction.atomic
+def seed() -> list[Evse]:
+    """Create or update the demo rows (idempotent: safe to run at every start)."""
+    operator, _ = Operator.objects.update_or_create(
+        receipt_prefix="DPY",
+        defaults=dict(
+            name="Direct Pay Demo Charging",
+            legal_name="Direct Pay Demo Charging B.V.",
+            address="Stationsplein 1\n1012 AB Amsterdam\nThe Netherlands",
+            vat_id="NL000099998B57",
+            support_contact="support@directpay.invalid · +31 20 000 0000",
+            currency="EUR",
+            hold_amounts=[2000, 3500, 5000],
+            default_hold=3500,
+        ),
+    )
+    ac_tariff, _ = Tariff.objects.update_or_create(operator=operator, name="AC ad hoc", defaults={"ocpi": AC_TARIFF})
+    dc_tariff, _ = Tariff.objects.update_or_create(operator=operator, name="DC ad hoc", defaults={"ocpi": DC_TARIFF})
+    garage, _ = Location.objects.update_or_create(
+        operator=operator, name="Central Station Garage",
+        defaults=dict(address="Stationsplein 1", postal_code="1012 AB", city="Amsterdam", country="NL"),
+    )
+    hub, _ = Location.objects.update_or_create(
+        operator=operator, name="A10 Fast Charging Hub",
+        defaults=dict(address="Ringweg-Zuid 12", postal_code="1083 HP", city="Amsterdam", country="NL"),
+    )
+    rows = [
+        ("NL*DPY*E0001*1", garage, Connector.Standard.TYPE2, Connector.PowerType.AC_3_PHASE, "22", ac_tariff),
+        ("NL*DPY*E0002*1", hub, Connector.Standard.CCS, Connector.PowerType.DC, "150", dc_tariff),
+    ]
+    evses = []
+    for evse_id, location, standard, power_type, kw, tariff in rows:
+        evse, _ = Evse.objects.update_or_create(
+            evse_id=evse_id, defaults=dict(location=location, uid=evse_id.replace("*", "-"))
+        )
+        Connector.objects.update_or_create(
+            evse=evse, connector_id="1",
+            defaults=dict(standard=standard, power_type=power_type, max_power_kw=Decimal(kw), tariff=tariff),
+        )
+        evses.append(evse)
+    return evses

@@ -1,0 +1,138 @@
+"""What is on the ground: operators, locations, EVSEs, connectors and their tariffs."""
+
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+class Operator(models.Model):
+    """The legal seller named on receipts."""
+
+    name = models.CharField(max_length=200, help_text="Name shown to drivers.")
+    legal_name = models.CharField(max_length=200)
+    address = models.TextField(help_text="Registered address, as printed on receipts.")
+    vat_id = models.CharField("VAT id", max_length=40)
+    receipt_prefix = models.CharField(
+        max_length=12, unique=True, help_text="Receipt numbers read PREFIX-YEAR-000001."
+    )
+    support_contact = models.CharField(max_length=200, blank=True)
+    currency = models.CharField(max_length=3, default="EUR")
+    hold_amounts = models.JSONField(
+        default=list, help_text="Amounts drivers may hold, in minor units (cents), e.g. [2000, 3500, 5000]."
+    )
+    default_hold = models.PositiveIntegerField(help_text="Pre-selected hold, in minor units.")
+
+    def __str__(self):
+        return self.name
+
+
+class Location(models.Model):
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="locations")
+    name = models.CharField(max_length=200)
+    address = models.CharField(max_length=200)
+    postal_code = models.CharField(max_length=20)
+    city = models.CharField(max_length=100)
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2")
+    time_zone = models.CharField(max_length=64, default="Europe/Amsterdam")
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def full_address(self):
+        return f"{self.address}, {self.postal_code} {self.city}"
+
+
+class Tariff(models.Model):
+    """An ad hoc tariff, kept as an OCPI 2.2.1 Tariff object so one engine prices everything."""
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="tariffs")
+    name = models.CharField(max_length=200)
+    ocpi = models.JSONField(help_text="OCPI 2.2.1 Tariff object: currency, elements, min_price, max_price.")
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def currency(self):
+        return self.ocpi.get("currency", self.operator.currency)
+
+
+class Evse(models.Model):
+    class Status(models.TextChoices):
+        AVAILABLE = "AVAILABLE", "Available"
+        CHARGING = "CHARGING", "In use"
+        OUT_OF_ORDER = "OUT_OF_ORDER", "Out of order"
+        UNKNOWN = "UNKNOWN", "Unknown"
+
+    class SimBehaviour(models.TextChoices):
+        ACCEPT = "accept", "Accept starts"
+        REJECT = "reject", "Reject starts"
+        OCCUPIED = "occupied", "Reject: occupied"
+        TIMEOUT = "timeout", "Never answer"
+        SLOW = "slow", "Start slowly"
+
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="evses")
+    uid = models.CharField(max_length=36, unique=True, help_text="Stable key (OCPI EVSE uid).")
+    evse_id = models.CharField(
+        "EVSE ID", max_length=48, unique=True, help_text="eMI3 id printed on the charger, e.g. NL*DPY*E0001*1."
+    )
+    status = models.CharField(max_length=20, choices=Status, default=Status.AVAILABLE)
+    sticker_version = models.PositiveIntegerField(
+        default=1, help_text="Reprinting a sticker raises this and voids the old QR code."
+    )
+    sim_behaviour = models.CharField(
+        "simulator behaviour", max_length=10, choices=SimBehaviour, default=SimBehaviour.ACCEPT,
+        help_text="Only used by the simulated CSMS.",
+    )
+
+    class Meta:
+        verbose_name = "EVSE"
+        verbose_name_plural = "EVSEs"
+
+    def __str__(self):
+        return self.evse_id
+
+
+class Connector(models.Model):
+    class Standard(models.TextChoices):
+        TYPE2 = "IEC_62196_T2", "Type 2"
+        CCS = "IEC_62196_T2_COMBO", "CCS"
+        CHADEMO = "CHADEMO", "CHAdeMO"
+
+    class PowerType(models.TextChoices):
+        AC_1_PHASE = "AC_1_PHASE", "AC"
+        AC_3_PHASE = "AC_3_PHASE", "AC"
+        DC = "DC", "DC"
+
+    evse = models.ForeignKey(Evse, on_delete=models.CASCADE, related_name="connectors")
+    connector_id = models.CharField(max_length=36, default="1")
+    standard = models.CharField(max_length=30, choices=Standard)
+    power_type = models.CharField(max_length=12, choices=PowerType)
+    max_power_kw = models.DecimalField(
+        max_digits=7, decimal_places=2, validators=[MinValueValidator(Decimal("0.1"))]
+    )
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="connectors")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["evse", "connector_id"], name="connector_unique_per_evse"),
+        ]
+
+    def __str__(self):
+        return f"{self.evse.evse_id} #{self.connector_id}"
+
+
+class SimulatedSession(models.Model):
+    """State of a charge on the simulated CSMS (the embedded default)."""
+
+    reference = models.CharField(max_length=64, unique=True)
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE)
+    power_kw = models.DecimalField(max_digits=7, decimal_places=2)
+    battery_kwh = models.DecimalField(max_digits=7, decimal_places=2, default=Decimal("60"))
+    accept_at = models.DateTimeField(help_text="When the simulated charger answers the start.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    kwh = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(0))

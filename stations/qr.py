@@ -1,0 +1,71 @@
+"""Signed QR codes for EVSE stickers.
+
+The URL carries the EVSE's primary key, its sticker version and an HMAC tag made with a key of its
+own (QR_SIGNING_KEYS, newest first). Older keys still verify, so rotating keys does not void printed
+stickers; raising an EVSE's sticker_version does void its old sticker.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import re
+
+import segno
+from django.conf import settings
+
+from stations.models import Evse
+
+_PATH_RE = re.compile(r"^(?P<pk>[1-9][0-9]{0,11})-(?P<version>[1-9][0-9]{0,5})-(?P<tag>[a-z2-7]{16})$")
+
+
+class InvalidCode(Exception):
+    """The scanned code is not one we issued, or was voided. `reason` is for the log, not the driver."""
+
+    def __init__(self, reason: str, evse: Evse | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.evse = evse
+
+
+def _tag(key: str, pk: int, version: int) -> str:
+    digest = hmac.new(key.encode(), f"evse:{pk}:{version}".encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:10]).decode().lower()
+
+
+def code_for(evse: Evse) -> str:
+    """The path segment printed on the EVSE's current sticker."""
+    return f"{evse.pk}-{evse.sticker_version}-{_tag(settings.QR_SIGNING_KEYS[0], evse.pk, evse.sticker_version)}"
+
+
+def url_for(evse: Evse) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/q/{code_for(evse)}"
+
+
+def verify(code: str) -> Evse:
+    """Return the EVSE a scanned code belongs to, or raise InvalidCode."""
+    match = _PATH_RE.match(code or "")
+    if not match:
+        raise InvalidCode("malformed")
+    pk, version, tag = int(match["pk"]), int(match["version"]), match["tag"]
+    if not any(hmac.compare_digest(_tag(key, pk, version), tag) for key in settings.QR_SIGNING_KEYS):
+        raise InvalidCode("bad_tag")
+    evse = Evse.objects.select_related("location__operator").filter(pk=pk).first()
+    if evse is None:
+        raise InvalidCode("unknown_evse")
+    if version != evse.sticker_version:
+        raise InvalidCode("voided", evse=evse)
+    return evse
+
+
+def make(evse: Evse) -> segno.QRCode:
+    # Error correction Q survives a dirty or scratched sticker.
+    return segno.make(url_for(evse), error="q", micro=False)
+
+
+def render(evse: Evse, kind: str, scale: int = 8) -> bytes:
+    buf = io.BytesIO()
+    make(evse).save(buf, kind=kind, scale=scale, border=4)
+    return buf.getvalue()

@@ -1,0 +1,76 @@
+"""Real peers the tests talk to: a localstripe server on a free port."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode} before {url} answered")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+class LocalStripe:
+    """A localstripe server process: the same fake Stripe `make run` uses."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "localstripe", "--port", str(self.port), "--from-scratch"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+        )
+        wait_for_http(f"{self.base}/js.stripe.com/v3/", process=self.process)
+
+    def intent(self, intent_id: str) -> dict:
+        response = requests.get(f"{self.base}/v1/payment_intents/{intent_id}",
+                                auth=("sk_test_localstripe", ""), timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def charge(self, charge_id: str) -> dict:
+        response = requests.get(f"{self.base}/v1/charges/{charge_id}", auth=("sk_test_localstripe", ""), timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def authenticate(self, intent_id: str, client_secret: str, success: bool = True) -> None:
+        response = requests.post(
+            f"{self.base}/v1/payment_intents/{intent_id}/_authenticate?success={'true' if success else 'false'}",
+            json={"key": "pk_test_localstripe", "client_secret": client_secret}, timeout=10,
+        )
+        response.raise_for_status()
+
+    def card_token(self, number: str) -> str:
+        """What the browser's card element hands us: a card id from POST /v1/tokens with the public key."""
+        response = requests.post(f"{self.base}/v1/tokens", data={
+            "card[number]": number, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123",
+            "key": "pk_test_localstripe",
+        }, timeout=10)
+        response.raise_for_status()
+        return response.json()["card"]["id"]
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()

@@ -1,0 +1,31 @@
+"""Loaded with `-p tests.pytest_env` before Django starts: pick the real services tests run against.
+
+PostgreSQL and Redis on 127.0.0.1 are used when they answer; in CI (CI=true) they must answer.
+"""
+
+import os
+import socket
+
+CI = os.environ.get("CI") == "true"
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+POSTGRES = _listening(5432)
+REDIS = _listening(6379)
+if CI and not (POSTGRES and REDIS):
+    raise RuntimeError("CI runs the tests against PostgreSQL and Redis on 127.0.0.1, and one is not up")
+
+os.environ.setdefault(
+    "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/directpay" if POSTGRES else "sqlite:///var/test.sqlite3"
+)
+# In-process tests run Celery tasks eagerly; the tests that matter run a real worker on Redis.
+os.environ["CELERY_BROKER_URL"] = "memory://"
+os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
+os.environ["SIMULATOR_SPEEDUP"] = "1"
