@@ -70,7 +70,9 @@ def _state(obj) -> IntentState:
     pm = pi.get("payment_method")
     if isinstance(pm, str) and pm:
         pm = _call(client().v1.payment_methods.retrieve, pm).to_dict()
-    card = (pm or {}).get("card") or {}
+    pm = pm or {}
+    # A PaymentMethod nests the card; a legacy Card object (card_...) is the card.
+    card = pm if pm.get("object") == "card" else (pm.get("card") or {})
     brand, last4 = card.get("brand") or "", card.get("last4") or ""
     wallet = ((card.get("wallet") or {}).get("type")) or ""
     charge = pi.get("latest_charge")

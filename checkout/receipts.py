@@ -133,7 +133,7 @@ def render_pdf(receipt: Receipt) -> bytes:
     total_incl = Decimal(breakdown.get("total_incl_vat", "0"))
     row("Net (excl. VAT)", f"{total_excl:.2f} {cur}")
     for rate, (net, gross) in sorted(vat_by_rate.items()):
-        row(f"VAT {Decimal(rate):g}% on {net:.2f}", f"{gross - net:.2f} {cur}")
+        row(f"VAT {Decimal(rate).normalize():f}% on {net:.2f}", f"{gross - net:.2f} {cur}")
     row("Total (incl. VAT)", f"{total_incl:.2f} {cur}", bold=True)
     if payment.shortfall:
         row("Not charged (above your hold)", _money(payment.shortfall, cur))

@@ -106,9 +106,9 @@ def session_create(*, evse: Evse, connector: Connector, hold_amount: int, email:
     """Open a purchase for an EVSE. Refuses an EVSE that is busy, out of order or already paid for."""
     operator = evse.location.operator
     if connector.evse_id != evse.pk:
-        raise CheckoutError("That connector does not belong to this charger.")
+        raise CheckoutError("That connector does not belong to this charger. Nothing has been charged.")
     if hold_amount not in operator.hold_amounts:
-        raise CheckoutError("Please choose one of the amounts offered.")
+        raise CheckoutError("Please choose one of the amounts offered. Nothing has been charged.")
     if evse.status != Evse.Status.AVAILABLE:
         raise CheckoutError("This charger is not available right now. Nothing has been charged.")
     try:

@@ -22,7 +22,7 @@ DC_TARIFF = {
     "elements": [
         {"price_components": [
             {"type": "ENERGY", "price": "0.5900", "vat": 21.0, "step_size": 1},
-            {"type": "FLAT", "price": "0.8264", "vat": 21.0, "step_size": 1},
+            {"type": "FLAT", "price": "1.0000", "vat": 21.0, "step_size": 1},
         ]},
         {"price_components": [{"type": "TIME", "price": "6.0000", "vat": 21.0, "step_size": 60}],
          "restrictions": {"min_duration": 3600}},
