@@ -1,5 +1,7 @@
 """Reads used by views, admin and tasks."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.utils import timezone
 
@@ -16,7 +18,7 @@ def session_for_driver(public_id) -> ChargingSession | None:
 
 
 def sessions_past_start_timeout() -> list[int]:
-    cutoff = timezone.now() - timezone.timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
+    cutoff = timezone.now() - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
     return list(
         ChargingSession.objects.filter(status=S.STARTING, start_requested_at__lte=cutoff).values_list("pk", flat=True)
     )

@@ -8,10 +8,13 @@ checkout/states.py, appends a PaymentEvent, and queues follow-up work with on_co
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 import uuid
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from stations import tariffs
@@ -151,7 +154,7 @@ def payment_authorize(*, session_id: int, payment_method_id: str) -> Payment:
                 payment_method=payment_method_id,
                 metadata={"session": str(session.public_id), "evse_id": session.evse.evse_id},
                 idempotency_key=f"payment-{payment.pk}-create",
-                return_url=f"{session.public_id}",
+                return_url=f"{settings.PUBLIC_BASE_URL}{reverse('checkout:status', args=[session.public_id])}",
             )
         except payments.PaymentDeclined as exc:
             _set_session_status(session, S.FAILED, failure_reason=f"Payment declined: {exc}")
@@ -230,16 +233,12 @@ def session_request_start(*, session_id: int) -> None:
     if result.status == StartStatus.REJECTED:
         session_fail(session_id=session.pk, reason=result.message or "The charger refused to start.")
     else:
-        from django.conf import settings
-
         tasks.session_start_timeout.apply_async((session.pk,), countdown=settings.CSMS_START_TIMEOUT_SECONDS)
 
 
 def session_check_start_timeout(*, session_id: int) -> None:
     """The charger had its time to start: if it has not, give the driver's money back."""
-    from django.conf import settings
-
-    started_before = timezone.now() - timezone.timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
+    started_before = timezone.now() - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
     session = ChargingSession.objects.filter(
         pk=session_id, status=S.STARTING, start_requested_at__lte=started_before
     ).first()

@@ -3,6 +3,7 @@
 import io
 import re
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -139,11 +140,11 @@ def _finished_session(connector, stripe, capture):
     with capture(execute=True):
         now = timezone.now()
         services.session_apply_update(SessionUpdate(reference=session.csms_reference, status=Cs.ACTIVE,
-                                                    kwh=Decimal("1"), started_at=now - timezone.timedelta(hours=1)))
+                                                    kwh=Decimal("1"), started_at=now - timedelta(hours=1)))
         services.session_request_stop(session_id=session.pk)
         services.session_apply_update(SessionUpdate(
             reference=session.csms_reference, status=Cs.COMPLETED, kwh=Decimal("10"),
-            started_at=now - timezone.timedelta(hours=1), ended_at=now, final=True,
+            started_at=now - timedelta(hours=1), ended_at=now, final=True,
         ))
     session.refresh_from_db()
     assert session.status == S.FINISHED

@@ -1,0 +1,46 @@
+"""Checkout page budget (DESIGN.md §11): our HTML+CSS+JS compressed, and SQL queries per page view.
+
+Run: .venv/bin/python bench/page_budget.py   (uses a throwaway SQLite database; prints, asserts nothing)
+"""
+
+import gzip
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "directpay.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+from stations import demo, qr  # noqa: E402
+
+BUDGET_BYTES, BUDGET_QUERIES = 30 * 1024, 4
+
+call_command("migrate", verbosity=0)
+evse = demo.seed()[1]
+client = Client(HTTP_HOST="127.0.0.1")
+path = f"/q/{qr.code_for(evse)}"
+client.get(path)  # warm caches
+with CaptureQueriesContext(connection) as queries:
+    response = client.get(path)
+assert response.status_code == 200, response.status_code
+html = response.content
+assets = [ROOT / "static/css/site.css", ROOT / "static/js/checkout.js"]
+sizes = {"html": len(gzip.compress(html, 9))}
+sizes.update({p.name: len(gzip.compress(p.read_bytes(), 9)) for p in assets})
+total = sum(sizes.values())
+for name, size in sizes.items():
+    print(f"{name:>14}: {size:6d} bytes gzip")
+print(f"{'total':>14}: {total:6d} bytes gzip ({total / BUDGET_BYTES:.0%} of the {BUDGET_BYTES} byte budget)")
+print(f"{'SQL queries':>14}: {len(queries)} ({len(queries)}/{BUDGET_QUERIES} of budget)")
