@@ -8,7 +8,7 @@ from celery import shared_task
 
 from stations.csms.base import CsmsError
 
-from . import receipts, services
+from . import receipts, selectors, services
 from .payments import PaymentGatewayError
 
 TRANSIENT = (PaymentGatewayError, CsmsError)
@@ -47,10 +47,14 @@ def stripe_event_process(event_pk: int):
 
 @shared_task(**money)
 def sweep_start_timeouts():
-    from .selectors import sessions_past_start_timeout
-
-    for session_id in sessions_past_start_timeout():
+    for session_id in selectors.sessions_past_start_timeout():
         services.session_check_start_timeout(session_id=session_id)
+
+
+@shared_task(**money)
+def sweep_abandoned_checkouts():
+    for session_id in selectors.abandoned_checkouts():
+        services.session_fail(session_id=session_id, reason="The payment was not completed in time.")
 
 
 @shared_task(autoretry_for=(Exception,), retry_backoff=5, max_retries=8)

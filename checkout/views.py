@@ -43,6 +43,7 @@ def scan(request, code):
         raise Http404("no connector")
     operator = evse.location.operator
     connector = connectors[0]
+    available = evse.status == Evse.Status.AVAILABLE and not selectors.evse_in_use(evse)
     context = {
         "evse": evse,
         "location": evse.location,
@@ -53,7 +54,7 @@ def scan(request, code):
         "currency": connector.tariff.currency,
         "holds": [(amount, Decimal(amount) / 100) for amount in operator.hold_amounts],
         "default_hold": operator.default_hold,
-        "available": evse.status == Evse.Status.AVAILABLE,
+        "available": available,
         "stripe_js_url": settings.STRIPE_JS_URL,
         "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
         "stripe_mode": "localstripe" if settings.STRIPE_API_BASE else "stripe",

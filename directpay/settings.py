@@ -134,6 +134,9 @@ STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
 # Charging-station management system.
 CSMS_BACKEND = env.str("CSMS_BACKEND", default="simulator")
 CSMS_START_TIMEOUT_SECONDS = env.int("CSMS_START_TIMEOUT_SECONDS", default=60)
+# A checkout not paid for by then (page closed, 3-D Secure abandoned) is failed and its hold released,
+# so the EVSE is free for the next driver.
+CHECKOUT_ABANDON_MINUTES = env.int("CHECKOUT_ABANDON_MINUTES", default=15)
 # The simulator runs time this many times faster than the clock (demo: a minute per second).
 SIMULATOR_SPEEDUP = env.float("SIMULATOR_SPEEDUP", default=60.0)
 SIMULATOR_TICK_SECONDS = env.float("SIMULATOR_TICK_SECONDS", default=2.0)
@@ -159,6 +162,11 @@ if CSMS_BACKEND == "simulator":
         "schedule": SIMULATOR_TICK_SECONDS,
         "options": {"expires": SIMULATOR_TICK_SECONDS * 2},
     }
+CELERY_BEAT_SCHEDULE["sessions-sweep-abandoned-checkouts"] = {
+    "task": "checkout.tasks.sweep_abandoned_checkouts",
+    "schedule": 60.0,
+    "options": {"expires": 120},
+}
 CELERY_BEAT_SCHEDULE["sessions-sweep-start-timeouts"] = {
     "task": "checkout.tasks.sweep_start_timeouts",
     "schedule": 15.0,

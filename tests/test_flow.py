@@ -215,3 +215,24 @@ def test_evse_out_of_order_cannot_be_paid(connector, stripe):
     connector.evse.refresh_from_db()
     with pytest.raises(services.CheckoutError, match="not available"):
         services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
+
+
+def test_abandoned_checkout_is_failed_and_its_hold_released(connector, pay, stripe, settings,
+                                                             django_capture_on_commit_callbacks):
+    from checkout import tasks
+
+    session = pay(connector, card=VISA_3DS)  # the driver never finishes 3-D Secure
+    assert session.status == S.AUTHORIZING
+    tasks.sweep_abandoned_checkouts()
+    session.refresh_from_db()
+    assert session.status == S.AUTHORIZING  # not yet: the driver may still be typing
+    ChargingSession.objects.filter(pk=session.pk).update(
+        created_at=timezone.now() - timedelta(minutes=settings.CHECKOUT_ABANDON_MINUTES + 1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sweep_abandoned_checkouts()
+    session.refresh_from_db()
+    assert session.status == S.FAILED
+    assert session.payment.status == P.CANCELED
+    assert stripe.intent(session.payment.stripe_payment_intent_id)["status"] == "canceled"
+    assert pay(connector).payment.status == P.AUTHORIZED  # the EVSE is free again

@@ -222,3 +222,11 @@ def test_seed_demo_is_idempotent(db):
     call_command("seed_demo")
     assert (Evse.objects.count(), list(Evse.objects.values_list("pk", "evse_id"))) == first
     assert first[0] == 2
+
+
+def test_evse_in_use_shows_in_use_and_no_pay_form(client, dc, stripe, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _pay(client, dc, stripe).status_code == 200
+    html = client.get(checkout_path(dc)).content.decode()
+    assert "In use" in html and 'id="pay-form"' not in html
+    assert "cannot be paid for right now. Nothing has been charged." in html
