@@ -92,11 +92,14 @@ def _cents(amount: Decimal) -> int:
 def price_session(session: ChargingSession, *, end=None) -> tariffs.Quote:
     """Price the session under the tariff the driver was sold (the snapshot), as it stands."""
     start = session.started_at or session.created_at
+    end = max(end or session.ended_at or timezone.now(), start)
+    elapsed_minutes = Decimal((end - start).total_seconds()) / 60
     usage = tariffs.Usage(
         start=start,
-        end=max(end or session.ended_at or timezone.now(), start),
+        end=end,
         kwh=Decimal(session.kwh),
-        parking_minutes=Decimal(session.parking_minutes),
+        # A CSMS may report parking to the second past our view of the end: never more than elapsed.
+        parking_minutes=min(Decimal(session.parking_minutes), elapsed_minutes),
     )
     return tariffs.quote(session.tariff_snapshot, usage, tz=session.time_zone)
 
@@ -302,7 +305,7 @@ def session_apply_update(update: SessionUpdate) -> None:
         if update.final:
             session.ended_at = update.ended_at or timezone.now()
             session.cdr = update.cdr
-        session.cost_incl_vat = price_session(session, end=session.ended_at).total_incl_vat
+        session.cost_incl_vat = price_session(session, end=session.ended_at or update.measured_at).total_incl_vat
         session.save()
         if update.final and session.status in (S.CHARGING, S.STOPPING):
             _set_session_status(session, S.FINISHED)

@@ -38,6 +38,13 @@ contradicts itself):
   of those 4-decimal amounts, clamped by min_price/max_price, then rounded to 2 decimals
   (ROUND_HALF_UP). A Price without ``incl_vat`` is converted with the session's effective VAT
   ratio. Component volumes are shown with 6 decimals (amounts use the exact volume).
+* Each restriction is checked on its own at the local moment: a 22:00-06:00 window with
+  day_of_week FRIDAY does not cover Saturday 02:00. start_time == end_time means all day.
+* Quote components are aggregated per (type, price, vat), ordered ENERGY, TIME, FLAT,
+  PARKING_TIME; zero-volume components are left out (FLAT always shows).
+* Parsing is strict where money is at stake (unknown dimension type, negative price/VAT, bad
+  step_size -> TariffError) and lenient elsewhere: numbers may be numeric strings, a missing
+  step_size means no rounding, unknown fields are ignored.
 * Tariff-level ``start_date_time``/``end_date_time``/``type`` are not checked: choosing the
   tariff that applies is the caller's job.
 """
@@ -116,9 +123,11 @@ class Usage:
             object.__setattr__(self, name, value)
         duration = self.end.astimezone(timezone.utc) - self.start.astimezone(timezone.utc)
         if duration < timedelta(0):
-            raise ValueError(f"end ({self.end.isoformat()}) is before start ({self.start.isoformat()})")
+            raise ValueError(
+                f"end ({self.end.isoformat()}) is before start ({self.start.isoformat()})")
         if self.parking_minutes * 60 > _seconds(duration):
-            raise ValueError(f"parking_minutes ({self.parking_minutes}) exceeds the session duration")
+            raise ValueError(
+                f"parking_minutes ({self.parking_minutes}) exceeds the session duration")
 
 
 @dataclass(frozen=True)
@@ -271,7 +280,8 @@ def _parse_restrictions(raw, where: str) -> _Restrictions:
     days = raw.get("day_of_week")
     if days is not None:
         if not isinstance(days, list) or any(d not in _DAYS for d in days):
-            raise TariffError(f"{where}.day_of_week must be a list of {'/'.join(_DAYS)}, got {days!r}")
+            raise TariffError(
+                f"{where}.day_of_week must be a list of {'/'.join(_DAYS)}, got {days!r}")
         days = frozenset(_DAYS.index(d) for d in days)
     reservation = raw.get("reservation")
     if reservation is not None and reservation not in _RESERVATION:
@@ -347,7 +357,7 @@ class _Segment:
 
 
 def _calendar_breaks(start: datetime, end: datetime, zone: tzinfo, elements) -> list[datetime]:
-    """UTC instants in (start, end) where a start/end_time, a local day or the UTC offset changes."""
+    """UTC instants in (start, end) where a start/end_time, the local day or the offset changes."""
     clocks = {time(0, 0)}
     for el in elements:
         clocks |= {t for t in (el.restrictions.start_time, el.restrictions.end_time) if t}
@@ -496,7 +506,10 @@ def quote(tariff: dict, usage: Usage, tz: str | None = None) -> Quote:
 
         if flat is None:
             flat = pick(FLAT)
-        volumes = {ENERGY: seg.kwh, TIME: seg.seconds} if seg.charging else {PARKING_TIME: seg.seconds}
+        if seg.charging:
+            volumes = {ENERGY: seg.kwh, TIME: seg.seconds}
+        else:
+            volumes = {PARKING_TIME: seg.seconds}
         for dimension, volume in volumes.items():
             component = pick(dimension)
             if component is not None and volume > 0:
@@ -506,7 +519,8 @@ def quote(tariff: dict, usage: Usage, tz: str | None = None) -> Quote:
     lines: dict[tuple, list] = {}
     for dimension, parts in used.items():
         for component, volume in parts:
-            lines.setdefault((dimension, component.price, component.vat), [component, _ZERO])[1] += volume
+            key = (dimension, component.price, component.vat)
+            lines.setdefault(key, [component, _ZERO])[1] += volume
         if parts:  # step_size of the LAST component used for this dimension rounds the total
             last = parts[-1][0]
             extra = _step_extra(dimension, sum(v for _, v in parts), last.step_size)
@@ -515,7 +529,8 @@ def quote(tariff: dict, usage: Usage, tz: str | None = None) -> Quote:
         lines[(FLAT, flat.price, flat.vat)] = [flat, Decimal(1)]
 
     components = []
-    for (dimension, _, _), (component, volume) in sorted(lines.items(), key=lambda kv: _ORDER[kv[0][0]]):
+    for (dimension, _, _), (component, volume) in sorted(lines.items(),
+                                                         key=lambda kv: _ORDER[kv[0][0]]):
         if dimension in (TIME, PARKING_TIME):
             volume = volume / _SECONDS_PER_HOUR
         excl, incl = _money(component, volume)
@@ -549,6 +564,7 @@ def _duration_text(seconds: Decimal) -> str:
 
 def _range_text(minimum, maximum, unit: str, *, low: str, high: str) -> str:
     """'from 1 to 2 kWh', '<low> 1 kWh' or '<high> 2 kWh' for a [minimum, maximum) restriction."""
+    minimum = minimum or None  # a minimum of 0 restricts nothing
     if minimum is not None and maximum is not None:
         return f"from {_fmt(minimum)} to {_fmt(maximum)} {unit}"
     if minimum is not None:
@@ -580,10 +596,11 @@ def _restrictions_text(r: _Restrictions) -> str:
         parts.append(f"from {r.start_date.isoformat()}")
     if r.end_date:
         parts.append(f"before {r.end_date.isoformat()}")
-    if r.min_duration is not None and r.max_duration is not None:
-        parts.append(f"from {_duration_text(r.min_duration)} to {_duration_text(r.max_duration)}")
-    elif r.min_duration is not None:
-        parts.append(f"after {_duration_text(r.min_duration)}")
+    min_duration = r.min_duration or None  # a minimum of 0 restricts nothing
+    if min_duration is not None and r.max_duration is not None:
+        parts.append(f"from {_duration_text(min_duration)} to {_duration_text(r.max_duration)}")
+    elif min_duration is not None:
+        parts.append(f"after {_duration_text(min_duration)}")
     elif r.max_duration is not None:
         parts.append(f"first {_duration_text(r.max_duration)}")
     parts.append(_range_text(r.min_kwh, r.max_kwh, "kWh", low="after", high="first"))
@@ -608,7 +625,9 @@ def price_lines(tariff: dict) -> list[dict]:
                 continue
             seen.add(key)
             incl = c.price * (_HUNDRED + (c.vat or _ZERO)) / _HUNDRED
-            per_minute = (incl / 60).quantize(_Q6, ROUND_HALF_UP) if c.type in (TIME, PARKING_TIME) else None
+            per_minute = None
+            if c.type in (TIME, PARKING_TIME):
+                per_minute = (incl / 60).quantize(_Q6, ROUND_HALF_UP)
             lines.append({
                 "type": c.type,
                 "price_excl_vat": c.price,

@@ -60,6 +60,7 @@ class SessionUpdate:
     kwh: Decimal = Decimal(0)
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    measured_at: datetime | None = None  # when the CSMS read these figures (its clock)
     parking_minutes: Decimal = Decimal(0)
     csms_session_id: str = ""
     final: bool = False  # True for the final record (CDR): nothing follows it

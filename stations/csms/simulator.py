@@ -93,7 +93,7 @@ def _advance(pk: int, now) -> SessionUpdate | None:
             csms_session_id=f"SIM-{sim.pk}",
         )
         if not final:
-            return SessionUpdate(status=SessionStatus.ACTIVE, ended_at=None, **common)
+            return SessionUpdate(status=SessionStatus.ACTIVE, measured_at=sim_end, **common)
         tariff = sim.connector.tariff
         usage = tariffs.Usage(
             start=sim.started_at, end=sim_end, kwh=sim.kwh, parking_minutes=parking_minutes,
@@ -108,4 +108,6 @@ def _advance(pk: int, now) -> SessionUpdate | None:
             "total_cost": {"excl_vat": str(priced.total_excl_vat), "incl_vat": str(priced.total_incl_vat)},
             "currency": priced.currency,
         }
-        return SessionUpdate(status=SessionStatus.COMPLETED, ended_at=sim_end, final=True, cdr=cdr, **common)
+        return SessionUpdate(
+            status=SessionStatus.COMPLETED, ended_at=sim_end, measured_at=sim_end, final=True, cdr=cdr, **common
+        )
