@@ -22,7 +22,7 @@ from stations.csms import get_adapter
 from stations.csms.base import CsmsError, Limits, SessionStatus as CsmsStatus, SessionUpdate, StartStatus
 from stations.models import Connector, Evse
 
-from . import payments
+from . import payments, tasks
 from .models import ChargingSession, Payment, PaymentEvent, StripeEvent
 from .states import (
     PAYMENT_TRANSITIONS,
@@ -143,8 +143,6 @@ def payment_authorize(*, session_id: int, payment_method_id: str) -> Payment:
     A second call for the same session (a double-tapped Pay button) waits on the lock and then
     returns the payment as the first call left it: one PaymentIntent per session.
     """
-    from . import tasks
-
     with transaction.atomic():
         session = _locked_session(pk=session_id)
         payment = _locked_payment(session=session)
@@ -167,25 +165,23 @@ def payment_authorize(*, session_id: int, payment_method_id: str) -> Payment:
         payment.client_secret = state.client_secret
         _set_session_status(session, S.AUTHORIZING)
         _event(session, "stripe_intent_created", stripe_id=state.id, amount=state.amount, message=state.status)
-        _apply_intent(session, payment, state, tasks)
+        _apply_intent(session, payment, state)
     return payment
 
 
 def payment_refresh(*, session_id: int) -> Payment:
     """After the browser finished 3-D Secure: ask Stripe (the truth) where the payment stands."""
-    from . import tasks
-
     with transaction.atomic():
         session = _locked_session(pk=session_id)
         payment = _locked_payment(session=session)
         if payment.status not in (P.PENDING, P.REQUIRES_ACTION) or not payment.stripe_payment_intent_id:
             return payment
         state = payments.retrieve(payment.stripe_payment_intent_id)
-        _apply_intent(session, payment, state, tasks)
+        _apply_intent(session, payment, state)
     return payment
 
 
-def _apply_intent(session: ChargingSession, payment: Payment, state: payments.IntentState, tasks) -> None:
+def _apply_intent(session: ChargingSession, payment: Payment, state: payments.IntentState) -> None:
     payment.card_brand = state.card_brand or payment.card_brand
     payment.card_last4 = state.card_last4 or payment.card_last4
     payment.wallet = state.wallet or payment.wallet
@@ -214,8 +210,6 @@ def _apply_intent(session: ChargingSession, payment: Payment, state: payments.In
 
 def session_request_start(*, session_id: int) -> None:
     """Ask the CSMS to start charging. Transient CSMS errors propagate so the task retries."""
-    from . import tasks
-
     with transaction.atomic():
         session = _locked_session(pk=session_id)
         if session is None or session.status != S.AUTHORIZED:
@@ -251,8 +245,6 @@ def session_check_start_timeout(*, session_id: int) -> None:
 
 def session_fail(*, session_id: int, reason: str) -> None:
     """The session will not charge: mark it failed and release the hold."""
-    from . import tasks
-
     with transaction.atomic():
         session = _locked_session(pk=session_id)
         if session.status in (S.FAILED, S.FINISHED, S.CHARGING, S.STOPPING):
@@ -265,8 +257,6 @@ def session_fail(*, session_id: int, reason: str) -> None:
 
 def session_request_stop(*, session_id: int) -> None:
     """The driver pressed Stop (or the spending cap was reached)."""
-    from . import tasks
-
     with transaction.atomic():
         session = _locked_session(pk=session_id)
         if session.status != S.CHARGING:
@@ -281,8 +271,6 @@ def csms_stop(*, reference: str) -> None:
 
 def session_apply_update(update: SessionUpdate) -> None:
     """What the CSMS reports: progress, and the final record that lets us capture."""
-    from . import tasks
-
     with transaction.atomic():
         session = _locked_session(csms_reference=update.reference)
         if session is None:
@@ -328,8 +316,6 @@ def payment_cancel(*, payment_id: int, reason: str) -> None:
 
 def payment_capture(*, payment_id: int) -> None:
     """Charge the final cost under the snapshot tariff, never above the hold; release the rest."""
-    from . import tasks
-
     with transaction.atomic():
         payment = _locked_payment(pk=payment_id)
         session = payment.session
