@@ -256,13 +256,24 @@ def session_fail(*, session_id: int, reason: str) -> None:
 
 
 def session_request_stop(*, session_id: int) -> None:
-    """The driver pressed Stop (or the spending cap was reached)."""
+    """The driver pressed Stop."""
     with transaction.atomic():
         session = _locked_session(pk=session_id)
-        if session.status != S.CHARGING:
-            return
-        _set_session_status(session, S.STOPPING, stop_requested_at=timezone.now())
-        _queue(tasks.csms_stop, session.csms_reference)
+        if session.status == S.CHARGING:
+            _stop(session, why="driver pressed Stop")
+
+
+def _stop(session: ChargingSession, *, why: str) -> None:
+    _set_session_status(session, S.STOPPING, stop_requested_at=timezone.now())
+    _event(session, "stop_requested", message=why)
+    _queue(tasks.csms_stop, session.csms_reference)
+
+
+def _near_cap(session: ChargingSession) -> bool:
+    """The hold is a spending cap: stop once the running cost is within a margin of it."""
+    hold = session.payment.amount_held
+    margin = max(hold * settings.SPENDING_CAP_MARGIN_PERCENT // 100, settings.SPENDING_CAP_MARGIN_MIN)
+    return _cents(Decimal(session.cost_incl_vat)) >= hold - margin
 
 
 def csms_stop(*, reference: str) -> None:
@@ -295,6 +306,8 @@ def session_apply_update(update: SessionUpdate) -> None:
             session.cdr = update.cdr
         session.cost_incl_vat = price_session(session, end=session.ended_at or update.measured_at).total_incl_vat
         session.save()
+        if not update.final and session.status == S.CHARGING and _near_cap(session):
+            _stop(session, why=f"spending cap: {session.cost_incl_vat} of {session.payment.amount_held / 100:.2f}")
         if update.final and session.status in (S.CHARGING, S.STOPPING):
             _set_session_status(session, S.FINISHED)
             _queue(tasks.payment_capture, session.payment.pk)

@@ -137,6 +137,10 @@ CSMS_START_TIMEOUT_SECONDS = env.int("CSMS_START_TIMEOUT_SECONDS", default=60)
 # A checkout not paid for by then (page closed, 3-D Secure abandoned) is failed and its hold released,
 # so the EVSE is free for the next driver.
 CHECKOUT_ABANDON_MINUTES = env.int("CHECKOUT_ABANDON_MINUTES", default=15)
+# The hold is a spending cap: charging is stopped once the running cost comes within this margin
+# of it (the larger of a percentage and a minimum, in minor units), leaving room for the last reading.
+SPENDING_CAP_MARGIN_PERCENT = env.int("SPENDING_CAP_MARGIN_PERCENT", default=5)
+SPENDING_CAP_MARGIN_MIN = env.int("SPENDING_CAP_MARGIN_MIN", default=100)
 # The simulator runs time this many times faster than the clock (demo: a minute per second).
 SIMULATOR_SPEEDUP = env.float("SIMULATOR_SPEEDUP", default=60.0)
 SIMULATOR_TICK_SECONDS = env.float("SIMULATOR_TICK_SECONDS", default=2.0)

@@ -236,3 +236,18 @@ def test_abandoned_checkout_is_failed_and_its_hold_released(connector, pay, stri
     assert session.payment.status == P.CANCELED
     assert stripe.intent(session.payment.stripe_payment_intent_id)["status"] == "canceled"
     assert pay(connector).payment.status == P.AUTHORIZED  # the EVSE is free again
+
+
+def test_spending_cap_stops_charging_before_the_hold_is_reached(connector, pay, tick, stripe):
+    session = pay(connector, hold=2000)
+    sim = SimulatedSession.objects.get(reference=session.csms_reference)
+    tick(sim.accept_at)
+    # 0.605 EUR/kWh at 22 kW: 30 kWh (81 min 49 s) cost 18.15, below 20.00 - 1.00 margin; 32 kWh cost 19.36.
+    tick(sim.accept_at + timedelta(hours=30 / 22))
+    session.refresh_from_db()
+    assert session.status == S.CHARGING
+    tick(sim.accept_at + timedelta(hours=32 / 22))
+    session.refresh_from_db()
+    assert session.status == S.STOPPING
+    assert "spending cap" in session.events.get(kind="stop_requested").message
+    assert SimulatedSession.objects.get(pk=sim.pk).stop_requested_at is not None
