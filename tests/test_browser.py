@@ -1,0 +1,285 @@
+"""A driver's phone, end to end: Chromium on the checkout page against the whole product.
+
+The stack (tests/stack.py) runs gunicorn, a Celery worker and beat on Redis, PostgreSQL, localstripe
+and the simulated CSMS as separate processes. The tests run in order on one stack: the 3-D Secure
+and declined-card tests use E0001 after the happy path has finished with it.
+
+Screenshots for a person to look at are saved under test-artifacts/ (gitignored).
+"""
+
+import io
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from pypdf import PdfReader
+
+from tests.stack import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, EXTRA_LOGS, poll, require_stack, stack_fixture_body
+
+pytestmark = [pytest.mark.browser, pytest.mark.stack]
+
+AC = "NL*DPY*E0001*1"  # 22 kW AC, 0.45 EUR/kWh + 21% VAT
+DC = "NL*DPY*E0002*1"  # 150 kW DC
+VISA = "4242424242424242"
+VISA_3DS = "4000002500003155"
+DECLINED = "4000000000000341"
+
+PAY = re.compile("^Pay")
+# Starting goes web -> Redis -> worker -> simulated charger -> beat's next tick -> status page poll.
+SLOW = 30_000
+
+
+@pytest.fixture(scope="module")
+def stack(request):
+    require_stack(browser=True)
+    yield from stack_fixture_body(request)
+
+
+@pytest.fixture(scope="module")
+def browser(stack):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A phone: small viewport, touch, mobile user agent behaviour."""
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True,
+        locale="en-GB", accept_downloads=True,
+    )
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(f"[{message.type}] {message.text}"))
+    page.on("pageerror", lambda error: console.append(f"[pageerror] {error}"))
+    page.on("framenavigated", lambda frame: frame == page.main_frame and console.append(f"[navigated] {frame.url}"))
+    request.node.stash[EXTRA_LOGS] = {"browser console": console}
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def artifacts():
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def figure(page, name):
+    """The value of one of the status page's figures (Energy, Cost so far, Charged, Released...)."""
+    return page.locator(".figures > div").filter(has=page.locator("dt", has_text=re.compile(f"^{name}$"))).locator("dd")
+
+
+def open_checkout(page, stack, evse_id):
+    response = page.goto(stack.checkout_url(evse_id))
+    assert response.status == 200, response.status
+    pay_button = page.get_by_role("button", name=PAY)
+    # Enabled once localstripe's card element is mounted.
+    expect(pay_button).to_be_enabled()
+    return pay_button
+
+
+def fill_card(page, number):
+    """localstripe's card element: five plain inputs named by their placeholders."""
+    card = page.locator("#card-element")
+    card.get_by_placeholder("number", exact=True).fill(number)
+    card.get_by_placeholder("exp_month", exact=True).fill("12")
+    card.get_by_placeholder("exp_year", exact=True).fill("34")
+    card.get_by_placeholder("cvc", exact=True).fill("123")
+    card.get_by_placeholder("postal_code", exact=True).fill("1012")
+
+
+def assert_evse_free(stack, evse_id):
+    row = stack.latest_session(evse_id)
+    assert row is None or row["status"] in ("finished", "failed"), (
+        f"{evse_id} is still busy with session {row['session_id']} ({row['status']}): an earlier test left it"
+    )
+
+
+def stop_and_wait_for_receipt(page):
+    page.get_by_role("button", name="Stop charging").click()
+    expect(page.get_by_role("status")).to_have_text("Finished", timeout=SLOW)
+    receipt_link = page.get_by_role("link", name=re.compile("Receipt"))
+    expect(receipt_link).to_be_visible(timeout=SLOW)
+    return receipt_link
+
+
+def test_pay_charge_stop_and_download_the_receipt(stack, page):
+    assert_evse_free(stack, AC)
+    pay_button = open_checkout(page, stack, AC)
+
+    # Everything AFIR asks for is on the page before paying: which charger, the price, the hold.
+    expect(page.locator(".evse-id")).to_have_text(AC)
+    expect(page.get_by_text("Central Station Garage")).to_be_visible()
+    # 0.45 EUR/kWh + 21% VAT = 0.5445, shown with 2 or more decimals.
+    expect(page.get_by_role("row", name=re.compile("per kWh"))).to_contain_text(re.compile(r"0\.54(45)? EUR"))
+    expect(page.get_by_role("radio")).to_have_count(3)
+    for amount in ("20.00 EUR", "35.00 EUR", "50.00 EUR"):
+        expect(page.get_by_label(amount)).to_be_visible()
+    expect(page.get_by_label("35.00 EUR")).to_be_checked()
+    expect(pay_button).to_have_text("Pay 35.00 EUR")
+    page.get_by_label("20.00 EUR").check()
+    expect(pay_button).to_have_text("Pay 20.00 EUR")
+
+    page.get_by_label("E-mail for the receipt").fill("driver@example.com")
+    fill_card(page, VISA)
+    page.screenshot(path=str(ARTIFACTS / "browser-1-checkout.png"), full_page=True)
+    pay_button.click()
+
+    page.wait_for_url(re.compile(r"/s/[0-9a-f-]{36}/$"))
+    state = page.get_by_role("status")
+    expect(state).to_have_text("Charging", timeout=SLOW)
+    session = stack.latest_session(AC)
+    assert session["payment_status"] == "authorized" and session["amount_held"] == 2000
+    assert session["card_last4"] == "4242"
+    intent = stack.localstripe.intent(session["stripe_payment_intent_id"])
+    assert (intent["status"], intent["amount"], intent["capture_method"]) == ("requires_capture", 2000, "manual")
+
+    # Let it charge: the page's figures move (the simulator delivers 22 kW, 60x faster than the clock).
+    expect(page.locator("#kwh")).not_to_have_text("0.00", timeout=SLOW)
+    # ...until about a kWh has been delivered (22 kW at 60x: some 3 seconds).
+    page.wait_for_function("parseFloat(document.getElementById('kwh').textContent) >= 1", timeout=SLOW)
+    expect(page.locator("#cost")).not_to_have_text("0.00", timeout=SLOW)
+    page.screenshot(path=str(ARTIFACTS / "browser-2-charging.png"), full_page=True)
+
+    receipt_link = stop_and_wait_for_receipt(page)
+    page.screenshot(path=str(ARTIFACTS / "browser-3-finished.png"), full_page=True)
+
+    session = stack.latest_session(AC)
+    assert session["status"] == "finished" and session["payment_status"] == "captured"
+    number, total, held = session["receipt_number"], session["receipt_total"], session["amount_held"]
+    assert re.fullmatch(r"DPY-\d{4}-\d{6}", number), number
+    assert 0 < total == session["amount_captured"] <= held
+    # The total charged is the final cost the session was priced at.
+    assert Decimal(total) / 100 == session["cost_incl_vat"]
+    expect(figure(page, "Held on your card")).to_have_text(f"{Decimal(held) / 100:.2f} EUR")
+    expect(figure(page, "Charged")).to_have_text(f"{Decimal(total) / 100:.2f} EUR")
+    expect(figure(page, "Released")).to_have_text(f"{Decimal(held - total) / 100:.2f} EUR")
+
+    with page.expect_download() as download_info:
+        receipt_link.click()
+    download = download_info.value
+    assert download.suggested_filename == f"{number}.pdf"
+    pdf = Path(download.path()).read_bytes()
+    (ARTIFACTS / "browser-receipt.pdf").write_bytes(pdf)
+    assert pdf.startswith(b"%PDF")
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+    assert number in text
+    assert f"{Decimal(total) / 100:,.2f} EUR" in text
+    assert AC in text
+
+    # What the card was really charged: localstripe captures part and releases the rest as a refund.
+    intent = stack.localstripe.intent(session["stripe_payment_intent_id"])
+    assert intent["status"] == "succeeded"
+    charge = intent["latest_charge"]
+    if isinstance(charge, str):
+        charge = stack.localstripe.charge(charge)
+    assert charge["captured"] is True
+    net = charge["amount"] - charge["amount_refunded"]
+    assert net == total <= held
+
+    # localstripe's webhook for the capture reached the web app and a worker processed it.
+    poll(lambda: stack.query(
+        "SELECT 1 FROM checkout_stripeevent WHERE type = 'payment_intent.succeeded' AND processed_at IS NOT NULL"
+        " AND payload->'data'->'object'->>'id' = %s", (intent["id"],)), timeout=30,
+        what="the payment_intent.succeeded webhook to be processed")
+
+    # The receipt was e-mailed (receipts queue, Django's file e-mail backend).
+    mail = poll(lambda: next((m for m in stack.mails() if number in m), None), timeout=30,
+                what=f"an e-mail with receipt {number}")
+    assert "To: driver@example.com" in mail
+    assert f'filename="{number}.pdf"' in mail
+
+
+def test_rejected_start_releases_the_hold(stack, page):
+    assert_evse_free(stack, DC)
+    stack.set_sim_behaviour(DC, "reject")
+    try:
+        pay_button = open_checkout(page, stack, DC)
+        fill_card(page, VISA)
+        pay_button.click()
+        page.wait_for_url(re.compile(r"/s/[0-9a-f-]{36}/$"))
+        expect(page.get_by_role("status")).to_have_text("Not started", timeout=SLOW)
+        expect(page.get_by_text(re.compile(r"nothing charged, your hold of 35\.00 EUR was released"))).to_be_visible(
+            timeout=SLOW
+        )
+        expect(page.get_by_text("The charger refused to start.")).to_be_visible()
+        expect(page.get_by_role("button", name="Stop charging")).to_have_count(0)
+        page.screenshot(path=str(ARTIFACTS / "browser-4-not-started.png"), full_page=True)
+    finally:
+        stack.set_sim_behaviour(DC, "accept")
+
+    session = stack.latest_session(DC)
+    assert (session["status"], session["payment_status"]) == ("failed", "canceled")
+    assert session["receipt_number"] is None
+    intent = stack.localstripe.intent(session["stripe_payment_intent_id"])
+    assert intent["status"] == "canceled"
+
+
+def test_three_d_secure(stack, page):
+    assert_evse_free(stack, AC)
+    pay_button = open_checkout(page, stack, AC)
+    fill_card(page, VISA_3DS)
+    pay_button.click()
+
+    # localstripe's stand-in for the bank's 3-D Secure page.
+    complete = page.get_by_role("button", name="Complete authentication")
+    expect(complete).to_be_visible()
+    expect(page.get_by_role("button", name="Fail authentication")).to_be_visible()
+    session = stack.latest_session(AC)
+    assert session["payment_status"] == "requires_action"
+    page.screenshot(path=str(ARTIFACTS / "browser-5-3ds.png"), full_page=True)
+    complete.click()
+
+    page.wait_for_url(re.compile(r"/s/[0-9a-f-]{36}/$"))
+    expect(page.get_by_role("status")).to_have_text("Charging", timeout=SLOW)
+    session = stack.latest_session(AC)
+    assert session["payment_status"] == "authorized" and session["card_last4"] == "3155"
+    assert stack.localstripe.intent(session["stripe_payment_intent_id"])["status"] == "requires_capture"
+
+    # Stop, so that the EVSE is free for the next test, and see the money settle.
+    stop_and_wait_for_receipt(page)
+    session = stack.latest_session(AC)
+    assert session["payment_status"] == "captured" and 0 < session["receipt_total"] <= session["amount_held"]
+
+
+def test_declined_card_holds_nothing(stack, page):
+    assert_evse_free(stack, AC)
+    before = stack.latest_session(AC)
+    checkout_url = stack.checkout_url(AC)
+    pay_button = open_checkout(page, stack, AC)
+    fill_card(page, DECLINED)
+    pay_button.click()
+
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text("declined")
+    expect(alert).to_contain_text("Nothing has been charged")
+    expect(pay_button).to_be_enabled()  # the driver may try another card
+    assert page.url == checkout_url
+    page.screenshot(path=str(ARTIFACTS / "browser-6-declined.png"), full_page=True)
+
+    session = stack.latest_session(AC)
+    assert before is None or session["session_id"] != before["session_id"]
+    assert (session["status"], session["payment_status"]) == ("failed", "failed")
+    assert session["stripe_payment_intent_id"] is None
+    # localstripe kept the declined attempt; nothing is held on it.
+    attempts = [pi for pi in stack.payment_intents() if pi["metadata"].get("session") == str(session["public_id"])]
+    assert [pi["status"] for pi in attempts] == ["requires_payment_method"]
+
+
+def test_altered_code_is_not_valid(stack, page):
+    url = stack.checkout_url(AC)
+    last = url[-1]
+    altered = url[:-1] + ("a" if last != "a" else "b")
+    response = page.goto(altered)
+    assert response.status == 404
+    expect(page.get_by_role("heading", level=1)).to_contain_text("not valid")
+    expect(page.get_by_text("nothing has been charged")).to_be_visible()
+    expect(page.get_by_role("button", name=PAY)).to_have_count(0)
+    expect(page.locator("#card-element")).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "browser-7-invalid-code.png"), full_page=True)

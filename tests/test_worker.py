@@ -1,0 +1,183 @@
+"""The purchase over plain HTTP against the whole product: a real Celery worker on Redis and PostgreSQL.
+
+No browser: the test does what checkout.js does (GET the page for the CSRF cookie, POST .../pay with
+a localstripe card id, poll status.json, POST stop) and checks that the worker process, not the web
+process, started the charge, captured the money, issued the receipt and e-mailed it.
+"""
+
+import re
+import threading
+from decimal import Decimal
+
+import pytest
+import requests
+
+from tests.stack import poll, require_stack, stack_fixture_body
+
+pytestmark = [pytest.mark.stack]
+
+AC = "NL*DPY*E0001*1"
+DC = "NL*DPY*E0002*1"
+VISA = "4242424242424242"
+
+
+@pytest.fixture(scope="module")
+def stack(request):
+    require_stack()
+    yield from stack_fixture_body(request)
+
+
+class Driver:
+    """One phone's worth of HTTP: a cookie jar and the checkout page's form fields."""
+
+    def __init__(self, stack, evse_id):
+        self.stack = stack
+        self.http = requests.Session()
+        self.checkout_url = stack.checkout_url(evse_id)
+        page = self.http.get(self.checkout_url, timeout=10)
+        assert page.status_code == 200, page.status_code
+        self.csrf = self.http.cookies["csrftoken"]
+        self.connector = re.search(r'name="connector" value="(\d+)"', page.text)[1]
+        self.holds = [int(v) for v in re.findall(r'name="hold_amount" value="(\d+)"', page.text)]
+        self.status_url = None
+
+    def pay(self, card=VISA, hold=None, email="", payment_method=None):
+        response = self.http.post(self.checkout_url + "/pay", data={
+            "csrfmiddlewaretoken": self.csrf, "connector": self.connector,
+            "hold_amount": str(hold or self.holds[0]), "email": email,
+            "payment_method": payment_method or self.stack.localstripe.card_token(card),
+        }, headers={"X-CSRFToken": self.csrf}, timeout=60)
+        answer = response.json()
+        if answer.get("ok"):
+            self.status_url = self.stack.url(answer["status_url"])
+        return response.status_code, answer
+
+    def status(self):
+        response = self.http.get(self.status_url + "status.json", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_for(self, predicate, *, timeout=30, what="status"):
+        def check():
+            status = self.status()
+            return status if predicate(status) else None
+
+        return poll(check, timeout=timeout, interval=0.5, what=what)
+
+    def stop(self):
+        response = self.http.post(self.status_url + "stop", data={"csrfmiddlewaretoken": self.csrf},
+                                  headers={"X-CSRFToken": self.csrf}, allow_redirects=False, timeout=10)
+        assert response.status_code == 302, response.status_code
+
+
+def sessions_of(stack, evse_id):
+    return stack.query("SELECT s.id, p.stripe_payment_intent_id FROM checkout_chargingsession s"
+                       " JOIN stations_evse e ON e.id = s.evse_id JOIN checkout_payment p ON p.session_id = s.id"
+                       " WHERE e.evse_id = %s ORDER BY s.id", (evse_id,))
+
+
+def session_transitions(stack, session_id):
+    rows = stack.query("SELECT to_status FROM checkout_paymentevent WHERE session_id = %s AND kind = 'session_status'"
+                       " ORDER BY created_at, id", (session_id,))
+    return [row["to_status"] for row in rows]
+
+
+def worker_ran(stack, task):
+    log = (stack.log_dir / "worker.log").read_text(errors="replace")
+    return re.search(rf"Task {re.escape(task)}\[[0-9a-f-]+\] succeeded", log) is not None
+
+
+def test_worker_starts_captures_and_issues_the_receipt(stack):
+    driver = Driver(stack, AC)
+    assert driver.holds == [2000, 3500, 5000]
+    code, answer = driver.pay(hold=2000, email="fleet@example.com")
+    assert (code, answer["ok"], answer["next"]) == (200, True, "status")
+
+    driver.wait_for(lambda s: s["status"] == "charging", what="charging")
+    charging = driver.wait_for(lambda s: Decimal(s["kwh"]) >= 1, what="a kWh delivered")
+    assert Decimal(charging["cost"]) > 0 and charging["payment_status"] == "authorized"
+    driver.stop()
+
+    final = driver.wait_for(lambda s: s["receipt"], timeout=60, what="the receipt")
+    assert (final["status"], final["payment_status"], final["settled"]) == ("finished", "captured", True)
+    assert Decimal(final["kwh"]) >= Decimal(charging["kwh"])
+
+    session = stack.latest_session(AC)
+    total = session["receipt_total"]
+    assert 0 < total == session["amount_captured"] <= session["amount_held"] == 2000
+    assert Decimal(final["cost"]) == Decimal(total) / 100
+    assert session_transitions(stack, session["session_id"]) == [
+        "authorizing", "authorized", "starting", "charging", "stopping", "finished",
+    ]
+
+    pdf = driver.http.get(driver.status_url + "receipt.pdf", timeout=10)
+    assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+
+    intent = stack.localstripe.intent(session["stripe_payment_intent_id"])
+    charge = intent["latest_charge"]
+    if isinstance(charge, str):
+        charge = stack.localstripe.charge(charge)
+    assert intent["status"] == "succeeded" and charge["captured"] is True
+    assert charge["amount"] - charge["amount_refunded"] == total
+
+    mail = poll(lambda: next((m for m in stack.mails() if session["receipt_number"] in m), None), timeout=60,
+                what="the receipt e-mail")
+    assert "To: fleet@example.com" in mail
+
+    # The web process only queued: the worker process did the work, through Redis.
+    for task in ("checkout.tasks.session_start", "checkout.tasks.csms_stop", "checkout.tasks.payment_capture",
+                 "checkout.tasks.receipt_issue", "checkout.tasks.receipt_email", "stations.tasks.simulator_tick"):
+        assert worker_ran(stack, task), f"the worker log shows no successful {task}"
+
+
+def test_charger_that_never_answers_gets_the_hold_released(stack):
+    stack.set_sim_behaviour(DC, "timeout")
+    try:
+        driver = Driver(stack, DC)
+        code, answer = driver.pay()
+        assert (code, answer["ok"]) == (200, True)
+        starting = driver.wait_for(lambda s: s["status"] == "starting", what="starting")
+        assert starting["payment_status"] == "authorized"
+        # CSMS_START_TIMEOUT_SECONDS later (a countdown task on Redis, or beat's sweep) the hold goes back.
+        final = driver.wait_for(lambda s: s["settled"], timeout=stack.start_timeout_seconds + 30,
+                                what="the start timeout")
+    finally:
+        stack.set_sim_behaviour(DC, "accept")
+    assert (final["status"], final["payment_status"], final["receipt"]) == ("failed", "canceled", False)
+    session = stack.latest_session(DC)
+    assert session["failure_reason"] == "The charger did not respond."
+    assert stack.localstripe.intent(session["stripe_payment_intent_id"])["status"] == "canceled"
+
+
+def test_two_drivers_paying_at_once_get_one_session(stack):
+    """Two phones press Pay for the same free EVSE at the same moment (gunicorn runs them in parallel)."""
+    stack.set_sim_behaviour(DC, "reject")  # whoever wins is released at once, leaving the EVSE free
+    try:
+        before = {row["id"] for row in sessions_of(stack, DC)}
+        drivers = [Driver(stack, DC), Driver(stack, DC)]
+        cards = [stack.localstripe.card_token(VISA) for _ in drivers]
+        results = [None, None]
+        barrier = threading.Barrier(2)
+
+        def pay(i):
+            barrier.wait()
+            results[i] = drivers[i].pay(payment_method=cards[i])
+
+        threads = [threading.Thread(target=pay, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        codes = sorted(code for code, _ in results)
+        assert codes == [200, 409], results
+        loser = next(answer for code, answer in results if code == 409)
+        assert "Nothing has been charged" in loser["message"] and loser["held"] is False
+        winner = next(d for d, (code, _) in zip(drivers, results) if code == 200)
+        final = winner.wait_for(lambda s: s["settled"], what="the rejected start to release the hold")
+    finally:
+        stack.set_sim_behaviour(DC, "accept")
+    assert (final["status"], final["payment_status"]) == ("failed", "canceled")
+    sessions = [row for row in sessions_of(stack, DC) if row["id"] not in before]
+    assert len(sessions) == 1, sessions
+    assert stack.localstripe.intent(sessions[0]["stripe_payment_intent_id"])["status"] == "canceled"
