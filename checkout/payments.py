@@ -22,6 +22,10 @@ DEFAULT_AUTH_VALIDITY = timedelta(days=7)
 class PaymentDeclined(Exception):
     """The card or wallet was refused; the message is safe to show the driver."""
 
+    def __init__(self, message: str, *, intent_id: str = ""):
+        super().__init__(message)
+        self.intent_id = intent_id  # the declined PaymentIntent, where Stripe says which
+
 
 class PaymentGatewayError(Exception):
     """Stripe could not be reached or failed; nothing is known to have changed. May be retried."""
@@ -59,7 +63,8 @@ def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except stripe.CardError as exc:
-        raise PaymentDeclined(exc.user_message or "Your card was declined.") from exc
+        intent = getattr(exc.error, "payment_intent", None) or {}
+        raise PaymentDeclined(exc.user_message or "Your card was declined.", intent_id=intent.get("id", "")) from exc
     except stripe.StripeError as exc:
         raise PaymentGatewayError(str(exc) or exc.__class__.__name__) from exc
 

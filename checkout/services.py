@@ -158,6 +158,8 @@ def payment_authorize(*, session_id: int, payment_method_id: str) -> Payment:
                 return_url=f"{settings.PUBLIC_BASE_URL}{reverse('checkout:status', args=[session.public_id])}",
             )
         except payments.PaymentDeclined as exc:
+            # Keep the declined intent's id so its webhooks find this payment.
+            payment.stripe_payment_intent_id = exc.intent_id or None
             _set_session_status(session, S.FAILED, failure_reason=f"Payment declined: {exc}")
             _set_payment_status(payment, P.FAILED, message=str(exc), decline_message=str(exc))
             return payment

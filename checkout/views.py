@@ -10,6 +10,7 @@ from django.conf import settings
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import get_language
 from django.views.decorators.http import require_GET, require_POST
 
@@ -129,10 +130,18 @@ def confirm(request, public_id):
     return _payment_response(session, payment)
 
 
+def _duration(session) -> str:
+    if not session.started_at:
+        return "–"
+    minutes = max(0, int(((session.ended_at or timezone.now()) - session.started_at).total_seconds() // 60))
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
 def _status_context(session):
     payment = session.payment
     receipt = getattr(payment, "receipt", None)
     return {
+        "duration": _duration(session),
         "session": session,
         "payment": payment,
         "receipt": receipt,

@@ -170,6 +170,8 @@ def test_receipt_download(client, connector, stripe, django_capture_on_commit_ca
     page = client.get(f"/s/{session.public_id}/").content.decode()
     assert "Finished" in page and "Receipt" in page and "6.05 EUR" in page  # 10 kWh * 0.50 * 1.21
     assert "13.95 EUR" in page  # released: 20.00 - 6.05
+    assert "<dt>Cost</dt>" in page and "Cost so far" not in page
+    assert ">1 h 0 min</span>" in page  # the duration is shown without any script
     response = client.get(f"/s/{session.public_id}/receipt.pdf")
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
