@@ -22,10 +22,6 @@ DEFAULT_AUTH_VALIDITY = timedelta(days=7)
 class PaymentDeclined(Exception):
     """The card or wallet was refused; the message is safe to show the driver."""
 
-    def __init__(self, message: str, *, intent_id: str = ""):
-        super().__init__(message)
-        self.intent_id = intent_id  # the declined PaymentIntent, where Stripe says which
-
 
 class PaymentGatewayError(Exception):
     """Stripe could not be reached or failed; nothing is known to have changed. May be retried."""
@@ -59,12 +55,16 @@ def client() -> stripe.StripeClient:
     return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS)
 
 
-def _call(fn, *args, **kwargs):
+def _call(fn, *args, bad_card_on_404: bool = False, **kwargs):
     try:
         return fn(*args, **kwargs)
     except stripe.CardError as exc:
-        intent = getattr(exc.error, "payment_intent", None) or {}
-        raise PaymentDeclined(exc.user_message or "Your card was declined.", intent_id=intent.get("id", "")) from exc
+        raise PaymentDeclined(exc.user_message or "Your card was declined.") from exc
+    except stripe.InvalidRequestError as exc:
+        if exc.param == "payment_method" or (bad_card_on_404 and exc.http_status == 404):
+            # What the browser sent is not a usable card: the driver can fix that, we cannot.
+            raise PaymentDeclined("The card details could not be used. Please enter them again.") from exc
+        raise PaymentGatewayError(str(exc)) from exc
     except stripe.StripeError as exc:
         raise PaymentGatewayError(str(exc) or exc.__class__.__name__) from exc
 
@@ -94,11 +94,8 @@ def _state(obj) -> IntentState:
     )
 
 
-def create_and_confirm(
-    *, amount: int, currency: str, payment_method: str, metadata: dict, idempotency_key: str,
-    return_url: str,
-) -> IntentState:
-    """Create a PaymentIntent that only holds the amount, and confirm it at once (server-side)."""
+def create(*, amount: int, currency: str, payment_method: str, metadata: dict, idempotency_key: str) -> IntentState:
+    """Create a PaymentIntent that will only hold the amount. Nothing is held until confirm()."""
     pi = _call(
         client().v1.payment_intents.create,
         params={
@@ -106,11 +103,21 @@ def create_and_confirm(
             "currency": currency.lower(),
             "payment_method": payment_method,
             "capture_method": "manual",
-            "confirm": True,
             "metadata": metadata,
-            "payment_method_types": ["card"],
-            **({"return_url": return_url} if not settings.STRIPE_API_BASE else {}),
+            "payment_method_types": ["card"],  # cards, Apple Pay and Google Pay
         },
+        options={"idempotency_key": idempotency_key},
+        bad_card_on_404=True,  # the only thing create refers to that can be missing is the payment method
+    )
+    return _state(pi)
+
+
+def confirm(payment_intent_id: str, *, return_url: str, idempotency_key: str) -> IntentState:
+    """Ask the card issuer for the hold (server-side confirmation)."""
+    # localstripe takes no parameters here; Stripe wants to know where 3-D Secure returns to.
+    params = {} if settings.STRIPE_API_BASE else {"return_url": return_url}
+    pi = _call(
+        client().v1.payment_intents.confirm, payment_intent_id, params=params,
         options={"idempotency_key": idempotency_key},
     )
     return _state(pi)

@@ -140,8 +140,9 @@ def session_create(*, evse: Evse, connector: Connector, hold_amount: int, email:
 def payment_authorize(*, session_id: int, payment_method_id: str) -> Payment:
     """Hold the amount on the driver's card (server-side confirmation, manual capture).
 
-    A second call for the same session (a double-tapped Pay button) waits on the lock and then
-    returns the payment as the first call left it: one PaymentIntent per session.
+    Two steps, each committed: create the PaymentIntent and remember its id, then confirm it.
+    Whatever happens to the confirm call (a timeout, a crash), we know which intent to retrieve or
+    cancel, so no hold can be left behind unknown to us. A repeated call finds the work done.
     """
     with transaction.atomic():
         session = _locked_session(pk=session_id)
@@ -149,25 +150,41 @@ def payment_authorize(*, session_id: int, payment_method_id: str) -> Payment:
         if payment.status != P.PENDING or session.status != S.CREATED:
             return payment
         try:
-            state = payments.create_and_confirm(
+            state = payments.create(
                 amount=payment.amount_held,
                 currency=payment.currency,
                 payment_method=payment_method_id,
                 metadata={"session": str(session.public_id), "evse_id": session.evse.evse_id},
                 idempotency_key=f"payment-{payment.pk}-create",
-                return_url=f"{settings.PUBLIC_BASE_URL}{reverse('checkout:status', args=[session.public_id])}",
             )
         except payments.PaymentDeclined as exc:
-            # Keep the declined intent's id so its webhooks find this payment.
-            payment.stripe_payment_intent_id = exc.intent_id or None
-            _set_session_status(session, S.FAILED, failure_reason=f"Payment declined: {exc}")
-            _set_payment_status(payment, P.FAILED, message=str(exc), decline_message=str(exc))
-            return payment
+            return _declined(session, payment, exc)
         payment.stripe_payment_intent_id = state.id
         payment.client_secret = state.client_secret
+        payment.save()
         _set_session_status(session, S.AUTHORIZING)
         _event(session, "stripe_intent_created", stripe_id=state.id, amount=state.amount, message=state.status)
+
+    with transaction.atomic():
+        session = _locked_session(pk=session_id)
+        payment = _locked_payment(session=session)
+        if payment.status != P.PENDING:
+            return payment
+        try:
+            state = payments.confirm(
+                payment.stripe_payment_intent_id,
+                return_url=f"{settings.PUBLIC_BASE_URL}{reverse('checkout:status', args=[session.public_id])}",
+                idempotency_key=f"payment-{payment.pk}-confirm",
+            )
+        except payments.PaymentDeclined as exc:
+            return _declined(session, payment, exc)
         _apply_intent(session, payment, state)
+    return payment
+
+
+def _declined(session: ChargingSession, payment: Payment, exc: payments.PaymentDeclined) -> Payment:
+    _set_session_status(session, S.FAILED, failure_reason=f"Payment declined: {exc}")
+    _set_payment_status(payment, P.FAILED, message=str(exc), decline_message=str(exc))
     return payment
 
 
@@ -214,9 +231,12 @@ def session_request_start(*, session_id: int) -> None:
     """Ask the CSMS to start charging. Transient CSMS errors propagate so the task retries."""
     with transaction.atomic():
         session = _locked_session(pk=session_id)
-        if session is None or session.status != S.AUTHORIZED:
+        if session is None:
             return
-        _set_session_status(session, S.STARTING, start_requested_at=timezone.now())
+        if session.status == S.AUTHORIZED:
+            _set_session_status(session, S.STARTING, start_requested_at=timezone.now())
+        elif session.status != S.STARTING or session.events.filter(kind="csms_start").exists():
+            return  # started already, or a retry after the CSMS answered
     try:
         result = get_adapter().start_session(
             connector=session.connector, reference=session.csms_reference, limits=Limits()
@@ -324,7 +344,7 @@ def payment_cancel(*, payment_id: int, reason: str) -> None:
         payment = _locked_payment(pk=payment_id)
         if payment.status in (P.CANCELED, P.FAILED):
             return
-        if payment.stripe_payment_intent_id and payment.status in (P.REQUIRES_ACTION, P.AUTHORIZED):
+        if payment.stripe_payment_intent_id and payment.status in (P.PENDING, P.REQUIRES_ACTION, P.AUTHORIZED):
             payments.cancel(payment.stripe_payment_intent_id, idempotency_key=f"payment-{payment.pk}-cancel")
         _set_payment_status(payment, P.CANCELED, message=reason, amount=payment.amount_held)
 

@@ -94,8 +94,8 @@ def pay(request, code):
     except PaymentGatewayError:
         log.exception("payment gateway error at checkout")
         services.session_fail(session_id=session.pk, reason="The payment service could not be reached.")
-        return _error("The payment service could not be reached. Nothing has been charged; please try again.",
-                      status=503)
+        return _error("The payment service did not answer. Nothing will be charged: if an amount was held on "
+                      "your card, it is being released. Please try again.", status=503, held=True)
     return _payment_response(session, payment)
 
 

@@ -251,3 +251,32 @@ def test_spending_cap_stops_charging_before_the_hold_is_reached(connector, pay, 
     assert session.status == S.STOPPING
     assert "spending cap" in session.events.get(kind="stop_requested").message
     assert SimulatedSession.objects.get(pk=sim.pk).stop_requested_at is not None
+
+
+def test_start_retried_after_a_transient_csms_error(connector, pay, stripe, monkeypatch,
+                                                    django_capture_on_commit_callbacks):
+    from celery.exceptions import Retry
+
+    from stations.csms.base import CsmsError
+    from stations.csms.simulator import SimulatorAdapter
+
+    real_start = SimulatorAdapter.start_session
+    calls = []
+
+    def flaky_start(self, **kwargs):  # the CSMS times out once, then answers
+        calls.append(kwargs["reference"])
+        if len(calls) == 1:
+            raise CsmsError("timed out")
+        return real_start(self, **kwargs)
+
+    monkeypatch.setattr(SimulatorAdapter, "start_session", flaky_start)
+    session = services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
+    with pytest.raises(Retry):  # the task asks Celery to retry it with backoff
+        with django_capture_on_commit_callbacks(execute=True):
+            services.payment_authorize(session_id=session.pk, payment_method_id=stripe.card_token(VISA))
+    session.refresh_from_db()
+    assert session.status == S.STARTING
+    services.session_request_start(session_id=session.pk)  # what the task's retry does
+    services.session_request_start(session_id=session.pk)  # a duplicate retry sends nothing more
+    assert calls == [session.csms_reference, session.csms_reference]
+    assert SimulatedSession.objects.filter(reference=session.csms_reference).count() == 1

@@ -232,3 +232,31 @@ def test_evse_in_use_shows_in_use_and_no_pay_form(client, dc, stripe, django_cap
     html = client.get(checkout_path(dc)).content.decode()
     assert "In use" in html and 'id="pay-form"' not in html
     assert "cannot be paid for right now. Nothing has been charged." in html
+
+
+def test_unknown_card_is_a_clear_decline(client, dc, stripe):
+    client.get(checkout_path(dc))
+    response = client.post(reverse("checkout:pay", args=[qr.code_for(dc)]), {
+        "connector": dc.connectors.get().pk, "hold_amount": 2000, "payment_method": "pm_doesnotexist"})
+    assert response.status_code == 402
+    assert "could not be used" in response.json()["message"]
+    assert Payment.objects.get().status == P.FAILED
+
+
+def test_stripe_unreachable_fails_cleanly_and_frees_the_evse(client, dc, stripe, settings,
+                                                             django_capture_on_commit_callbacks):
+    from tests.peers import free_port
+
+    card = stripe.card_token(VISA)
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    client.get(checkout_path(dc))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("checkout:pay", args=[qr.code_for(dc)]), {
+            "connector": dc.connectors.get().pk, "hold_amount": 2000, "payment_method": card})
+    assert response.status_code == 503
+    assert "Nothing will be charged" in response.json()["message"]
+    session = ChargingSession.objects.get()
+    assert session.status == S.FAILED and session.payment.status == P.CANCELED
+    settings.STRIPE_API_BASE = stripe.base
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _pay(client, dc, stripe).status_code == 200
