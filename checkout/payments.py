@@ -142,6 +142,11 @@ def cancel(payment_intent_id: str, *, idempotency_key: str) -> IntentState:
     return _state(pi)
 
 
+def register_domain(domain_name: str) -> str:
+    """Register a domain for Apple Pay and Google Pay (Stripe's PaymentMethodDomain). Returns its id."""
+    return _call(client().v1.payment_method_domains.create, params={"domain_name": domain_name})["id"]
+
+
 def verify_webhook(payload: bytes, signature: str) -> dict:
     """Check a webhook's signature; raise ValueError if it is not Stripe's (or localstripe's)."""
     try:

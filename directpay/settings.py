@@ -141,7 +141,8 @@ CHECKOUT_ABANDON_MINUTES = env.int("CHECKOUT_ABANDON_MINUTES", default=15)
 # of it (the larger of a percentage and a minimum, in minor units), leaving room for the last reading.
 SPENDING_CAP_MARGIN_PERCENT = env.int("SPENDING_CAP_MARGIN_PERCENT", default=5)
 SPENDING_CAP_MARGIN_MIN = env.int("SPENDING_CAP_MARGIN_MIN", default=100)
-# The simulator runs time this many times faster than the clock (demo: a minute per second).
+# The simulator delivers energy this many times faster than the connector's power (demo: an hour's
+# energy a minute); its timestamps stay real.
 SIMULATOR_SPEEDUP = env.float("SIMULATOR_SPEEDUP", default=60.0)
 SIMULATOR_TICK_SECONDS = env.float("SIMULATOR_TICK_SECONDS", default=2.0)
 SIMULATOR_SLOW_START_SECONDS = env.float("SIMULATOR_SLOW_START_SECONDS", default=8.0)

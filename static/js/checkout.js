@@ -42,7 +42,7 @@
     var hold = form.querySelector("input[name=hold_amount]:checked");
     var elements = stripe.elements({
       mode: "payment", amount: parseInt(hold.value, 10), currency: form.dataset.currency.toLowerCase(),
-      captureMethod: "manual", paymentMethodCreation: "manual",
+      captureMethod: "manual", paymentMethodCreation: "manual", paymentMethodTypes: ["card"],
     });
     elements.create("payment").mount("#card-element");
     var express = elements.create("expressCheckout");

@@ -1,8 +1,8 @@
 """The embedded default CSMS: a simulated charger network.
 
 Each EVSE behaves as staff set it in the admin (accept, reject, occupied, never answer, start
-slowly). Accepted charges deliver energy at the connector's power, SIMULATOR_SPEEDUP times faster
-than the clock, until the car's battery is full or the driver stops; the final record is priced
+slowly). Accepted charges deliver energy at the connector's power times SIMULATOR_SPEEDUP (a demo
+need not wait an hour for a result), until the car's battery is full or the driver stops; the final record is priced
 by the CSMS side with the same tariff engine, as a CPO's CDR would be.
 """
 
@@ -49,10 +49,6 @@ class SimulatorAdapter:
             raise CsmsError(f"no simulated session {reference}", permanent=True)
 
 
-def _sim_elapsed(since, now) -> timedelta:
-    return (now - since) * settings.SIMULATOR_SPEEDUP
-
-
 def tick(now=None) -> int:
     """Advance every live simulated charge one step and report it. Returns how many were reported."""
     now = now or timezone.now()
@@ -74,13 +70,13 @@ def _advance(pk: int, now) -> SessionUpdate | None:
             return None
         if sim.started_at is None:
             sim.started_at = sim.accept_at
-        end_real = sim.stop_requested_at or now
-        elapsed = _sim_elapsed(sim.started_at, end_real)
-        hours = Decimal(elapsed.total_seconds()) / Decimal(3600)
-        sim.kwh = min(sim.power_kw * hours, sim.battery_kwh).quantize(Decimal("0.0001"))
-        charging_hours = sim.kwh / sim.power_kw
+        # Timestamps stay real (receipts never show a future end); only the energy comes faster.
+        end = sim.stop_requested_at or now
+        hours = Decimal((end - sim.started_at).total_seconds()) / Decimal(3600)
+        rate = sim.power_kw * Decimal(str(settings.SIMULATOR_SPEEDUP))
+        sim.kwh = min(rate * hours, sim.battery_kwh).quantize(Decimal("0.0001"))
+        charging_hours = sim.kwh / rate
         parking_minutes = max(Decimal(0), (hours - charging_hours) * 60).quantize(Decimal("0.01"))
-        sim_end = sim.started_at + elapsed
         final = sim.stop_requested_at is not None
         if final:
             sim.finished_at = now
@@ -93,21 +89,21 @@ def _advance(pk: int, now) -> SessionUpdate | None:
             csms_session_id=f"SIM-{sim.pk}",
         )
         if not final:
-            return SessionUpdate(status=SessionStatus.ACTIVE, measured_at=sim_end, **common)
+            return SessionUpdate(status=SessionStatus.ACTIVE, measured_at=end, **common)
         tariff = sim.connector.tariff
         usage = tariffs.Usage(
-            start=sim.started_at, end=sim_end, kwh=sim.kwh, parking_minutes=parking_minutes,
+            start=sim.started_at, end=end, kwh=sim.kwh, parking_minutes=parking_minutes,
             max_power_kw=sim.power_kw,
         )
         priced = tariffs.quote(tariff.ocpi, usage, tz=sim.connector.evse.location.time_zone)
         cdr = {
             "id": f"CDR-SIM-{sim.pk}",
             "start_date_time": sim.started_at.isoformat(),
-            "end_date_time": sim_end.isoformat(),
+            "end_date_time": end.isoformat(),
             "total_energy": str(sim.kwh),
             "total_cost": {"excl_vat": str(priced.total_excl_vat), "incl_vat": str(priced.total_incl_vat)},
             "currency": priced.currency,
         }
         return SessionUpdate(
-            status=SessionStatus.COMPLETED, ended_at=sim_end, measured_at=sim_end, final=True, cdr=cdr, **common
+            status=SessionStatus.COMPLETED, ended_at=end, measured_at=end, final=True, cdr=cdr, **common
         )
