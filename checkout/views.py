@@ -142,6 +142,7 @@ def _status_context(session):
     receipt = getattr(payment, "receipt", None)
     return {
         "duration": _duration(session),
+        "checkout_url": reverse("checkout:scan", args=[qr.code_for(session.evse)]),
         "session": session,
         "payment": payment,
         "receipt": receipt,

@@ -190,6 +190,7 @@ def test_failed_start_page_says_the_hold_was_released(client, connector, stripe,
     page = client.get(f"/s/{session.public_id}/").content.decode()
     assert "Not started — nothing charged, your hold of 20.00 EUR was released." in page
     assert "The charger refused to start." in page
+    assert f'href="{checkout_path(connector.evse)}">Try again</a>' in page
 
 
 def test_unknown_status_page_is_404(client, db):
