@@ -17,8 +17,10 @@ import pytest
 
 from stations.tariffs import PricedComponent, Quote, TariffError, Usage, price_lines, quote
 
-EXAMPLES = Path(os.environ.get("OCPI_EXAMPLES_DIR",
-                               "/work/shared/ocpi-examples/v2.2.1-d2/examples"))
+# The team's shared/ folder lies beside the checkout (in CI too); OCPI_EXAMPLES_DIR overrides it.
+EXAMPLES = Path(os.environ.get(
+    "OCPI_EXAMPLES_DIR", Path(__file__).resolve().parents[2] / "shared/ocpi-examples/v2.2.1-d2/examples"
+))
 AMS = ZoneInfo("Europe/Amsterdam")
 UTC = timezone.utc
 WEEKDAYS = ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY"]
