@@ -39,18 +39,17 @@ def scan(request, code):
     evse, invalid = _evse_or_invalid(request, code)
     if invalid:
         return invalid
-    connectors = list(evse.connectors.select_related("tariff").order_by("connector_id"))
-    if not connectors:
+    # One connector per EVSE is the rule on public chargers; the first one is sold.
+    connector = evse.connectors.select_related("tariff").order_by("connector_id").first()
+    if connector is None:
         raise Http404("no connector")
     operator = evse.location.operator
-    connector = connectors[0]
     available = evse.status == Evse.Status.AVAILABLE and not selectors.evse_in_use(evse)
     context = {
         "evse": evse,
         "location": evse.location,
         "operator": operator,
         "connector": connector,
-        "connectors": connectors,
         "price_lines": tariffs.price_lines(connector.tariff.ocpi),
         "currency": connector.tariff.currency,
         "holds": [(amount, Decimal(amount) / 100) for amount in operator.hold_amounts],
@@ -59,7 +58,6 @@ def scan(request, code):
         "stripe_js_url": settings.STRIPE_JS_URL,
         "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
         "stripe_mode": "localstripe" if settings.STRIPE_API_BASE else "stripe",
-        "stripe_api_base": settings.STRIPE_API_BASE,
         "pay_url": reverse("checkout:pay", args=[code]),
     }
     return render(request, "checkout/checkout.html", context)

@@ -2,8 +2,11 @@
 
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+
+from .tariffs import TariffError, price_lines
 
 
 class Operator(models.Model):
@@ -53,6 +56,13 @@ class Tariff(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        # Refuse in the admin what the pricing engine could not price at checkout.
+        try:
+            price_lines(self.ocpi)
+        except TariffError as exc:
+            raise ValidationError({"ocpi": str(exc)}) from exc
 
     @property
     def currency(self):

@@ -261,3 +261,15 @@ def test_stripe_unreachable_fails_cleanly_and_frees_the_evse(client, dc, stripe,
     settings.STRIPE_API_BASE = stripe.base
     with django_capture_on_commit_callbacks(execute=True):
         assert _pay(client, dc, stripe).status_code == 200
+
+
+def test_admin_refuses_a_tariff_the_engine_cannot_price(admin_client, dc):
+    tariff = dc.connectors.get().tariff
+    response = admin_client.post(reverse("admin:stations_tariff_change", args=[tariff.pk]), {
+        "operator": tariff.operator_id, "name": tariff.name,
+        "ocpi": '{"currency": "EUR", "elements": [{"price_components": [{"type": "ENERGY", "price": -1}]}]}',
+    })
+    assert response.status_code == 200  # the form again, with the error
+    assert "price" in response.content.decode() and "errorlist" in response.content.decode()
+    tariff.refresh_from_db()
+    assert tariff.ocpi["elements"][0]["price_components"][0]["price"] == "0.5900"
