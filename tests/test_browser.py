@@ -284,3 +284,18 @@ def test_altered_code_is_not_valid(stack, page):
     expect(page.get_by_role("button", name=PAY)).to_have_count(0)
     expect(page.locator("#card-element")).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "browser-7-invalid-code.png"), full_page=True)
+
+
+@pytest.mark.parametrize("evse_id", [AC, DC])
+def test_checkout_fits_a_360_px_phone(stack, browser, evse_id):
+    """DESIGN.md §11: every driver-facing page works at 360 px wide: nothing scrolls sideways."""
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        assert page.goto(stack.checkout_url(evse_id)).status == 200
+        expect(page.get_by_role("button", name=PAY)).to_be_enabled(timeout=SLOW)  # the card form is mounted
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"the page is {overflow}px wider than the screen"
+        expect(page.get_by_text(evse_id, exact=True)).to_be_in_viewport()
+    finally:
+        context.close()
