@@ -66,7 +66,7 @@ class Tariff(models.Model):
 
     @property
     def currency(self):
-        return self.ocpi.get("currency", self.operator.currency)
+        return self.ocpi.get("currency") or self.operator.currency
 
 
 class Evse(models.Model):
