@@ -8,8 +8,8 @@ checkout/states.py, appends a PaymentEvent, and queues follow-up work with on_co
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 import uuid
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
@@ -61,7 +61,7 @@ def _set_session_status(session: ChargingSession, target: str, **changes) -> boo
 
 def _set_payment_status(payment: Payment, target: str, *, message: str = "", amount: int | None = None,
                         **changes) -> bool:
-    if payment.status == target and target != P.PARTIALLY_REFUNDED:
+    if payment.status == target:
         return False
     check_transition(PAYMENT_TRANSITIONS, payment.status, target)
     _event(payment.session, "payment_status", from_status=payment.status, to_status=target, amount=amount,
