@@ -71,7 +71,7 @@ def _advance(pk: int, now) -> SessionUpdate | None:
         if sim.started_at is None:
             sim.started_at = sim.accept_at
         # Timestamps stay real (receipts never show a future end); only the energy comes faster.
-        end = sim.stop_requested_at or now
+        end = max(sim.stop_requested_at or now, sim.started_at)
         hours = Decimal((end - sim.started_at).total_seconds()) / Decimal(3600)
         rate = sim.power_kw * Decimal(str(settings.SIMULATOR_SPEEDUP))
         sim.kwh = min(rate * hours, sim.battery_kwh).quantize(Decimal("0.0001"))
