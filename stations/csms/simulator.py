@@ -2,8 +2,8 @@
 
 Each EVSE behaves as staff set it in the admin (accept, reject, occupied, never answer, start
 slowly). Accepted charges deliver energy at the connector's power times SIMULATOR_SPEEDUP (a demo
-need not wait an hour for a result), until the car's battery is full or the driver stops; the final record is priced
-by the CSMS side with the same tariff engine, as a CPO's CDR would be.
+need not wait an hour for a result), until the car's battery is full or the driver stops; the
+final record is priced by the CSMS side with the same tariff engine, as a CPO's CDR would be.
 """
 
 from __future__ import annotations
