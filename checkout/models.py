@@ -30,11 +30,16 @@ class ChargingSession(models.Model):
     parking_minutes = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     cost_incl_vat = models.DecimalField(max_digits=10, decimal_places=2, default=0, help_text="Running cost.")
     started_at = models.DateTimeField(null=True, blank=True)
+    measured_at = models.DateTimeField(null=True, blank=True, help_text="When the CSMS last reported the meter.")
     ended_at = models.DateTimeField(null=True, blank=True)
     start_requested_at = models.DateTimeField(null=True, blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     cdr = models.JSONField(default=dict, blank=True)
     final_breakdown = models.JSONField(default=dict, blank=True)
+    # Set when the browser sends the same Pay twice (a double tap): the second finds this session.
+    checkout_attempt = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    # Something staff should look at: a shortfall, a permanent error, a sweep that had to step in.
+    attention = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -66,11 +71,19 @@ class Payment(models.Model):
     wallet = models.CharField(max_length=20, blank=True)
     decline_message = models.CharField(max_length=300, blank=True)
     capture_before = models.DateTimeField(null=True, blank=True)
+    # A Stripe write that was sent and may have taken effect though we never saw its answer
+    # (a timeout, a crash). The next attempt asks Stripe first instead of writing twice.
+    write_in_flight = models.CharField(max_length=20, blank=True, editable=False)
+    write_amount = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
         return f"{self.amount_held / 100:.2f} {self.currency} ({self.status})"
+
+    @property
+    def refundable(self) -> int:
+        return self.amount_captured - self.amount_refunded
 
     @property
     def amount_released(self) -> int:
@@ -86,6 +99,8 @@ class PaymentEvent(models.Model):
 
     session = models.ForeignKey(ChargingSession, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=40)
+    # Who caused it: driver, worker, csms, stripe (a webhook), sweep, or staff:<username>.
+    actor = models.CharField(max_length=60, blank=True)
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20, blank=True)
     amount = models.IntegerField(null=True, blank=True)
@@ -95,6 +110,53 @@ class PaymentEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
+
+
+class Refund(models.Model):
+    """Money given back after a capture. Created before Stripe is asked, so its id keys the write."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Reason(models.TextChoices):
+        REQUESTED_BY_CUSTOMER = "requested_by_customer", "Requested by the driver"
+        DUPLICATE = "duplicate", "Duplicate"
+        FRAUDULENT = "fraudulent", "Fraudulent"
+        SERVICE_ISSUE = "service_issue", "Charging problem"
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.PositiveIntegerField(help_text="Minor units.")
+    reason = models.CharField(max_length=30, choices=Reason)
+    note = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=20, choices=Status, default=Status.PENDING)
+    stripe_refund_id = models.CharField(max_length=64, blank=True)
+    requested_by = models.CharField(max_length=150)
+    failure_message = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return f"refund {self.amount / 100:.2f} ({self.status})"
+
+
+class Dispute(models.Model):
+    """A chargeback the driver's bank opened (charge.dispute.*), recorded for finance."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    stripe_dispute_id = models.CharField(max_length=64, unique=True)
+    amount = models.PositiveIntegerField()
+    reason = models.CharField(max_length=60, blank=True)
+    status = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"dispute {self.stripe_dispute_id} ({self.status})"
 
 
 class StripeEvent(models.Model):

@@ -24,7 +24,15 @@ class PaymentDeclined(Exception):
 
 
 class PaymentGatewayError(Exception):
-    """Stripe could not be reached or failed; nothing is known to have changed. May be retried."""
+    """Stripe failed us. Transient (5xx, 429, a timeout: retry) unless `permanent` (retrying cannot help).
+
+    After a transient error on a write, the write may or may not have happened: callers record
+    that a write is in flight and ask Stripe before writing again.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,15 @@ class IntentState:
     wallet: str = ""
     capture_before: datetime | None = None
     error_message: str = ""
+    amount_received: int | None = None  # what was captured, where Stripe reports it
+
+
+@dataclass(frozen=True)
+class RefundState:
+    id: str
+    amount: int
+    status: str
+    reference: str = ""  # our Refund's id, kept in the refund's metadata
 
 
 @lru_cache(maxsize=4)
@@ -64,8 +81,11 @@ def _call(fn, *args, bad_card_on_404: bool = False, **kwargs):
         if exc.param == "payment_method" or (bad_card_on_404 and exc.http_status == 404):
             # What the browser sent is not a usable card: the driver can fix that, we cannot.
             raise PaymentDeclined("The card details could not be used. Please enter them again.") from exc
-        raise PaymentGatewayError(str(exc)) from exc
-    except stripe.StripeError as exc:
+        # A request Stripe refuses (a capture of a canceled intent, an amount too large) is refused again.
+        raise PaymentGatewayError(str(exc), permanent=exc.http_status in (400, 402, 404, 409)) from exc
+    except (stripe.AuthenticationError, stripe.PermissionError, stripe.IdempotencyError) as exc:
+        raise PaymentGatewayError(str(exc) or exc.__class__.__name__, permanent=True) from exc
+    except stripe.StripeError as exc:  # 5xx, 429, connection errors and timeouts
         raise PaymentGatewayError(str(exc) or exc.__class__.__name__) from exc
 
 
@@ -88,9 +108,11 @@ def _state(obj) -> IntentState:
     if capture_before is None and pi.get("status") == "requires_capture":
         capture_before = datetime.fromtimestamp(pi["created"], tz=UTC) + DEFAULT_AUTH_VALIDITY
     error = (pi.get("last_payment_error") or {}).get("message") or ""
+    received = pi.get("amount_received")
     return IntentState(
         id=pi["id"], status=pi["status"], amount=int(pi["amount"]), client_secret=pi.get("client_secret") or "",
         card_brand=brand, card_last4=last4, wallet=wallet, capture_before=capture_before, error_message=error,
+        amount_received=int(received) if received is not None else None,
     )
 
 
@@ -140,6 +162,27 @@ def capture(payment_intent_id: str, *, amount: int, idempotency_key: str) -> Int
 def cancel(payment_intent_id: str, *, idempotency_key: str) -> IntentState:
     pi = _call(client().v1.payment_intents.cancel, payment_intent_id, options={"idempotency_key": idempotency_key})
     return _state(pi)
+
+
+def _refund_state(obj) -> RefundState:
+    refund = obj.to_dict()
+    return RefundState(id=refund["id"], amount=int(refund["amount"]), status=refund.get("status") or "",
+                       reference=(refund.get("metadata") or {}).get("refund", ""))
+
+
+def refund(payment_intent_id: str, *, amount: int, reference: str, reason: str, idempotency_key: str) -> RefundState:
+    """Give back part or all of a captured amount. `reference` (our Refund id) goes into metadata."""
+    params = {"payment_intent": payment_intent_id, "amount": amount, "metadata": {"refund": reference}}
+    if not settings.STRIPE_API_BASE and reason in ("duplicate", "fraudulent", "requested_by_customer"):
+        params["reason"] = reason  # localstripe refuses the parameter; Stripe knows these three
+    return _refund_state(_call(client().v1.refunds.create, params=params,
+                               options={"idempotency_key": idempotency_key}))
+
+
+def refunds(payment_intent_id: str) -> list[RefundState]:
+    """Every refund of the intent, ours and others (Stripe's dashboard), newest first."""
+    listed = _call(client().v1.refunds.list, params={"payment_intent": payment_intent_id, "limit": 100})
+    return [_refund_state(r) for r in listed.data]
 
 
 def register_domain(domain_name: str) -> str:

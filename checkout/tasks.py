@@ -1,60 +1,107 @@
 """Thin Celery tasks: they take ids and call a service.
 
-Money tasks (queue "money") retry transient gateway/CSMS errors with backoff; receipts and e-mail
-run on their own queue so a slow mail server never delays a capture.
+Money tasks retry transient errors (Stripe 5xx/429/timeouts, CSMS timeouts) with backoff and stop
+at once on permanent ones, flagging the session for staff. Receipts and e-mail run on their own
+queue (settings.CELERY_TASK_ROUTES) so a slow mail server never delays a capture.
 """
+
+import functools
+import logging
+import random
 
 from celery import shared_task
 
 from stations.csms.base import CsmsError
 
-from . import receipts, selectors, services
+from . import receipts, services, sweeps
 from .payments import PaymentGatewayError
 
+log = logging.getLogger(__name__)
+
 TRANSIENT = (PaymentGatewayError, CsmsError)
-money = dict(autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=300, max_retries=12, acks_late=True)
+MAX_RETRIES = 12
 
 
-@shared_task(**money)
+def _backoff(retries: int) -> float:
+    # 2, 4, 8 ... seconds up to 5 minutes, with jitter so a recovering peer is not hit all at once.
+    return min(2 ** (retries + 1), 300) * random.uniform(0.8, 1.2)
+
+
+def money_task(subject: str):
+    """A task whose errors matter: transient ones retry, permanent ones (and exhausted retries) are flagged.
+
+    `subject` says what the first argument identifies (session, payment, reference, refund, event),
+    so staff see the failure on the right session.
+    """
+
+    def wrap(fn):
+        @shared_task(bind=True, name=f"checkout.tasks.{fn.__name__}", acks_late=True, max_retries=MAX_RETRIES)
+        @functools.wraps(fn)
+        def task(self, *args):
+            try:
+                return fn(*args)
+            except TRANSIENT as exc:
+                if exc.permanent or self.request.retries >= self.max_retries:
+                    why = "failed permanently" if exc.permanent else f"gave up after {self.max_retries} retries"
+                    log.error("%s%r %s: %s", fn.__name__, args, why, exc)
+                    services.flag_task_failure(subject, args[0], f"{fn.__name__} {why}: {exc}")
+                    return None
+                raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+
+        return task
+
+    return wrap
+
+
+@money_task("session")
 def session_start(session_id: int):
     services.session_request_start(session_id=session_id)
 
 
-@shared_task(**money)
+@money_task("session")
 def session_start_timeout(session_id: int):
     services.session_check_start_timeout(session_id=session_id)
 
 
-@shared_task(**money)
+@money_task("reference")
 def csms_stop(reference: str):
     services.csms_stop(reference=reference)
 
 
-@shared_task(**money)
+@money_task("payment")
 def payment_cancel(payment_id: int, reason: str):
     services.payment_cancel(payment_id=payment_id, reason=reason)
 
 
-@shared_task(**money)
+@money_task("payment")
 def payment_capture(payment_id: int):
     services.payment_capture(payment_id=payment_id)
 
 
-@shared_task(**money)
+@money_task("refund")
+def refund_send(refund_id: int):
+    services.refund_send(refund_id=refund_id)
+
+
+@money_task("event")
 def stripe_event_process(event_pk: int):
-    services.stripe_event_process(event_pk=event_pk)
+    with services.acting_as("stripe"):
+        services.stripe_event_process(event_pk=event_pk)
 
 
-@shared_task(**money)
+@shared_task
 def sweep_start_timeouts():
-    for session_id in selectors.sessions_past_start_timeout():
-        services.session_check_start_timeout(session_id=session_id)
+    sweeps.start_timeouts()
 
 
-@shared_task(**money)
+@shared_task
 def sweep_abandoned_checkouts():
-    for session_id in selectors.abandoned_checkouts():
-        services.session_fail(session_id=session_id, reason="The payment was not completed in time.")
+    sweeps.abandoned_checkouts()
+
+
+@shared_task
+def sweep_strays():
+    sweeps.strays()
 
 
 @shared_task(autoretry_for=(Exception,), retry_backoff=5, max_retries=8)

@@ -140,10 +140,11 @@ CSMS_START_TIMEOUT_SECONDS = env.int("CSMS_START_TIMEOUT_SECONDS", default=60)
 # A checkout not paid for by then (page closed, 3-D Secure abandoned) is failed and its hold released,
 # so the EVSE is free for the next driver.
 CHECKOUT_ABANDON_MINUTES = env.int("CHECKOUT_ABANDON_MINUTES", default=15)
-# The hold is a spending cap: charging is stopped once the running cost comes within this margin
-# of it (the larger of a percentage and a minimum, in minor units), leaving room for the last reading.
-SPENDING_CAP_MARGIN_PERCENT = env.int("SPENDING_CAP_MARGIN_PERCENT", default=5)
-SPENDING_CAP_MARGIN_MIN = env.int("SPENDING_CAP_MARGIN_MIN", default=100)
+# Repairs (checkout/sweeps.py): how long the normal path gets before a sweep steps in.
+SWEEP_GRACE_SECONDS = env.int("SWEEP_GRACE_SECONDS", default=120)
+CSMS_STOP_TIMEOUT_SECONDS = env.int("CSMS_STOP_TIMEOUT_SECONDS", default=300)
+CSMS_STOP_GIVE_UP_SECONDS = env.int("CSMS_STOP_GIVE_UP_SECONDS", default=4 * 3600)
+AUTH_EXPIRY_MARGIN_SECONDS = env.int("AUTH_EXPIRY_MARGIN_SECONDS", default=12 * 3600)
 # The simulator delivers energy this many times faster than the connector's power (demo: an hour's
 # energy a minute); its timestamps stay real.
 SIMULATOR_SPEEDUP = env.float("SIMULATOR_SPEEDUP", default=60.0)
@@ -172,6 +173,11 @@ if CSMS_BACKEND == "simulator":
     }
 CELERY_BEAT_SCHEDULE["sessions-sweep-abandoned-checkouts"] = {
     "task": "checkout.tasks.sweep_abandoned_checkouts",
+    "schedule": 60.0,
+    "options": {"expires": 120},
+}
+CELERY_BEAT_SCHEDULE["money-sweep-strays"] = {
+    "task": "checkout.tasks.sweep_strays",
     "schedule": 60.0,
     "options": {"expires": 120},
 }

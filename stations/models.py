@@ -25,6 +25,14 @@ class Operator(models.Model):
         default=list, help_text="Amounts drivers may hold, in minor units (cents), e.g. [2000, 3500, 5000]."
     )
     default_hold = models.PositiveIntegerField(help_text="Pre-selected hold, in minor units.")
+    # The hold is a spending cap: charging stops once the running cost comes within this margin of it
+    # (the larger of the two), so the final cost, which arrives later, stays under the hold.
+    cap_margin_percent = models.PositiveSmallIntegerField(
+        default=5, help_text="Stop charging when the running cost is within this % of the hold."
+    )
+    cap_margin_min = models.PositiveIntegerField(
+        default=100, help_text="...or within this many minor units of it, whichever is larger."
+    )
 
     def __str__(self):
         return self.name

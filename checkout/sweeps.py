@@ -1,0 +1,107 @@
+"""Periodic repairs (Celery beat): find purchases a lost message or a crash left half done, and finish them.
+
+Every sweep calls the same services as the normal path (locked, idempotent), so running a sweep
+while the normal path is still busy changes nothing twice. Each repair is logged and written to
+the session's audit trail with the actor "sweep".
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from . import services
+from .models import ChargingSession, Payment
+from .payments import PaymentGatewayError
+from .states import PaymentStatus as P, SessionStatus as S
+from stations.csms.base import CsmsError
+
+log = logging.getLogger(__name__)
+
+
+def _run(what: str, fn, **kwargs) -> bool:
+    """One repair; a failing peer must not stop the sweep from fixing the others."""
+    log.info("sweep: %s", what)
+    try:
+        with services.acting_as("sweep"):
+            fn(**kwargs)
+        return True
+    except (PaymentGatewayError, CsmsError) as exc:
+        log.warning("sweep: %s failed, will try again next time: %s", what, exc)
+        return False
+
+
+def start_timeouts(now=None) -> int:
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
+    ids = ChargingSession.objects.filter(status=S.STARTING, start_requested_at__lte=cutoff).values_list("pk", flat=True)
+    return sum(_run(f"session {pk}: the charger never started", services.session_check_start_timeout,
+                    session_id=pk) for pk in ids)
+
+
+def abandoned_checkouts(now=None) -> int:
+    """Checkouts nobody finished paying for (page closed, 3-D Secure abandoned): they block the EVSE."""
+    cutoff = (now or timezone.now()) - timedelta(minutes=settings.CHECKOUT_ABANDON_MINUTES)
+    ids = ChargingSession.objects.filter(status__in=[S.CREATED, S.AUTHORIZING], created_at__lte=cutoff).values_list(
+        "pk", flat=True
+    )
+    return sum(_run(f"session {pk}: checkout abandoned", services.session_fail, session_id=pk,
+                    reason="The payment was not completed in time.") for pk in ids)
+
+
+def strays(now=None) -> int:
+    """Holds with no live session, sessions stuck stopping, holds about to expire, receipts not issued."""
+    now = now or timezone.now()
+    settled_before = now - timedelta(seconds=settings.SWEEP_GRACE_SECONDS)
+    fixed = 0
+    open_payments = [P.PENDING, P.REQUIRES_ACTION, P.AUTHORIZED]
+
+    # A hold whose session failed: the cancel was lost (or is failing).
+    for pk in Payment.objects.filter(status__in=open_payments, session__status=S.FAILED,
+                                     updated_at__lte=settled_before).values_list("pk", flat=True):
+        fixed += _run(f"payment {pk}: hold left after a failed session", services.payment_cancel,
+                      payment_id=pk, reason="Released by the sweep: the session did not charge.")
+
+    # A hold whose session finished: the capture was lost (or is failing).
+    for pk in Payment.objects.filter(status=P.AUTHORIZED, session__status=S.FINISHED,
+                                     updated_at__lte=settled_before).values_list("pk", flat=True):
+        fixed += _run(f"payment {pk}: finished session not captured", services.payment_capture, payment_id=pk)
+
+    # A stop the CSMS never confirmed: ask again, then close on the last meter reading.
+    stop_cutoff = now - timedelta(seconds=settings.CSMS_STOP_TIMEOUT_SECONDS)
+    give_up = now - timedelta(seconds=settings.CSMS_STOP_GIVE_UP_SECONDS)
+    for session in ChargingSession.objects.filter(status=S.STOPPING, stop_requested_at__lte=stop_cutoff):
+        if session.stop_requested_at <= give_up:
+            fixed += _run(f"session {session.pk}: never confirmed its stop", services.session_close_unconfirmed,
+                          session_id=session.pk, why="the charger never confirmed the stop")
+        elif not session.events.filter(kind="stop_resent").exists():
+            fixed += _run(f"session {session.pk}: stop not confirmed, asking again", services.session_resend_stop,
+                          session_id=session.pk)
+
+    # An authorisation about to lapse: capture what is known, or release it.
+    expiring = now + timedelta(seconds=settings.AUTH_EXPIRY_MARGIN_SECONDS)
+    for payment in Payment.objects.select_related("session").filter(status=P.AUTHORIZED,
+                                                                     capture_before__lte=expiring):
+        session = payment.session
+        if session.status in (S.CHARGING, S.STOPPING):
+            fixed += _run(f"session {session.pk}: hold expires {payment.capture_before}",
+                          services.session_close_unconfirmed, session_id=session.pk,
+                          why="the card hold was about to expire")
+        elif session.status in (S.AUTHORIZED, S.STARTING):
+            fixed += _run(f"session {session.pk}: hold expires before charging started", services.session_fail,
+                          session_id=session.pk, reason="The charger did not start in time.")
+
+    # A capture without its receipt.
+    for pk in Payment.objects.filter(
+        Q(status__in=[P.CAPTURED, P.PARTIALLY_REFUNDED, P.REFUNDED]), receipt__isnull=True,
+        updated_at__lte=settled_before,
+    ).values_list("pk", flat=True):
+        from . import tasks  # tasks import this module
+
+        log.info("sweep: payment %s: captured without a receipt", pk)
+        tasks.receipt_issue.delay(pk)
+        fixed += 1
+    return fixed
