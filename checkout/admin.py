@@ -1,6 +1,61 @@
-from django.contrib import admin
+from decimal import Decimal
 
-from .models import ChargingSession, Payment, PaymentEvent, Receipt, StripeEvent
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Sum
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+
+from . import services
+from .models import ChargingSession, Dispute, Payment, PaymentEvent, Receipt, Refund, StripeEvent
+from .states import PaymentStatus
+
+REFUNDABLE_STATUSES = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
+
+
+def money(cents, currency: str) -> str:
+    """Minor units as staff read them: 666 -> "6.66 EUR"."""
+    if cents is None:
+        return "-"
+    return f"{Decimal(cents) / 100:.2f} {currency}".strip()
+
+
+def when(moment) -> str:
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT") if moment else "-"
+
+
+def payment_of(session: ChargingSession) -> Payment | None:
+    try:
+        return session.payment
+    except Payment.DoesNotExist:
+        return None
+
+
+def pending_refunds(payment: Payment) -> int:
+    return payment.refunds.filter(status=Refund.Status.PENDING).aggregate(total=Sum("amount"))["total"] or 0
+
+
+def html_table(css_class: str, headers: list[str], rows: list[tuple]) -> str:
+    """A small read-only table for a detail page; every cell is escaped."""
+    if not rows:
+        return "None"
+    head = format_html_join("", "<th>{}</th>", [(h,) for h in headers])
+    body = format_html_join("", "<tr>{}</tr>", [
+        (format_html_join("", "<td>{}</td>", [(cell,) for cell in row]),) for row in rows
+    ])
+    return format_html('<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+                       css_class, head, body)
+
+
+def session_link(session: ChargingSession):
+    return format_html('<a href="{}">{}</a>', reverse("admin:checkout_chargingsession_change", args=[session.pk]),
+                       session)
 
 
 class ReadOnlyMixin:
@@ -18,7 +73,7 @@ class ReadOnlyMixin:
 
 class PaymentEventInline(ReadOnlyMixin, admin.TabularInline):
     model = PaymentEvent
-    fields = ["created_at", "kind", "from_status", "to_status", "amount", "stripe_id", "message"]
+    fields = ["created_at", "kind", "actor", "from_status", "to_status", "amount", "stripe_id", "message"]
     readonly_fields = fields
 
 
@@ -31,17 +86,227 @@ class PaymentInline(ReadOnlyMixin, admin.StackedInline):
     fields = readonly_fields
 
 
+class NeedsAttentionFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "needs_attention"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(attention="")
+        if self.value() == "no":
+            return queryset.filter(attention="")
+        return queryset
+
+
+class RefundForm(forms.Form):
+    amount = forms.DecimalField(
+        min_value=Decimal("0.01"), max_digits=10, decimal_places=2,
+        help_text="In major units, e.g. 3.50. At most what is still refundable.",
+    )
+    reason = forms.ChoiceField(choices=Refund.Reason.choices)
+    note = forms.CharField(required=False, max_length=300, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+                           help_text="Why, for the audit trail (the driver does not see it).")
+    # What the payment looked like when the page was opened: a second submit (a double click, or
+    # someone else refunding meanwhile) is refused instead of refunding twice.
+    seen = forms.CharField(widget=forms.HiddenInput)
+
+    def cents(self) -> int:
+        return int((self.cleaned_data["amount"] * 100).to_integral_exact())
+
+
 @admin.register(ChargingSession)
 class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["created_at", "evse", "status", "kwh", "cost_incl_vat", "payment_status"]
-    list_filter = ["status", "payment__status", "evse__location__operator"]
+    list_display = ["created_at", "evse", "status", "kwh", "cost_incl_vat", "payment_status", "shortfall",
+                    "needs_attention"]
+    list_filter = [NeedsAttentionFilter, "status", "payment__status", "evse__location__operator"]
+    list_select_related = ["evse", "payment"]
     search_fields = ["evse__evse_id", "csms_reference", "payment__stripe_payment_intent_id", "public_id"]
     inlines = [PaymentInline, PaymentEventInline]
-    readonly_fields = ["tariff_snapshot", "cdr", "final_breakdown"]
+    readonly_fields = ["attention", "tariff_snapshot", "cdr", "final_breakdown", "refunds_table", "disputes_table"]
+    actions = ["mark_dealt_with"]
+
+    def get_fieldsets(self, request, obj=None):
+        fields = [f for f in self.get_fields(request, obj) if f not in ("refunds_table", "disputes_table")]
+        head = [f for f in ("evse", "connector", "status", "attention", "failure_reason") if f in fields]
+        return [
+            (None, {"fields": head}),
+            ("Refunds and disputes", {"fields": ["refunds_table", "disputes_table"]}),
+            ("Details", {"fields": [f for f in fields if f not in head]}),
+        ]
+
+    # --- list ---
 
     @admin.display(description="payment")
     def payment_status(self, session):
-        return session.payment.get_status_display()
+        payment = payment_of(session)
+        return payment.get_status_display() if payment else "-"
+
+    @admin.display(description="shortfall", ordering="payment__shortfall")
+    def shortfall(self, session):
+        payment = payment_of(session)
+        return money(payment.shortfall, payment.currency) if payment and payment.shortfall else "-"
+
+    @admin.display(description="attention", boolean=True, ordering="attention")
+    def needs_attention(self, session):
+        return bool(session.attention)
+
+    # --- detail ---
+
+    @admin.display(description="refunds")
+    def refunds_table(self, session):
+        payment = payment_of(session)
+        return html_table("refunds", [
+            "Created", "Amount", "Reason", "Note", "Status", "Stripe refund", "Requested by", "Failure",
+        ], [
+            (when(r.created_at), money(r.amount, payment.currency), r.get_reason_display(), r.note,
+             r.get_status_display(), r.stripe_refund_id or "-", r.requested_by, r.failure_message)
+            for r in (payment.refunds.all() if payment else [])
+        ])
+
+    @admin.display(description="disputes")
+    def disputes_table(self, session):
+        payment = payment_of(session)
+        return html_table("disputes", ["Created", "Stripe dispute", "Amount", "Reason", "Status"], [
+            (when(d.created_at), d.stripe_dispute_id, money(d.amount, payment.currency), d.reason or "-",
+             d.status or "-")
+            for d in (payment.disputes.order_by("created_at", "pk") if payment else [])
+        ])
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        session = self.get_object(request, object_id)
+        payment = payment_of(session) if session else None
+        if payment and payment.status in REFUNDABLE_STATUSES and self.has_refund_permission(request):
+            extra_context["refund_url"] = reverse("admin:checkout_chargingsession_refund", args=[session.pk])
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # --- clearing the attention flag ---
+
+    def has_deal_with_permission(self, request):
+        # The admin never edits sessions by form; clearing the flag is the one change it makes.
+        return request.user.has_perm("checkout.change_chargingsession")
+
+    @admin.action(description="Mark as dealt with", permissions=["deal_with"])
+    def mark_dealt_with(self, request, queryset):
+        """Empty `attention`; the audit trail keeps who did it and what the flag said."""
+        with services.acting_as(f"staff:{request.user.get_username()}"):
+            cleared = sum(services.session_clear_attention(session_id=pk)
+                          for pk in queryset.exclude(attention="").values_list("pk", flat=True))
+        if cleared:
+            self.message_user(request, f"{cleared} session(s) marked as dealt with.", messages.SUCCESS)
+        else:
+            self.message_user(request, "None of the selected sessions needed attention.", messages.WARNING)
+
+    # --- refunds ---
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm("checkout.add_refund")
+
+    def get_urls(self):
+        own = [
+            path("<int:pk>/refund/", self.admin_site.admin_view(self.refund_view),
+                 name="checkout_chargingsession_refund"),
+        ]
+        return own + super().get_urls()
+
+    def refund_view(self, request, pk):
+        if not self.has_refund_permission(request):
+            raise PermissionDenied
+        session = get_object_or_404(ChargingSession.objects.select_related("payment", "evse"), pk=pk)
+        change_url = reverse("admin:checkout_chargingsession_change", args=[session.pk])
+        payment = payment_of(session)
+        if payment is None or payment.status not in REFUNDABLE_STATUSES:
+            self.message_user(request, "Only a captured payment can be refunded.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+
+        if request.method == "POST":
+            form = RefundForm(request.POST)
+            if form.is_valid():
+                username = request.user.get_username()
+                try:
+                    with services.acting_as(f"staff:{username}"):
+                        refund = services.payment_refund(
+                            payment_id=payment.pk, amount=form.cents(), reason=form.cleaned_data["reason"],
+                            note=form.cleaned_data["note"], requested_by=username, seen=form.cleaned_data["seen"],
+                        )
+                except services.RefundError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    self.message_user(
+                        request,
+                        f"Refund of {money(refund.amount, payment.currency)} requested; "
+                        "it shows as succeeded once Stripe confirms.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(change_url)
+            # Shown again: with the payment as it stands now, which the next submit is checked against.
+            payment.refresh_from_db()
+            form.data = form.data.copy()
+            form.data["seen"] = services.refunds_seen(payment)
+        else:
+            available = payment.refundable - pending_refunds(payment)
+            form = RefundForm(initial={
+                "amount": f"{Decimal(max(available, 0)) / 100:.2f}",
+                "reason": Refund.Reason.REQUESTED_BY_CUSTOMER,
+                "seen": services.refunds_seen(payment),
+            })
+
+        pending = pending_refunds(payment)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Refund {session}",
+            "opts": self.opts,
+            "session": session,
+            "payment": payment,
+            "change_url": change_url,
+            "form": form,
+            "summary": [
+                ("Captured", money(payment.amount_captured, payment.currency)),
+                ("Refunded", money(payment.amount_refunded, payment.currency)),
+                ("Refund pending", money(pending, payment.currency)),
+                ("Still refundable", money(payment.refundable - pending, payment.currency)),
+            ],
+            "refunds_table": self.refunds_table(session),
+        }
+        return TemplateResponse(request, "admin/checkout/chargingsession/refund.html", context)
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["created_at", "session", "amount_display", "reason", "status", "requested_by",
+                    "stripe_refund_id"]
+    list_filter = ["status", "reason"]
+    list_select_related = ["payment__session__evse"]
+    search_fields = ["stripe_refund_id", "payment__stripe_payment_intent_id", "requested_by", "note"]
+    readonly_fields = ["session"]
+
+    @admin.display(description="session")
+    def session(self, refund):
+        return session_link(refund.payment.session)
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, refund):
+        return money(refund.amount, refund.payment.currency)
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["created_at", "stripe_dispute_id", "session", "amount_display", "reason", "status"]
+    list_filter = ["status", "reason"]
+    list_select_related = ["payment__session__evse"]
+    search_fields = ["stripe_dispute_id", "payment__stripe_payment_intent_id"]
+    readonly_fields = ["session"]
+
+    @admin.display(description="session")
+    def session(self, dispute):
+        return session_link(dispute.payment.session)
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, dispute):
+        return money(dispute.amount, dispute.payment.currency)
 
 
 @admin.register(Receipt)
@@ -52,8 +317,23 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
     exclude = ["pdf"]
 
 
+class UnmatchedEventFilter(admin.SimpleListFilter):
+    title = "payment match"
+    parameter_name = "match"
+
+    def lookups(self, request, model_admin):
+        return [("unmatched", "Unmatched (no payment found)"), ("matched", "Matched")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "unmatched":
+            return queryset.filter(outcome__startswith="no payment for")
+        if self.value() == "matched":
+            return queryset.exclude(processed_at=None).exclude(outcome__startswith="no payment for")
+        return queryset
+
+
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["event_id", "type", "received_at", "processed_at", "outcome"]
-    list_filter = ["type"]
+    list_filter = [UnmatchedEventFilter, "type"]
     search_fields = ["event_id"]

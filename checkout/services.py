@@ -132,6 +132,18 @@ def price_session(session: ChargingSession, *, end=None) -> tariffs.Quote:
     return tariffs.quote(session.tariff_snapshot, usage, tz=session.time_zone)
 
 
+def session_clear_attention(*, session_id: int) -> bool:
+    """Staff dealt with what the flag said: clear it, keeping the reason in the audit trail."""
+    with transaction.atomic():
+        session = _locked_session(pk=session_id)
+        if session is None or not session.attention:
+            return False  # cleared by someone else meanwhile
+        _event(session, "attention_cleared", message=session.attention[:500])
+        session.attention = ""
+        session.save(update_fields=["attention", "updated_at"])
+        return True
+
+
 def flag_task_failure(subject: str, key, message: str) -> None:
     """A money task failed for good: put it on its session so staff see it (the sweep retries later)."""
     lookup = {
@@ -377,7 +389,7 @@ def csms_stop(*, reference: str) -> None:
 
 def session_apply_update(update: SessionUpdate) -> None:
     """What the CSMS reports: progress, and the final record that lets us capture."""
-    with transaction.atomic():
+    with acting_as("csms"), transaction.atomic():
         session = _locked_session(csms_reference=update.reference)
         if session is None:
             log.warning("CSMS update for unknown session reference %s", update.reference)
@@ -527,12 +539,25 @@ def payment_capture(*, payment_id: int) -> None:
 # --- refunds and disputes -----------------------------------------------------------------------
 
 
-def payment_refund(*, payment_id: int, amount: int, reason: str, note: str = "", requested_by: str) -> Refund:
-    """Staff give money back: never more than was captured and not yet refunded (or being refunded)."""
+def refunds_seen(payment: Payment) -> str:
+    """What a refund form was shown: the payment's refunds so far (see payment_refund's `seen`)."""
+    return ",".join(str(pk) for pk in payment.refunds.order_by("pk").values_list("pk", flat=True)) or "none"
+
+
+def payment_refund(*, payment_id: int, amount: int, reason: str, note: str = "", requested_by: str,
+                   seen: str | None = None) -> Refund:
+    """Staff give money back: never more than was captured and not yet refunded (or being refunded).
+
+    `seen` is refunds_seen() as the form showed it: a form submitted twice, or after a colleague's
+    refund, is refused instead of refunding on stale figures.
+    """
     with transaction.atomic():
         payment = _locked_payment(pk=payment_id)
         if payment.status not in (P.CAPTURED, P.PARTIALLY_REFUNDED):
             raise RefundError("Only a captured payment can be refunded. Nothing was refunded.")
+        if seen is not None and seen != refunds_seen(payment):
+            raise RefundError("Another refund was requested for this payment since this page was opened. "
+                              "Check the amounts and submit again. Nothing was refunded.")
         pending = sum(payment.refunds.filter(status=Refund.Status.PENDING).values_list("amount", flat=True))
         available = payment.refundable - pending
         if amount <= 0 or amount > available:

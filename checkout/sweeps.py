@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from . import services
+from . import services, tasks
 from .models import ChargingSession, Payment
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P, SessionStatus as S
@@ -59,6 +59,15 @@ def strays(now=None) -> int:
     fixed = 0
     open_payments = [P.PENDING, P.REQUIRES_ACTION, P.AUTHORIZED]
 
+    # A capture without its receipt.
+    for pk in Payment.objects.filter(
+        Q(status__in=[P.CAPTURED, P.PARTIALLY_REFUNDED, P.REFUNDED]), receipt__isnull=True,
+        updated_at__lte=settled_before,
+    ).values_list("pk", flat=True):
+        log.info("sweep: payment %s: captured without a receipt", pk)
+        tasks.receipt_issue.delay(pk)
+        fixed += 1
+
     # A hold whose session failed: the cancel was lost (or is failing).
     for pk in Payment.objects.filter(status__in=open_payments, session__status=S.FAILED,
                                      updated_at__lte=settled_before).values_list("pk", flat=True):
@@ -94,14 +103,4 @@ def strays(now=None) -> int:
             fixed += _run(f"session {session.pk}: hold expires before charging started", services.session_fail,
                           session_id=session.pk, reason="The charger did not start in time.")
 
-    # A capture without its receipt.
-    for pk in Payment.objects.filter(
-        Q(status__in=[P.CAPTURED, P.PARTIALLY_REFUNDED, P.REFUNDED]), receipt__isnull=True,
-        updated_at__lte=settled_before,
-    ).values_list("pk", flat=True):
-        from . import tasks  # tasks import this module
-
-        log.info("sweep: payment %s: captured without a receipt", pk)
-        tasks.receipt_issue.delay(pk)
-        fixed += 1
     return fixed

@@ -80,18 +80,21 @@ def pay(request, code):
     if connector is None:
         return _error("That connector does not belong to this charger. Nothing has been charged.")
     try:
-        session = services.session_create(
-            evse=evse, connector=connector, hold_amount=form.cleaned_data["hold_amount"],
-            email=form.cleaned_data["email"], language=get_language() or "en",
-        )
-        payment = services.payment_authorize(
-            session_id=session.pk, payment_method_id=form.cleaned_data["payment_method"]
-        )
+        with services.acting_as("driver"):
+            session = services.session_create(
+                evse=evse, connector=connector, hold_amount=form.cleaned_data["hold_amount"],
+                email=form.cleaned_data["email"], language=get_language() or "en",
+                attempt=form.cleaned_data["attempt"] or None,
+            )
+            payment = services.payment_authorize(
+                session_id=session.pk, payment_method_id=form.cleaned_data["payment_method"]
+            )
     except services.CheckoutError as exc:
         return _error(str(exc), status=409)
     except PaymentGatewayError:
         log.exception("payment gateway error at checkout")
-        services.session_fail(session_id=session.pk, reason="The payment service could not be reached.")
+        with services.acting_as("driver"):
+            services.session_fail(session_id=session.pk, reason="The payment service could not be reached.")
         return _error("The payment service did not answer. Nothing will be charged: if an amount was held on "
                       "your card, it is being released. Please try again.", status=503, held=True)
     return _payment_response(session, payment)
@@ -117,13 +120,15 @@ def confirm(request, public_id):
     if session is None:
         raise Http404
     try:
-        payment = services.payment_refresh(session_id=session.pk)
+        with services.acting_as("driver"):
+            payment = services.payment_refresh(session_id=session.pk)
     except PaymentGatewayError:
         return _error("We could not confirm your payment yet. If an amount is held, it is released "
                       "automatically when charging does not start.", status=503, held=True)
     if payment.status == P.REQUIRES_ACTION:
         # Authentication abandoned or failed without a final answer: release whatever may be held.
-        services.session_fail(session_id=session.pk, reason="Card authentication was not completed.")
+        with services.acting_as("driver"):
+            services.session_fail(session_id=session.pk, reason="Card authentication was not completed.")
         payment.refresh_from_db()
     return _payment_response(session, payment)
 
@@ -147,6 +152,7 @@ def _status_context(session):
         "held": Decimal(payment.amount_held) / 100,
         "captured": Decimal(payment.amount_captured) / 100,
         "released": Decimal(payment.amount_released) / 100,
+        "refunded": Decimal(payment.amount_refunded) / 100,
         # Nothing more will change for the driver: no need to keep polling.
         "settled": receipt is not None or payment.status in (P.CANCELED, P.FAILED),
         "can_stop": session.status == S.CHARGING,
@@ -185,7 +191,8 @@ def stop(request, public_id):
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
-    services.session_request_stop(session_id=session.pk)
+    with services.acting_as("driver"):
+        services.session_request_stop(session_id=session.pk)
     return redirect("checkout:status", public_id=session.public_id)
 
 

@@ -1,5 +1,8 @@
-"""Real peers the tests talk to: a localstripe server on a free port."""
+"""Real peers the tests talk to: a localstripe server on a free port, and Stripe's signed webhooks."""
 
+import hashlib
+import hmac
+import json
 import os
 import socket
 import subprocess
@@ -74,3 +77,18 @@ class LocalStripe:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def signed(client, settings, event: dict, secret=None):
+    """POST a webhook event signed the way Stripe signs it (t=..., v1=HMAC-SHA256)."""
+    body = json.dumps(event)
+    timestamp = int(time.time())
+    signature = hmac.new((secret or settings.STRIPE_WEBHOOK_SECRET).encode(), f"{timestamp}.{body}".encode(),
+                         hashlib.sha256).hexdigest()
+    return client.post("/webhooks/stripe/", body, content_type="application/json",
+                       HTTP_STRIPE_SIGNATURE=f"t={timestamp},v1={signature}")
+
+
+def intent_event(event_id, intent_id, status="requires_capture", type="payment_intent.amount_capturable_updated"):
+    return {"id": event_id, "object": "event", "type": type,
+            "data": {"object": {"id": intent_id, "object": "payment_intent", "status": status}}}

@@ -1,29 +1,11 @@
 """Stripe webhooks: signature checked, stored once, processed by retrieving the object from Stripe."""
 
-import hashlib
-import hmac
-import json
-import time
-
 import pytest
 
 from checkout import services
 from checkout.models import StripeEvent
 from checkout.states import PaymentStatus as P, SessionStatus as S
-
-
-def signed(client, settings, event: dict, secret=None):
-    body = json.dumps(event)
-    timestamp = int(time.time())
-    signature = hmac.new((secret or settings.STRIPE_WEBHOOK_SECRET).encode(), f"{timestamp}.{body}".encode(),
-                         hashlib.sha256).hexdigest()
-    return client.post("/webhooks/stripe/", body, content_type="application/json",
-                       HTTP_STRIPE_SIGNATURE=f"t={timestamp},v1={signature}")
-
-
-def intent_event(event_id, intent_id, status="requires_capture"):
-    return {"id": event_id, "object": "event", "type": "payment_intent.amount_capturable_updated",
-            "data": {"object": {"id": intent_id, "object": "payment_intent", "status": status}}}
+from tests.peers import intent_event, signed
 
 
 @pytest.mark.parametrize("secret", ["whsec_wrong", None])

@@ -9,10 +9,16 @@
   var errorBox = document.getElementById("pay-error");
   var mode = form.dataset.stripeMode;
 
+  // One id per press of Pay: a press that reaches the server twice opens one session, not two.
+  function newAttempt() {
+    form.elements.attempt.value = Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
+  }
+
   function showError(message) {
     errorBox.textContent = message;
     errorBox.hidden = false;
     button.disabled = false;
+    newAttempt();  // after an error, pressing Pay again is a new attempt
   }
 
   function label() {
@@ -93,6 +99,7 @@
     var stripe = Stripe(form.dataset.stripeKey);
     var wallet = mode === "localstripe" ? localstripeWallet(stripe) : stripeWallet(stripe);
     button.disabled = false;
+    newAttempt();
     form.addEventListener("change", label);
     label();
     form.addEventListener("submit", function (e) {
