@@ -329,9 +329,9 @@ def session_request_start(*, session_id: int) -> None:
         tasks.session_start_timeout.apply_async((session.pk,), countdown=settings.CSMS_START_TIMEOUT_SECONDS)
 
 
-def session_check_start_timeout(*, session_id: int) -> None:
+def session_check_start_timeout(*, session_id: int, now=None) -> None:
     """The charger had its time to start: if it has not, give the driver's money back."""
-    started_before = timezone.now() - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
+    started_before = (now or timezone.now()) - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
     session = ChargingSession.objects.filter(
         pk=session_id, status=S.STARTING, start_requested_at__lte=started_before
     ).first()

@@ -36,10 +36,11 @@ def _run(what: str, fn, **kwargs) -> bool:
 
 
 def start_timeouts(now=None) -> int:
-    cutoff = (now or timezone.now()) - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
     ids = ChargingSession.objects.filter(status=S.STARTING, start_requested_at__lte=cutoff).values_list("pk", flat=True)
     return sum(_run(f"session {pk}: the charger never started", services.session_check_start_timeout,
-                    session_id=pk) for pk in ids)
+                    session_id=pk, now=now) for pk in ids)
 
 
 def abandoned_checkouts(now=None) -> int:

@@ -77,6 +77,9 @@ class FaultProxy:
 
     def fail(self, method: str, path_regex: str, fault: str, *, times: int = 1) -> Rule:
         assert fault in FAULTS, fault
+        if fault == "hold":  # a new hold waits for a new release()
+            self.state.released.clear()
+            self.state.held.clear()
         rule = Rule(method.upper(), re.compile(path_regex), fault, times)
         with self.state.lock:
             self.state.rules.append(rule)
@@ -149,7 +152,7 @@ class FaultProxy:
                     return self._error(int(fault))
                 if fault == "timeout":
                     proxy._record(Call(method, path, False, 0, fault))
-                    time.sleep(proxy.client_timeout + 1)
+                    time.sleep(proxy.client_timeout + 0.5)
                     return self._close()
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 upstream = requests.request(method, proxy.upstream + self.path, data=body, headers=headers,
@@ -158,7 +161,7 @@ class FaultProxy:
                 if fault == "lost":
                     return self._error(500)
                 if fault == "lost_timeout":
-                    time.sleep(proxy.client_timeout + 1)
+                    time.sleep(proxy.client_timeout + 0.5)
                     return self._close()
                 if fault == "hold":
                     proxy.state.held.set()

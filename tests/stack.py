@@ -35,6 +35,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from tests import pytest_env
+from tests.faultproxy import FaultProxy
 from tests.peers import LocalStripe, free_port, wait_for_http
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -84,11 +85,24 @@ class Stack:
     """Web (gunicorn), Celery worker and beat, localstripe, PostgreSQL and Redis: the product."""
 
     def __init__(self, *, speedup: float = 60, tick_seconds: float = 1, start_timeout_seconds: int = 10,
-                 web: str = "gunicorn"):
+                 web: str = "gunicorn", stripe_proxy: bool = False, stripe_timeout_seconds: int = 20,
+                 worker_pool: str = "threads", worker_concurrency: int = 2,
+                 visibility_timeout_seconds: int | None = None):
+        """`stripe_proxy`: the children reach localstripe through a FaultProxy (`stack.proxy`) run by
+        the test process, so a test can inject Stripe faults and count the requests that got through;
+        `stripe_timeout_seconds` is then the app's Stripe timeout and the proxy's "timeout" silence.
+        `visibility_timeout_seconds`: the Redis broker hands a task taken by a worker that died
+        unacknowledged out again after this long (CELERY_VISIBILITY_TIMEOUT; default one hour)."""
         self.speedup = speedup
         self.tick_seconds = tick_seconds
         self.start_timeout_seconds = start_timeout_seconds
         self.web = web
+        self.stripe_proxy = stripe_proxy
+        self.stripe_timeout_seconds = stripe_timeout_seconds
+        self.worker_pool = worker_pool
+        self.worker_concurrency = worker_concurrency
+        self.visibility_timeout_seconds = visibility_timeout_seconds
+        self.proxy: FaultProxy | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="directpay-stack-"))
         self.var_dir = self.tmp / "var"
         self.mail_dir = self.var_dir / "mail"
@@ -130,6 +144,10 @@ class Stack:
         self.redis_db = self._pick_redis_db()
         self._redis().flushdb()
         self.localstripe = LocalStripe()
+        stripe_api_base = self.localstripe.base
+        if self.stripe_proxy:
+            self.proxy = FaultProxy(self.localstripe.base, client_timeout=self.stripe_timeout_seconds)
+            stripe_api_base = self.proxy.base
 
         venv_bin = str(Path(sys.executable).parent)
         self.env = {
@@ -143,7 +161,7 @@ class Stack:
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{self.db_name}",
             "CELERY_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}",
             "CELERY_TASK_ALWAYS_EAGER": "false",
-            "STRIPE_API_BASE": self.localstripe.base,
+            "STRIPE_API_BASE": stripe_api_base,
             "STRIPE_JS_URL": f"{self.localstripe.base}/js.stripe.com/v3/",
             "STRIPE_SECRET_KEY": "sk_test_localstripe",
             "STRIPE_PUBLISHABLE_KEY": "pk_test_localstripe",
@@ -157,6 +175,10 @@ class Stack:
             "EMAIL_URL": f"filemail:///{self.mail_dir}",
             "LOG_LEVEL": "INFO",
         }
+        if self.stripe_proxy:
+            self.env["STRIPE_TIMEOUT_SECONDS"] = str(self.stripe_timeout_seconds)
+        if self.visibility_timeout_seconds is not None:
+            self.env["CELERY_VISIBILITY_TIMEOUT"] = str(self.visibility_timeout_seconds)
         self.manage("migrate", "--noinput")
         self.manage("seed_demo")
 
@@ -168,9 +190,7 @@ class Stack:
             web = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"]
         self._spawn("web", web)
         wait_for_http(f"{self.base}/healthz", timeout=60, process=self.processes["web"])
-        self._spawn("worker", [sys.executable, "-m", "celery", "-A", "directpay", "worker",
-                               "--queues", "money,csms,receipts", "--concurrency", "2", "--pool", "threads",
-                               "--loglevel", "info", "--hostname", f"e2e-{self.db_name}@%h"])
+        self._spawn("worker", self._worker_command())
         self._spawn("beat", [sys.executable, "-m", "celery", "-A", "directpay", "beat",
                              "-s", str(self.tmp / "beat-schedule"), "--loglevel", "info"])
         self._wait_for_log("worker", " ready.", timeout=60)
@@ -182,6 +202,9 @@ class Stack:
         atexit.unregister(self.stop)
         for process in reversed(list(self.processes.values())):
             self._terminate(process)
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
         if self.localstripe is not None:
             self.localstripe.stop()
             self.localstripe = None
@@ -286,6 +309,25 @@ class Stack:
                 parts.append(f"!!! {name} exited with {process.returncode}")
         return "\n".join(parts) or "(no process output)"
 
+    def kill_worker(self) -> None:
+        """SIGKILL the Celery worker and everything in its process group, as a crash or the OOM killer
+        would: no warm shutdown, nothing acknowledged or handed back to the broker."""
+        process = self.processes["worker"]
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(10)
+
+    def start_worker(self, timeout: float = 60) -> None:
+        """Start a fresh worker (the same command; its output appended to worker.log) and wait until it
+        is ready. The previous one must be gone (kill_worker)."""
+        assert self.processes["worker"].poll() is not None, "the worker is still running"
+        log = self.log_dir / "worker.log"
+        since = log.stat().st_size if log.exists() else 0
+        self._spawn("worker", self._worker_command(), append=True)
+        self._wait_for_log("worker", " ready.", timeout=timeout, since=since)
+
     def assert_running(self) -> None:
         dead = {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
         assert not dead, f"stack processes exited: {dead}"
@@ -308,21 +350,29 @@ class Stack:
                 return db
         return candidates[0]
 
-    def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(self.log_dir / f"{name}.log", "w")
+    def _worker_command(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "directpay", "worker",
+                "--queues", "money,csms,receipts", "--concurrency", str(self.worker_concurrency),
+                "--pool", self.worker_pool, "--loglevel", "info", "--hostname", f"e2e-{self.db_name}@%h"]
+
+    def _spawn(self, name: str, args: list[str], *, append: bool = False) -> None:
+        log = open(self.log_dir / f"{name}.log", "a" if append else "w")
         self._log_files.append(log)
         self.processes[name] = subprocess.Popen(
             args, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stop() reaches gunicorn's and celery's children
         )
 
-    def _wait_for_log(self, name: str, text: str, timeout: float) -> None:
+    def _wait_for_log(self, name: str, text: str, timeout: float, since: int = 0) -> None:
+        """Wait for `text` in the process's log, after byte offset `since` (a restarted process appends)."""
         process, path = self.processes[name], self.log_dir / f"{name}.log"
 
         def seen():
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}")
-            return text in path.read_text(errors="replace")
+            with open(path, "rb") as handle:
+                handle.seek(since)
+                return text in handle.read().decode(errors="replace")
 
         poll(seen, timeout=timeout, what=f"{name} to log {text!r}")
 
