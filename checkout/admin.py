@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from . import services
+from . import refunds, services
 from .models import ChargingSession, Dispute, Payment, PaymentEvent, Receipt, Refund, StripeEvent
 from .states import PaymentStatus
 
@@ -228,11 +228,11 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 username = request.user.get_username()
                 try:
                     with services.acting_as(f"staff:{username}"):
-                        refund = services.payment_refund(
+                        refund = refunds.payment_refund(
                             payment_id=payment.pk, amount=form.cents(), reason=form.cleaned_data["reason"],
                             note=form.cleaned_data["note"], requested_by=username, seen=form.cleaned_data["seen"],
                         )
-                except services.RefundError as exc:
+                except refunds.RefundError as exc:
                     form.add_error(None, str(exc))
                 else:
                     self.message_user(
@@ -245,13 +245,13 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
             # Shown again: with the payment as it stands now, which the next submit is checked against.
             payment.refresh_from_db()
             form.data = form.data.copy()
-            form.data["seen"] = services.refunds_seen(payment)
+            form.data["seen"] = refunds.refunds_seen(payment)
         else:
             available = payment.refundable - pending_refunds(payment)
             form = RefundForm(initial={
                 "amount": f"{Decimal(max(available, 0)) / 100:.2f}",
                 "reason": Refund.Reason.REQUESTED_BY_CUSTOMER,
-                "seen": services.refunds_seen(payment),
+                "seen": refunds.refunds_seen(payment),
             })
 
         pending = pending_refunds(payment)

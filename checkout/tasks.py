@@ -13,7 +13,7 @@ from celery import shared_task
 
 from stations.csms.base import CsmsError
 
-from . import receipts, services, sweeps
+from . import receipts, refunds, services, stripe_events, sweeps
 from .payments import PaymentGatewayError
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,13 @@ def payment_capture(payment_id: int):
 
 @money_task("refund")
 def refund_send(refund_id: int):
-    services.refund_send(refund_id=refund_id)
+    refunds.refund_send(refund_id=refund_id)
 
 
 @money_task("event")
 def stripe_event_process(event_pk: int):
     with services.acting_as("stripe"):
-        services.stripe_event_process(event_pk=event_pk)
+        stripe_events.stripe_event_process(event_pk=event_pk)
 
 
 @shared_task

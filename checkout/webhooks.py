@@ -5,7 +5,7 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from . import payments, services, tasks
+from . import payments, stripe_events, tasks
 
 
 @csrf_exempt
@@ -18,7 +18,7 @@ def stripe_webhook(request):
     if not isinstance(payload, dict) or "id" not in payload:
         return HttpResponse("not an event", status=400)
     with transaction.atomic():
-        event, created = services.stripe_event_record(payload)
+        event, created = stripe_events.stripe_event_record(payload)
         if created:
             transaction.on_commit(lambda: tasks.stripe_event_process.delay(event.pk))
     return HttpResponse("ok")

@@ -7,7 +7,7 @@ import requests
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from checkout import services
+from checkout import refunds, services
 from checkout.models import ChargingSession, Dispute, PaymentEvent, Refund, StripeEvent
 from checkout.states import PaymentStatus as P, SessionStatus as S
 from stations.csms import simulator
@@ -251,7 +251,7 @@ def test_session_page_shows_disputes_and_shortfall(admin_client, finished):
 def test_refund_dispute_and_event_lists(admin_client, finished, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         with services.acting_as("staff:admin"):
-            services.payment_refund(payment_id=finished.payment.pk, amount=100, reason="duplicate",
+            refunds.payment_refund(payment_id=finished.payment.pk, amount=100, reason="duplicate",
                                     requested_by="admin")
     Dispute.objects.create(payment=finished.payment, stripe_dispute_id="dp_test_2", amount=666, status="lost")
     StripeEvent.objects.create(event_id="evt_orphan", type="charge.refunded", payload={},
@@ -259,10 +259,10 @@ def test_refund_dispute_and_event_lists(admin_client, finished, django_capture_o
     StripeEvent.objects.create(event_id="evt_matched", type="payment_intent.succeeded", payload={},
                                outcome="payment 1: nothing to do")
 
-    refunds = admin_client.get(reverse("admin:checkout_refund_changelist"),
-                               {"status": "succeeded", "reason": "duplicate"})
-    assert refunds.status_code == 200 and "1.00 EUR" in refunds.content.decode()
-    assert Refund.objects.get().stripe_refund_id in refunds.content.decode()
+    refund_list = admin_client.get(reverse("admin:checkout_refund_changelist"),
+                                  {"status": "succeeded", "reason": "duplicate"})
+    assert refund_list.status_code == 200 and "1.00 EUR" in refund_list.content.decode()
+    assert Refund.objects.get().stripe_refund_id in refund_list.content.decode()
     disputes = admin_client.get(reverse("admin:checkout_dispute_changelist"), {"status": "lost"})
     assert disputes.status_code == 200 and "dp_test_2" in disputes.content.decode()
     events = admin_client.get(reverse("admin:checkout_stripeevent_changelist"), {"match": "unmatched"})

@@ -11,7 +11,7 @@ import pytest
 import requests
 from django.db import connections
 
-from checkout import services
+from checkout import refunds, services
 from checkout.models import ChargingSession, Payment
 from checkout.states import PaymentStatus as P, SessionStatus as S
 from stations.csms import simulator
@@ -136,12 +136,12 @@ def test_two_refunds_at_once_never_exceed_the_capture(localstripe, proxy, monkey
     services.payment_capture(payment_id=payment_id)
 
     def refund(amount, who):
-        return lambda: services.payment_refund(payment_id=payment_id, amount=amount, reason="duplicate",
+        return lambda: refunds.payment_refund(payment_id=payment_id, amount=amount, reason="duplicate",
                                                requested_by=who)
 
     hold_first_answer(proxy, r"^/v1/refunds$")
     results = race(refund(400, "ann"), refund(400, "bob"))  # each fits in 6.66; both do not
-    assert sum(isinstance(r, services.RefundError) for r in results) == 1, results
+    assert sum(isinstance(r, refunds.RefundError) for r in results) == 1, results
     queue.run()
     payment = Payment.objects.get(pk=payment_id)
     assert payment.amount_refunded == 400 and payment.status == P.PARTIALLY_REFUNDED

@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from checkout import services, sweeps
+from checkout import refunds, services, sweeps
 from checkout.models import ChargingSession, Payment, Receipt, Refund
 from checkout.states import PaymentStatus as P, SessionStatus as S
 from stations import qr
@@ -154,7 +154,7 @@ def test_refund_under_fault_refunds_once(client, localstripe, proxy, queue, conn
     charge(queue, session)
     queue.run()
     proxy.fail("POST", WRITES["refund"], fault)
-    services.payment_refund(payment_id=session.payment.pk, amount=300, reason="service_issue", requested_by="ann")
+    refunds.payment_refund(payment_id=session.payment.pk, amount=300, reason="service_issue", requested_by="ann")
     queue.run()
     payment = Payment.objects.get(pk=session.payment.pk)
     assert payment.status == P.PARTIALLY_REFUNDED
@@ -169,20 +169,20 @@ def test_refunds_never_exceed_the_capture(client, localstripe, proxy, queue, con
     charge(queue, session)
     queue.run()
     payment_id = session.payment.pk
-    services.payment_refund(payment_id=payment_id, amount=600, reason="requested_by_customer", requested_by="ann")
+    refunds.payment_refund(payment_id=payment_id, amount=600, reason="requested_by_customer", requested_by="ann")
     # Still pending at Stripe: the pending amount counts against what is left.
-    with pytest.raises(services.RefundError, match="between 0.01 and 0.66"):
-        services.payment_refund(payment_id=payment_id, amount=67, reason="duplicate", requested_by="bob")
+    with pytest.raises(refunds.RefundError, match="between 0.01 and 0.66"):
+        refunds.payment_refund(payment_id=payment_id, amount=67, reason="duplicate", requested_by="bob")
     queue.run()
-    services.payment_refund(payment_id=payment_id, amount=66, reason="duplicate", requested_by="bob")
+    refunds.payment_refund(payment_id=payment_id, amount=66, reason="duplicate", requested_by="bob")
     queue.run()
     payment = Payment.objects.get(pk=payment_id)
     assert payment.status == P.REFUNDED and payment.amount_refunded == payment.amount_captured == 666
-    with pytest.raises(services.RefundError):
-        services.payment_refund(payment_id=payment_id, amount=1, reason="duplicate", requested_by="bob")
-    with pytest.raises(services.RefundError, match="captured"):
+    with pytest.raises(refunds.RefundError):
+        refunds.payment_refund(payment_id=payment_id, amount=1, reason="duplicate", requested_by="bob")
+    with pytest.raises(refunds.RefundError, match="captured"):
         _, other = pay(client, localstripe, ConnectorFactory())
-        services.payment_refund(payment_id=other.payment.pk, amount=1, reason="duplicate", requested_by="bob")
+        refunds.payment_refund(payment_id=other.payment.pk, amount=1, reason="duplicate", requested_by="bob")
 
 
 def test_permanent_error_stops_retrying_and_is_flagged(client, localstripe, proxy, queue, connector):

@@ -21,7 +21,7 @@ import requests
 from django.urls import reverse
 from django.utils import timezone
 
-from checkout import services, sweeps
+from checkout import refunds, services, sweeps
 from checkout.models import ChargingSession, Payment, Receipt, Refund
 from checkout.states import PaymentStatus as P, SessionStatus as S
 from stations import qr
@@ -178,10 +178,10 @@ def test_randomized_lifecycle_keeps_every_money_rule(client, settings, localstri
                 amount = rng.randint(1, left) if rng.random() < 0.7 else left + rng.randint(1, 100)
                 world.maybe_fault()
                 try:
-                    services.payment_refund(payment_id=payment.pk, amount=amount, reason="requested_by_customer",
+                    refunds.payment_refund(payment_id=payment.pk, amount=amount, reason="requested_by_customer",
                                             requested_by="finance")
                     world.outcomes["refund requested"] += 1
-                except services.RefundError:
+                except refunds.RefundError:
                     world.outcomes["refund refused"] += 1
                     pending = sum(r.amount for r in payment.refunds.filter(status=Refund.Status.PENDING))
                     assert amount > payment.refundable - pending

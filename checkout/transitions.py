@@ -1,0 +1,81 @@
+"""The building blocks every service uses: who is acting, row locks, checked transitions, the audit trail.
+
+Callers hold the row locks (lock_session / lock_payment inside transaction.atomic) before changing a row.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from contextlib import contextmanager
+
+from django.db import transaction
+
+from .models import ChargingSession, Payment, PaymentEvent
+from .states import PAYMENT_TRANSITIONS, SESSION_TRANSITIONS, check_transition
+
+log = logging.getLogger("checkout.services")
+
+# Who is acting, written on every audit event: driver, worker, csms, stripe, sweep, staff:<name>.
+_actor = contextvars.ContextVar("actor", default="worker")
+
+
+@contextmanager
+def acting_as(actor: str):
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+def record_event(session: ChargingSession, kind: str, **fields) -> None:
+    PaymentEvent.objects.create(session=session, kind=kind, actor=_actor.get(), **fields)
+
+
+def flag_attention(session: ChargingSession, why: str) -> None:
+    """Ask staff to look at this session (shown and filterable in the admin); keep the first reason."""
+    log.warning("session %s needs attention: %s", session.pk, why)
+    record_event(session, "attention", message=why[:500])
+    if not session.attention:
+        ChargingSession.objects.filter(pk=session.pk).update(attention=why[:300])
+        session.attention = why[:300]
+
+
+def set_session_status(session: ChargingSession, target: str, **changes) -> bool:
+    if session.status == target:
+        return False
+    check_transition(SESSION_TRANSITIONS, session.status, target)
+    record_event(session, "session_status", from_status=session.status, to_status=target,
+           message=changes.get("failure_reason", ""))
+    session.status = target
+    for name, value in changes.items():
+        setattr(session, name, value)
+    session.save()
+    return True
+
+
+def set_payment_status(payment: Payment, target: str, *, message: str = "", amount: int | None = None,
+                        **changes) -> bool:
+    if payment.status == target:
+        return False
+    check_transition(PAYMENT_TRANSITIONS, payment.status, target)
+    record_event(payment.session, "payment_status", from_status=payment.status, to_status=target, amount=amount,
+           stripe_id=payment.stripe_payment_intent_id or "", message=message[:500])
+    payment.status = target
+    for name, value in changes.items():
+        setattr(payment, name, value)
+    payment.save()
+    return True
+
+
+def lock_session(**lookup) -> ChargingSession | None:
+    return ChargingSession.objects.select_for_update().filter(**lookup).first()
+
+
+def lock_payment(**lookup) -> Payment | None:
+    return Payment.objects.select_for_update().select_related("session").filter(**lookup).first()
+
+
+def queue_on_commit(task, *args) -> None:
+    transaction.on_commit(lambda: task.delay(*args))
