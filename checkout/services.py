@@ -425,7 +425,7 @@ def payment_cancel(*, payment_id: int, reason: str) -> None:
         payment = lock_payment(pk=payment_id)
         if payment.status not in (P.PENDING, P.REQUIRES_ACTION, P.AUTHORIZED) or payment.write_in_flight != "cancel":
             return
-        state = payments.retrieve(payment.stripe_payment_intent_id) if resumed else None
+        state = payments.retrieve(payment.stripe_payment_intent_id, card=False) if resumed else None
         if state is None or state.status not in ("canceled", "succeeded"):
             state = payments.cancel(payment.stripe_payment_intent_id, idempotency_key=f"payment-{payment.pk}-cancel")
         payment.write_in_flight, payment.write_amount = "", None
@@ -465,7 +465,7 @@ def payment_capture(*, payment_id: int) -> None:
         if payment.status != P.AUTHORIZED or payment.write_in_flight != "capture":
             return
         amount = payment.write_amount
-        state = payments.retrieve(payment.stripe_payment_intent_id) if resumed else None
+        state = payments.retrieve(payment.stripe_payment_intent_id, card=False) if resumed else None
         if state is None or state.status == "requires_capture":
             state = payments.capture(payment.stripe_payment_intent_id, amount=amount,
                                      idempotency_key=f"payment-{payment.pk}-capture")

@@ -48,7 +48,7 @@ def payment_sync(*, payment_id: int) -> str:
         return "checked against Stripe"
     if payment.status != P.AUTHORIZED or not payment.stripe_payment_intent_id:
         return "nothing to do"
-    state = payments.retrieve(payment.stripe_payment_intent_id)
+    state = payments.retrieve(payment.stripe_payment_intent_id, card=False)
     if state.status == "canceled":
         services.payment_canceled_at_stripe(payment_id=payment_id)
         return "hold canceled at Stripe"

@@ -192,9 +192,14 @@ CELERY_BEAT_SCHEDULE["sessions-sweep-start-timeouts"] = {
     "options": {"expires": 30},
 }
 
+# One worker process per queue (Procfile), so no queue's backlog or slow peer delays another's:
+# money (capture, cancel, refunds, webhooks, sweeps), csms (start and stop commands to chargers),
+# receipts (PDF and e-mail), simulator (the embedded charger network, not part of production).
 CELERY_TASK_DEFAULT_QUEUE = "money"
 CELERY_TASK_ROUTES = {
     "checkout.tasks.receipt_*": {"queue": "receipts"},
-    "stations.tasks.*": {"queue": "csms"},
+    "checkout.tasks.session_start": {"queue": "csms"},
+    "checkout.tasks.csms_stop": {"queue": "csms"},
+    "stations.tasks.*": {"queue": "simulator"},
 }
 CELERY_TASK_EAGER_PROPAGATES = CELERY_TASK_ALWAYS_EAGER

@@ -48,6 +48,8 @@ CHROMIUM_ARGS = [
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 SIM_BEHAVIOURS = ("accept", "reject", "occupied", "timeout", "slow")
+# Worker process name -> (queue, threads; None = the stack's worker_concurrency), as in Procfile.dev.
+WORKERS = {"worker": ("money", None), "csms": ("csms", 2), "receipts": ("receipts", 1), "simulator": ("simulator", 1)}
 
 # Extra text (e.g. a browser's console) a test wants shown next to the process logs when it fails.
 EXTRA_LOGS = pytest.StashKey[dict]()
@@ -190,10 +192,13 @@ class Stack:
             web = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"]
         self._spawn("web", web)
         wait_for_http(f"{self.base}/healthz", timeout=60, process=self.processes["web"])
-        self._spawn("worker", self._worker_command())
+        # One worker per queue, as the Procfile runs them; "worker" is the money worker.
+        for name in WORKERS:
+            self._spawn(name, self._worker_command(name))
         self._spawn("beat", [sys.executable, "-m", "celery", "-A", "directpay", "beat",
                              "-s", str(self.tmp / "beat-schedule"), "--loglevel", "info"])
-        self._wait_for_log("worker", " ready.", timeout=60)
+        for name in WORKERS:
+            self._wait_for_log(name, " ready.", timeout=60)
         self._wait_for_log("beat", "beat: Starting", timeout=60)
         self.manage("localstripe_webhook", "--url", f"{self.base}/webhooks/stripe/")
 
@@ -325,7 +330,7 @@ class Stack:
         assert self.processes["worker"].poll() is not None, "the worker is still running"
         log = self.log_dir / "worker.log"
         since = log.stat().st_size if log.exists() else 0
-        self._spawn("worker", self._worker_command(), append=True)
+        self._spawn("worker", self._worker_command("worker"), append=True)
         self._wait_for_log("worker", " ready.", timeout=timeout, since=since)
 
     def assert_running(self) -> None:
@@ -350,10 +355,11 @@ class Stack:
                 return db
         return candidates[0]
 
-    def _worker_command(self) -> list[str]:
+    def _worker_command(self, name: str) -> list[str]:
+        queue, concurrency = WORKERS[name]
         return [sys.executable, "-m", "celery", "-A", "directpay", "worker",
-                "--queues", "money,csms,receipts", "--concurrency", str(self.worker_concurrency),
-                "--pool", self.worker_pool, "--loglevel", "info", "--hostname", f"e2e-{self.db_name}@%h"]
+                "--queues", queue, "--concurrency", str(concurrency or self.worker_concurrency),
+                "--pool", self.worker_pool, "--loglevel", "info", "--hostname", f"{queue}-{self.db_name}@%h"]
 
     def _spawn(self, name: str, args: list[str], *, append: bool = False) -> None:
         log = open(self.log_dir / f"{name}.log", "a" if append else "w")

@@ -82,8 +82,8 @@ def session_transitions(stack, session_id):
     return [row["to_status"] for row in rows]
 
 
-def worker_ran(stack, task):
-    log = (stack.log_dir / "worker.log").read_text(errors="replace")
+def worker_ran(stack, task, worker):
+    log = (stack.log_dir / f"{worker}.log").read_text(errors="replace")
     return re.search(rf"Task {re.escape(task)}\[[0-9a-f-]+\] succeeded", log) is not None
 
 
@@ -125,10 +125,11 @@ def test_worker_starts_captures_and_issues_the_receipt(stack):
                 what="the receipt e-mail")
     assert "To: fleet@example.com" in mail
 
-    # The web process only queued: the worker process did the work, through Redis.
-    for task in ("checkout.tasks.session_start", "checkout.tasks.csms_stop", "checkout.tasks.payment_capture",
-                 "checkout.tasks.receipt_issue", "checkout.tasks.receipt_email", "stations.tasks.simulator_tick"):
-        assert worker_ran(stack, task), f"the worker log shows no successful {task}"
+    # The web process only queued: the workers did the work through Redis, each on its own queue.
+    for task, worker in [("checkout.tasks.session_start", "csms"), ("checkout.tasks.csms_stop", "csms"),
+                         ("checkout.tasks.payment_capture", "worker"), ("checkout.tasks.receipt_issue", "receipts"),
+                         ("checkout.tasks.receipt_email", "receipts"), ("stations.tasks.simulator_tick", "simulator")]:
+        assert worker_ran(stack, task, worker), f"the {worker} worker's log shows no successful {task}"
 
 
 def test_charger_that_never_answers_gets_the_hold_released(stack):

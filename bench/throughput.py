@@ -1,0 +1,330 @@
+"""Settlement throughput: N sessions through pay -> charge -> finish -> capture -> receipt, for real.
+
+Starts the whole product the way tests/stack.py does (its own PostgreSQL database and Redis db,
+localstripe, gunicorn, a Celery worker and beat, the simulated CSMS at high speed), clones the demo
+AC EVSE N times, and lets `--concurrency` driver threads pay (card token from localstripe,
+session_create, payment_authorize). Once no session is still starting it presses Stop on each
+one charging, then waits for the worker to capture every payment and issue every receipt. Prints
+sessions/second from the first pay to the last receipt, session end -> capture latencies, and the
+outcome of every session.
+
+Run: .venv/bin/python bench/throughput.py [--sessions 1000] [--concurrency 8]
+     (needs PostgreSQL and Redis on 127.0.0.1; prints, asserts no time; exits 1 if any session did
+     not end captured with exactly one receipt, or if a payment captured more than it held)
+
+At the default speed-up (300) a 22 kW charge costs about 1.10 EUR a second, so the default 20.00
+hold's spending cap stops a session in about 17 s unless Stop was pressed first; `--hold 5000`
+lets the battery fill below the cap, so every session is stopped by the driver.
+"""
+
+import argparse
+import os
+import queue
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.stack import Stack  # noqa: E402  (sets test defaults in os.environ; replaced below)
+
+DEMO_EVSE = "NL*DPY*E0001*1"
+BEFORE_CHARGING = ("created", "authorizing", "authorized", "starting")
+UNSETTLED_PAYMENTS = ("pending", "requires_action", "authorized")
+PROGRESS_EVERY = 10.0
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--sessions", type=int, default=1000, help="sessions to push through (default 1000)")
+parser.add_argument("--concurrency", type=int, default=8, help="driver threads paying at once (default 8)")
+parser.add_argument("--hold", type=int, default=2000, help="amount each driver holds, cents (default 2000)")
+parser.add_argument("--speedup", type=float, default=300, help="SIMULATOR_SPEEDUP (default 300)")
+parser.add_argument("--timeout", type=float, default=None,
+                    help="seconds to wait for everything to settle (default 300 + 2 per session)")
+args = parser.parse_args()
+N = args.sessions
+TIMEOUT = args.timeout if args.timeout is not None else 300 + 2 * N
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def seconds(delta) -> float:
+    return delta.total_seconds()
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    values = sorted(values)
+    p90 = values[min(len(values) - 1, int(len(values) * 0.9))]
+    return (f"median {statistics.median(values):7.2f} s   p90 {p90:7.2f} s   max {values[-1]:7.2f} s"
+            f"   (n={len(values)})")
+
+
+stack = Stack(speedup=args.speedup, tick_seconds=1, start_timeout_seconds=120)
+say(f"starting the stack (PostgreSQL {stack.db_name}, Redis, localstripe, gunicorn, worker, beat)...")
+started = time.monotonic()
+failed = True
+try:
+    stack.start()
+    say(f"stack up in {time.monotonic() - started:.0f} s")
+
+    # This process talks to the stack's database and broker: tasks it queues reach the real worker.
+    os.environ.update(stack.env)
+    os.environ["LOG_LEVEL"] = "WARNING"  # not one line per Stripe request
+    import django
+
+    django.setup()
+
+    from django.conf import settings
+    from django.db import connections
+    from django.db.models import Count
+
+    from checkout import services
+    from checkout.models import ChargingSession, Payment, PaymentEvent, Receipt
+    from stations.models import Connector, Evse
+
+    assert not settings.CELERY_TASK_ALWAYS_EAGER and settings.CELERY_BROKER_URL.startswith("redis://"), \
+        "the bench must queue tasks to the real worker"
+    for name in ("worker", "csms", "receipts", "simulator"):
+        worker_args = list(stack.processes[name].args)
+
+        def flag(option: str, args=worker_args) -> str:
+            return args[args.index(option) + 1] if option in args else "default"
+
+        say(f"{name}: --queues {flag('--queues')} --pool {flag('--pool')} --concurrency {flag('--concurrency')}")
+    say(f"beat: simulator tick every {settings.SIMULATOR_TICK_SECONDS:g} s, "
+        f"speedup {settings.SIMULATOR_SPEEDUP:g}")
+    say(f"sessions: {N}   driver threads: {args.concurrency}   hold: {args.hold / 100:.2f}   "
+        f"timeout: {TIMEOUT:.0f} s")
+
+    # --- N EVSEs like the demo AC one (one active session per EVSE) -----------------------------
+    def clone(obj, **overrides):
+        values = {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields if not f.primary_key}
+        values.update(overrides)
+        return type(obj)(**values)
+
+    demo_evse = Evse.objects.select_related("location__operator").get(evse_id=DEMO_EVSE)
+    demo_connector = demo_evse.connectors.select_related("tariff").get()
+    evses = Evse.objects.bulk_create([
+        clone(demo_evse, evse_id=f"NL*DPY*B{i:05d}*1", uid=f"NL-DPY-B{i:05d}-1",
+              status=Evse.Status.AVAILABLE, sim_behaviour=Evse.SimBehaviour.ACCEPT)
+        for i in range(1, N + 1)
+    ])
+    connectors = Connector.objects.bulk_create([clone(demo_connector, evse_id=evse.pk) for evse in evses])
+    for evse, connector in zip(evses, connectors):
+        evse.location = demo_evse.location  # cached: session_create reads the operator
+        connector.evse, connector.tariff = evse, demo_connector.tariff
+    say(f"created {len(evses)} EVSEs like {DEMO_EVSE} ({demo_connector.power_type}, "
+        f"{demo_connector.max_power_kw} kW, tariff {demo_connector.tariff.name!r})")
+
+    def drive(items, work, threads: int) -> list:
+        """Run work(item, http) for every item on `threads` threads; return (item, result-or-exception)."""
+        todo, done, lock = queue.SimpleQueue(), [], threading.Lock()
+        for item in items:
+            todo.put(item)
+
+        def driver():
+            http = requests.Session()
+            try:
+                while True:
+                    try:
+                        item = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        result = work(item, http)
+                    except Exception as exc:  # noqa: BLE001 - counted and reported
+                        result = exc
+                    with lock:
+                        done.append((item, result))
+            finally:
+                http.close()
+                connections.close_all()
+
+        pool = [threading.Thread(target=driver, name=f"driver-{i}") for i in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        return done
+
+    def pay(pair, http):
+        evse, connector = pair
+        began = time.monotonic()
+        response = http.post(f"{stack.localstripe.base}/v1/tokens", data={
+            "card[number]": "4242424242424242", "card[exp_month]": "12", "card[exp_year]": "2034",
+            "card[cvc]": "123", "key": "pk_test_localstripe",
+        }, timeout=30)
+        response.raise_for_status()
+        card_id = response.json()["card"]["id"]
+        session = services.session_create(evse=evse, connector=connector, hold_amount=args.hold)
+        payment = services.payment_authorize(session_id=session.pk, payment_method_id=card_id)
+        return session.pk, payment.status, time.monotonic() - began
+
+    def status_line(ids) -> tuple[Counter, Counter, int]:
+        sessions = Counter(dict(ChargingSession.objects.filter(pk__in=ids).values_list("status")
+                                .annotate(n=Count("pk")).values_list("status", "n")))
+        payments = Counter(dict(Payment.objects.filter(session_id__in=ids).values_list("status")
+                                .annotate(n=Count("pk")).values_list("status", "n")))
+        receipts = Receipt.objects.filter(payment__session_id__in=ids).count()
+        return sessions, payments, receipts
+
+    def show(counter: Counter) -> str:
+        return ", ".join(f"{name} {n}" for name, n in sorted(counter.items())) or "none"
+
+    def wait(ids, done, what: str, deadline: float) -> bool:
+        """Poll until done(sessions, payments, receipts); print progress every PROGRESS_EVERY seconds."""
+        began = last = time.monotonic()
+        while True:
+            counts = status_line(ids)
+            if done(*counts):
+                return True
+            now = time.monotonic()
+            if now > deadline:
+                say(f"  TIMED OUT waiting for {what}")
+                return False
+            dead = {name: p.returncode for name, p in stack.processes.items() if p.poll() is not None}
+            if dead:
+                say(f"  stack processes exited: {dead}")
+                return False
+            if now - last >= PROGRESS_EVERY:
+                last = now
+                say(f"  [{now - began:5.0f} s] sessions: {show(counts[0])} | payments: {show(counts[1])}"
+                    f" | receipts {counts[2]}")
+            time.sleep(0.5)
+
+    deadline = time.monotonic() + TIMEOUT
+
+    # --- pay ----------------------------------------------------------------------------------
+    say(f"paying: {N} drivers, {args.concurrency} at a time...")
+    first_pay = datetime.now(UTC)
+    t_pay = time.monotonic()
+    paid = drive(list(zip(evses, connectors)), pay, args.concurrency)
+    pay_seconds = time.monotonic() - t_pay
+    driver_errors = [(pair[0].evse_id, result) for pair, result in paid if isinstance(result, Exception)]
+    ok = [result for _, result in paid if not isinstance(result, Exception)]
+    ids = [session_id for session_id, _, _ in ok]
+    say(f"  {len(ok)} paid in {pay_seconds:.1f} s ({len(ok) / pay_seconds:.1f} payments/s); "
+        f"payment status: {show(Counter(status for _, status, _ in ok))}; "
+        f"driver errors: {len(driver_errors)}")
+    say(f"  driver time (token + create + authorize): {spread([t for _, _, t in ok])}")
+    for evse_id, exc in driver_errors[:5]:
+        say(f"    {evse_id}: {exc!r}")
+
+    # --- charge, then stop --------------------------------------------------------------------
+    say("waiting for every session to be charging (worker starts it, the simulator tick reports it)...")
+    wait(ids, lambda s, p, r: not any(s[name] for name in BEFORE_CHARGING), "sessions to charge", deadline)
+    all_charging_seconds = time.monotonic() - t_pay
+    charging = list(
+        ChargingSession.objects.filter(pk__in=ids, status="charging").values_list("pk", flat=True)
+    )
+    say(f"  at +{all_charging_seconds:.1f} s: {len(charging)} charging, "
+        f"{len(ids) - len(charging)} already past it (spending cap) or failed; pressing Stop on the charging")
+    stopped = drive(charging, lambda pk, http: services.session_request_stop(session_id=pk), args.concurrency)
+    stop_errors = [(pk, result) for pk, result in stopped if isinstance(result, Exception)]
+    say(f"  stops requested by +{time.monotonic() - t_pay:.1f} s; errors: {len(stop_errors)}")
+    for pk, exc in stop_errors[:5]:
+        say(f"    session {pk}: {exc!r}")
+
+    # --- settle ---------------------------------------------------------------------------------
+    say("waiting for every payment to be captured (or released) and every receipt issued...")
+
+    def settled(s, p, r):
+        return not any(s[name] for name in (*BEFORE_CHARGING, "charging", "stopping")) \
+            and not any(p[name] for name in UNSETTLED_PAYMENTS) and r >= p["captured"]
+
+    if wait(ids, settled, "settlement", deadline):
+        say(f"  settled by +{time.monotonic() - t_pay:.1f} s")
+
+    # --- results --------------------------------------------------------------------------------
+    sessions = list(ChargingSession.objects.filter(pk__in=ids).select_related("payment", "payment__receipt"))
+    captures: dict[int, list] = {}
+    for session_id, at in PaymentEvent.objects.filter(
+        session_id__in=ids, kind="payment_status", to_status="captured"
+    ).values_list("session_id", "created_at"):
+        captures.setdefault(session_id, []).append(at)
+    stop_messages = PaymentEvent.objects.filter(session_id__in=ids, kind="stop_requested")
+    stop_reasons = Counter(text.split(":")[0] for text in stop_messages.values_list("message", flat=True))
+
+    good, bad, problems, over_hold = [], Counter(), [], 0
+    for s in sessions:
+        payment = s.payment
+        receipt = getattr(payment, "receipt", None)
+        if payment.amount_captured > payment.amount_held:
+            over_hold += 1
+            problems.append(
+                f"session {s.pk}: captured {payment.amount_captured} > held {payment.amount_held}"
+            )
+        if len(captures.get(s.pk, [])) > 1:
+            problems.append(f"session {s.pk}: {len(captures[s.pk])} capture events")
+        if receipt is not None and receipt.total_incl_vat != payment.amount_captured:
+            problems.append(f"session {s.pk}: receipt {receipt.number} says {receipt.total_incl_vat}, "
+                            f"captured {payment.amount_captured}")
+        if s.status == "finished" and payment.status == "captured" and receipt is not None:
+            good.append(s)
+        else:
+            key = f"session {s.status}, payment {payment.status}, {'a' if receipt else 'no'} receipt"
+            bad[key] += 1
+            if bad[key] <= 3:
+                why = s.failure_reason or payment.decline_message or "-"
+                problems.append(f"session {s.pk} ({key}): {why}")
+    if driver_errors:
+        bad["driver could not pay (error above)"] = len(driver_errors)
+
+    to_capture = [seconds(min(captures[s.pk]) - s.ended_at) for s in good if s.pk in captures and s.ended_at]
+    to_receipt = [
+        seconds(s.payment.receipt.issued_at - min(captures[s.pk])) for s in good if s.pk in captures
+    ]
+    last_receipt = max((s.payment.receipt.issued_at for s in good), default=None)
+    held = sum(s.payment.amount_held for s in sessions)
+    captured = sum(s.payment.amount_captured for s in sessions)
+    shortfall = sum(s.payment.shortfall for s in sessions)
+
+    say()
+    say(f"{'sessions':>26}: {N}")
+    say(f"{'captured with a receipt':>26}: {len(good)}")
+    say(f"{'anything else':>26}: {N - len(good)}" + (f"  ({'; '.join(f'{k}: {n}' for k, n in bad.items())})"
+                                                    if bad else ""))
+    say(f"{'stopped by':>26}: {show(stop_reasons)}")
+    if last_receipt is not None:
+        elapsed = seconds(last_receipt - first_pay)
+        say(f"{'first pay -> last receipt':>26}: {elapsed:.1f} s")
+        say(f"{'throughput':>26}: {len(good) / elapsed:.2f} sessions/s end to end")
+    say(f"{'session end -> capture':>26}: {spread(to_capture)}")
+    say(f"{'capture -> receipt':>26}: {spread(to_receipt)}")
+    say(f"{'captured / held':>26}: {captured / 100:.2f} / {held / 100:.2f} EUR "
+        f"({captured / max(held, 1):.0%}); cost above the holds, not charged: {shortfall / 100:.2f} EUR")
+    say(f"{'workers':>26}: one per queue (money, csms, receipts, simulator), thread pools")
+
+    if len(good) != N or problems:
+        say()
+        if len(good) != N:
+            say(f"FAILED: {N - len(good)} of {N} sessions did not end captured with exactly one receipt")
+        if over_hold:
+            say(f"FAILED: {over_hold} payments captured more than they held")
+        if problems:
+            say("problems:")
+        for problem in problems[:20]:
+            say(f"  {problem}")
+        if len(problems) > 20:
+            say(f"  ... and {len(problems) - 20} more")
+        say()
+        say(stack.tails(lines=25))
+    else:
+        failed = False
+        say()
+        say(f"OK: all {N} sessions captured (never above the hold) with exactly one receipt each")
+    connections.close_all()
+finally:
+    stack.stop()
+    stack.cleanup_files()
+sys.exit(1 if failed else 0)
