@@ -67,7 +67,14 @@ def refund_send(*, refund_id: int) -> None:
                 refund.save()
                 flag_attention(payment.session, f"refund of {refund.amount / 100:.2f} failed at Stripe: {exc}")
                 return
-        refund.status, refund.stripe_refund_id = Refund.Status.SUCCEEDED, state.id
+        refund.stripe_refund_id = state.id
+        if state.status in ("failed", "canceled"):
+            refund.status, refund.failure_message = Refund.Status.FAILED, f"Stripe: {state.status}"
+            refund.save()
+            flag_attention(payment.session, f"refund of {refund.amount / 100:.2f} {state.status} at Stripe")
+            return
+        # "pending" at Stripe (some banks confirm later) counts as given back: it is on its way.
+        refund.status = Refund.Status.SUCCEEDED
         refund.save()
         refunded = payment.amount_refunded + refund.amount
         target = P.REFUNDED if refunded >= payment.amount_captured else P.PARTIALLY_REFUNDED
