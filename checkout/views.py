@@ -102,14 +102,21 @@ def pay(request, code):
 
 def _payment_response(session, payment):
     status_url = reverse("checkout:status", args=[session.public_id])
+    if payment.status == P.FAILED:
+        return _error(f"{payment.decline_message or 'Your card was declined.'} Nothing has been charged.",
+                      status=402)
+    session.refresh_from_db(fields=["status", "failure_reason"])
+    if session.status == S.FAILED:
+        # Abandoned authentication, or the same press of Pay arriving again after it failed.
+        if payment.status == P.CANCELED or (payment.status == P.PENDING and not payment.stripe_payment_intent_id):
+            return _error(f"{session.failure_reason} Nothing has been charged.", status=409)
+        return _error(f"{session.failure_reason} Nothing will be charged: if an amount was held on your card, "
+                      "it is being released.", status=409, held=True)
     if payment.status == P.REQUIRES_ACTION:
         return JsonResponse({
             "ok": True, "next": "authenticate", "client_secret": payment.client_secret,
             "confirm_url": reverse("checkout:confirm", args=[session.public_id]), "status_url": status_url,
         })
-    if payment.status == P.FAILED:
-        return _error(f"{payment.decline_message or 'Your card was declined.'} Nothing has been charged.",
-                      status=402)
     return JsonResponse({"ok": True, "next": "status", "status_url": status_url})
 
 

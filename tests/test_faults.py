@@ -136,6 +136,23 @@ def test_confirm_under_fault_tells_the_driver_and_leaves_no_hold(client, localst
     assert response.json()["ok"] and again.pk != session.pk
 
 
+def test_the_same_press_arriving_again_gets_the_same_answer(client, localstripe, proxy, queue, connector):
+    proxy.fail("POST", WRITES["confirm"], "lost")  # the hold exists; its answer never arrived
+    data = {"connector": connector.pk, "hold_amount": 2000, "payment_method": localstripe.card_token(VISA),
+            "attempt": "press-0001"}
+    url = reverse("checkout:pay", args=[qr.code_for(connector.evse)])
+    first = client.post(url, data)
+    again = client.post(url, data)  # the browser resent it, or the driver tapped twice
+    assert first.status_code == 503 and first.json()["held"] is True
+    assert again.status_code == 409 and again.json()["held"] is True
+    assert "being released" in again.json()["message"]
+    assert ChargingSession.objects.filter(evse=connector.evse).count() == 1
+    queue.run()
+    again = client.post(url, data)
+    assert again.json() == {"ok": False, "held": False,
+                            "message": "The payment service could not be reached. Nothing has been charged."}
+
+
 @pytest.mark.parametrize("fault", ["500", "lost"])
 def test_create_under_fault_holds_nothing(client, localstripe, proxy, queue, connector, fault):
     proxy.fail("POST", r"^/v1/payment_intents$", fault)
