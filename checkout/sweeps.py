@@ -32,6 +32,10 @@ def _run(what: str, fn, **kwargs) -> bool:
         return True
     except (PaymentGatewayError, CsmsError) as exc:
         log.warning("sweep: %s failed, will try again next time: %s", what, exc)
+        if exc.permanent:  # retrying will not help: staff must see it (said once, see flag_attention)
+            subject = "session" if "session_id" in kwargs else "payment"
+            with services.acting_as("sweep"):
+                services.flag_task_failure(subject, kwargs[f"{subject}_id"], f"sweep: {what}: {exc}")
         return False
 
 

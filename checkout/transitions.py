@@ -36,6 +36,9 @@ def record_event(session: ChargingSession, kind: str, **fields) -> None:
 def flag_attention(session: ChargingSession, why: str) -> None:
     """Ask staff to look at this session (shown and filterable in the admin); keep the first reason."""
     log.warning("session %s needs attention: %s", session.pk, why)
+    cleared = session.events.filter(kind="attention_cleared").order_by("-pk").values_list("pk", flat=True).first()
+    if session.events.filter(kind="attention", message=why[:500], pk__gt=cleared or 0).exists():
+        return  # a sweep retrying the same failure every minute says it once (until staff clear it)
     record_event(session, "attention", message=why[:500])
     if not session.attention:
         ChargingSession.objects.filter(pk=session.pk).update(attention=why[:300])

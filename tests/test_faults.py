@@ -220,7 +220,8 @@ def test_permanent_error_stops_retrying_and_is_flagged(client, localstripe, prox
     assert queue.retried == 0
 
 
-def test_capture_refused_by_stripe_is_flagged_not_retried(client, localstripe, proxy, queue, connector, monkeypatch):
+def test_capture_refused_by_stripe_is_flagged_not_retried(client, localstripe, proxy, queue, connector, monkeypatch,
+                                                          settings):
     from checkout import payments
 
     _, session = pay(client, localstripe, connector)
@@ -235,7 +236,15 @@ def test_capture_refused_by_stripe_is_flagged_not_retried(client, localstripe, p
     assert session.payment.status == P.AUTHORIZED
     assert queue.retried == 0
     assert "payment_capture failed permanently" in session.attention
-    assert session.events.filter(kind="attention").exists()
+    assert session.events.filter(kind="attention").count() == 1
+    # The sweep tries again every minute; the audit trail says it once, until staff clear the flag.
+    for _ in range(2):
+        sweeps.strays(now=later(settings.SWEEP_GRACE_SECONDS + 1))
+    assert session.events.filter(kind="attention").count() == 2  # the sweep's own wording, once
+    services.session_clear_attention(session_id=session.pk)
+    sweeps.strays(now=later(settings.SWEEP_GRACE_SECONDS + 1))
+    session.refresh_from_db()
+    assert session.attention and session.events.filter(kind="attention").count() == 3
 
 
 # --- webhooks -----------------------------------------------------------------------------------
