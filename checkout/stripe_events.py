@@ -20,16 +20,18 @@ log = logging.getLogger(__name__)
 
 
 def dispute_record(*, payment: Payment, dispute: dict) -> Dispute:
-    """A chargeback: keep it (and its status as it moves) for finance to answer. Caller holds a transaction."""
-    record, created = Dispute.objects.update_or_create(
-        stripe_dispute_id=dispute["id"],
-        defaults={"payment": payment, "amount": int(dispute.get("amount") or 0),
-                  "reason": dispute.get("reason") or "", "status": dispute.get("status") or ""},
-    )
-    if created:
-        flag_attention(payment.session, f"the driver's bank opened a dispute ({record.reason or 'no reason given'})")
-    record_event(payment.session, "dispute", amount=record.amount, stripe_id=record.stripe_dispute_id,
-           message=record.status)
+    """A chargeback: keep it (and its status as it moves) for finance to answer."""
+    with transaction.atomic():
+        session = lock_session(pk=payment.session_id)
+        record, created = Dispute.objects.update_or_create(
+            stripe_dispute_id=dispute["id"],
+            defaults={"payment": payment, "amount": int(dispute.get("amount") or 0),
+                      "reason": dispute.get("reason") or "", "status": dispute.get("status") or ""},
+        )
+        if created:
+            flag_attention(session, f"the driver's bank opened a dispute ({record.reason or 'no reason given'})")
+        record_event(session, "dispute", amount=record.amount, stripe_id=record.stripe_dispute_id,
+                     message=record.status)
     return record
 
 
@@ -72,8 +74,7 @@ def stripe_event_process(*, event_pk: int) -> None:
         outcome = f"no payment for {intent_id or 'this object'}: stored for staff"
         log.warning("stripe event %s (%s): %s", event.event_id, event.type, outcome)
     elif kind == "dispute":
-        with transaction.atomic():
-            dispute_record(payment=payment, dispute=obj)
+        dispute_record(payment=payment, dispute=obj)
         outcome = f"dispute recorded on payment {payment.pk}"
     elif kind in ("charge", "refund") and event.type.startswith(("charge.refund", "refund.")):
         outcome = f"payment {payment.pk}: {refunds_check(payment_id=payment.pk)}"
