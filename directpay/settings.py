@@ -141,6 +141,11 @@ STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
 
 # Charging-station management system.
 CSMS_BACKEND = env.str("CSMS_BACKEND", default="simulator")
+# Who we are on the OCPI network (eMSP role), and how long we wait for a CPO's platform.
+OCPI_COUNTRY_CODE = env.str("OCPI_COUNTRY_CODE", default="NL")
+OCPI_PARTY_ID = env.str("OCPI_PARTY_ID", default="QDP")
+OCPI_BUSINESS_NAME = env.str("OCPI_BUSINESS_NAME", default="QR Direct Pay")
+OCPI_TIMEOUT_SECONDS = env.float("OCPI_TIMEOUT_SECONDS", default=30)
 CSMS_START_TIMEOUT_SECONDS = env.int("CSMS_START_TIMEOUT_SECONDS", default=60)
 # A checkout not paid for by then (page closed, 3-D Secure abandoned) is failed and its hold released,
 # so the EVSE is free for the next driver.

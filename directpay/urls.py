@@ -5,5 +5,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", lambda request: HttpResponse("ok", content_type="text/plain")),
+    path("ocpi/emsp/", include("stations.csms.ocpi.urls")),
     path("", include("checkout.urls")),
 ]

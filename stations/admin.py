@@ -1,12 +1,16 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from . import qr
-from .models import Connector, Evse, Location, Operator, Tariff
+from .csms.base import CsmsError
+from .csms.ocpi import credentials as ocpi_credentials
+from .models import Connector, Evse, Location, OcpiConnection, Operator, Tariff
 
 
 @admin.register(Operator)
@@ -67,3 +71,93 @@ class EvseAdmin(admin.ModelAdmin):
             qr.url_for(evse),
         )
         return mark_safe(f"<div>{svg}</div>") + links
+
+
+class OcpiConnectionChangeForm(forms.ModelForm):
+    versions_url = forms.URLField(required=False, assume_scheme="https", help_text="The CPO's OCPI versions endpoint.")
+
+    class Meta:
+        model = OcpiConnection
+        fields = ["name", "versions_url", "raw_token"]
+
+
+class OcpiConnectionForm(OcpiConnectionChangeForm):
+    token_a = forms.CharField(
+        required=False, widget=forms.PasswordInput, label="Token A",
+        help_text="The token the CPO gave us for registering. Leave the versions URL and this empty to "
+                  "invite the CPO instead: a Token A for it is shown once after saving.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("versions_url")) != bool(data.get("token_a")):
+            raise forms.ValidationError("Give both the CPO's versions URL and its Token A, or neither (to invite).")
+        return data
+
+
+def _masked(token: str) -> str:
+    return f"…{token[-4:]}" if token else "-"
+
+
+@admin.register(OcpiConnection)
+class OcpiConnectionAdmin(admin.ModelAdmin):
+    """Connections to CPO platforms. Tokens are secrets: only their last characters are shown."""
+
+    form = OcpiConnectionForm
+    list_display = ["name", "state", "party", "version", "last_error", "updated_at"]
+    list_filter = ["state"]
+    readonly_fields = ["state", "party", "business_name", "version", "endpoints_table", "our_token", "their_token",
+                       "last_error", "created_at", "updated_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "versions_url", "token_a", "raw_token"]
+        return ["name", "versions_url", "raw_token", *self.readonly_fields]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is not None:
+            kwargs["form"] = OcpiConnectionChangeForm
+        return super().get_form(request, obj, **kwargs)
+
+    @admin.display(description="party")
+    def party(self, connection):
+        return f"{connection.country_code}*{connection.party_id}" if connection.party_id else "-"
+
+    @admin.display(description="our token (the CPO calls us with it)")
+    def our_token(self, connection):
+        return _masked(connection.token_ours)
+
+    @admin.display(description="their token (we call the CPO with it)")
+    def their_token(self, connection):
+        return _masked(connection.token_theirs)
+
+    @admin.display(description="endpoints")
+    def endpoints_table(self, connection):
+        rows = [(e.get("identifier", ""), e.get("role", ""), e.get("url", "")) for e in connection.endpoints]
+        if not rows:
+            return "-"
+        return format_html("<table>{}</table>", format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        if not form.cleaned_data.get("token_a"):
+            obj.state, obj.token_ours = OcpiConnection.State.INVITED, ocpi_credentials.new_token()
+            obj.save()
+            messages.warning(request, f"Give the CPO our versions URL {ocpi_credentials.versions_url()} and this "
+                                      f"Token A, shown only now: {obj.token_ours}")
+            return None
+        obj.state, obj.token_ours = OcpiConnection.State.PENDING, ocpi_credentials.new_token()
+        obj.token_theirs = form.cleaned_data["token_a"]
+        obj.save()
+        # After the admin's transaction commits: the CPO reads our versions while we register.
+        transaction.on_commit(lambda: self._register(request, obj.pk))
+        return None
+
+    def _register(self, request, pk):
+        try:
+            connected = ocpi_credentials.connection_register(connection_id=pk)
+            messages.success(request, f"Connected to {connected.business_name or connected.name} "
+                                      f"(OCPI {connected.version}).")
+        except (CsmsError, ocpi_credentials.CredentialsInvalid) as exc:
+            messages.error(request, f"Registration with the CPO failed: {exc}. The connection is kept as pending.")

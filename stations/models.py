@@ -154,3 +154,47 @@ class SimulatedSession(models.Model):
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     kwh = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(0))
+
+
+class OcpiConnection(models.Model):
+    """A CPO platform we talk OCPI 2.2.1 with (we are the eMSP).
+
+    Two tokens: `token_ours` is the one the CPO presents when it calls us (we issued it: Token A
+    until the handshake, then Token C in the spec's naming from their side), `token_theirs` the one
+    we present when we call them (their Token A before we register, then the token they gave us).
+    Both are secrets: the admin shows only their last characters, never the values.
+    """
+
+    class State(models.TextChoices):
+        INVITED = "invited", "Invited (waiting for the CPO to register)"
+        PENDING = "pending", "Pending (we have not registered yet)"
+        CONNECTED = "connected", "Connected"
+        SUSPENDED = "suspended", "Suspended (credentials deleted)"
+
+    name = models.CharField(max_length=100, unique=True)
+    state = models.CharField(max_length=20, choices=State, default=State.PENDING)
+    versions_url = models.URLField(blank=True, help_text="The CPO's OCPI versions endpoint.")
+    version = models.CharField(max_length=10, blank=True)
+    endpoints = models.JSONField(default=list, blank=True, help_text="Their modules, as their version details list them.")
+    country_code = models.CharField(max_length=2, blank=True)
+    party_id = models.CharField(max_length=3, blank=True)
+    business_name = models.CharField(max_length=100, blank=True)
+    token_ours = models.CharField(max_length=64, unique=True, editable=False)
+    token_theirs = models.CharField(max_length=64, blank=True, editable=False)
+    # OCPI 2.2.1 sends tokens base64-encoded; some platforms still send (and expect) the raw token.
+    raw_token = models.BooleanField(default=False, help_text="Send our token to this peer without base64.")
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "OCPI connection"
+
+    def __str__(self):
+        return f"{self.name} ({self.state})"
+
+    def endpoint(self, identifier: str, role: str | None = None) -> str | None:
+        for endpoint in self.endpoints:
+            if endpoint.get("identifier") == identifier and (role is None or endpoint.get("role") == role):
+                return endpoint.get("url")
+        return None

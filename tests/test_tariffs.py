@@ -10,28 +10,12 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal as D
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from stations.tariffs import PricedComponent, Quote, TariffError, Usage, price_lines, quote
-
-# The team's shared/ folder lies beside the checkout (in CI too); OCPI_EXAMPLES_DIR overrides it.
-EXAMPLES = Path(os.environ.get(
-    "OCPI_EXAMPLES_DIR", Path(__file__).resolve().parents[2] / "shared/ocpi-examples/v2.2.1-d2/examples"
-))
-
-
-def examples() -> Path:
-    """The upstream examples; a clone without shared/ beside it skips them, CI never does."""
-    if not EXAMPLES.is_dir():
-        message = f"OCPI examples not found at {EXAMPLES} (set OCPI_EXAMPLES_DIR)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return EXAMPLES
-
+from tests.ocpi_examples import examples
 
 AMS = ZoneInfo("Europe/Amsterdam")
 UTC = timezone.utc
