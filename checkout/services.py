@@ -322,7 +322,8 @@ def csms_stop(*, reference: str) -> None:
 def session_apply_update(update: SessionUpdate) -> None:
     """What the CSMS reports: progress, and the final record that lets us capture."""
     with acting_as("csms"), transaction.atomic():
-        session = lock_session(csms_reference=update.reference)
+        # Every progress report checks the spending cap: read the hold and the operator's margin with it.
+        session = lock_session("payment", "evse__location__operator", csms_reference=update.reference)
         if session is None:
             log.warning("CSMS update for unknown session reference %s", update.reference)
             return

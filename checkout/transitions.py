@@ -72,8 +72,14 @@ def set_payment_status(payment: Payment, target: str, *, message: str = "", amou
     return True
 
 
-def lock_session(**lookup) -> ChargingSession | None:
-    return ChargingSession.objects.select_for_update().filter(**lookup).first()
+def lock_session(*related: str, **lookup) -> ChargingSession | None:
+    """Lock one session row; `related` rows are read in the same query but not locked."""
+    sessions = ChargingSession.objects.filter(**lookup)
+    if related:
+        sessions = sessions.select_related(*related).select_for_update(of=("self",))
+    else:
+        sessions = sessions.select_for_update()
+    return sessions.first()
 
 
 def lock_payment(**lookup) -> Payment | None:
