@@ -3,7 +3,6 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Sum
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -35,10 +34,6 @@ def payment_of(session: ChargingSession) -> Payment | None:
         return session.payment
     except Payment.DoesNotExist:
         return None
-
-
-def pending_refunds(payment: Payment) -> int:
-    return payment.refunds.filter(status=Refund.Status.PENDING).aggregate(total=Sum("amount"))["total"] or 0
 
 
 def html_table(css_class: str, headers: list[str], rows: list[tuple]) -> str:
@@ -247,14 +242,14 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
             form.data = form.data.copy()
             form.data["seen"] = refunds.refunds_seen(payment)
         else:
-            available = payment.refundable - pending_refunds(payment)
+            available = payment.refundable - refunds.refunds_pending(payment)
             form = RefundForm(initial={
                 "amount": f"{Decimal(max(available, 0)) / 100:.2f}",
                 "reason": Refund.Reason.REQUESTED_BY_CUSTOMER,
                 "seen": refunds.refunds_seen(payment),
             })
 
-        pending = pending_refunds(payment)
+        pending = refunds.refunds_pending(payment)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Refund {session}",

@@ -19,6 +19,11 @@ def refunds_seen(payment: Payment) -> str:
     return ",".join(str(pk) for pk in payment.refunds.order_by("pk").values_list("pk", flat=True)) or "none"
 
 
+def refunds_pending(payment: Payment) -> int:
+    """What staff asked to refund that Stripe has not confirmed yet: it counts against what is left."""
+    return sum(payment.refunds.filter(status=Refund.Status.PENDING).values_list("amount", flat=True))
+
+
 def payment_refund(*, payment_id: int, amount: int, reason: str, note: str = "", requested_by: str,
                    seen: str | None = None) -> Refund:
     """Staff give money back: never more than was captured and not yet refunded (or being refunded).
@@ -33,8 +38,7 @@ def payment_refund(*, payment_id: int, amount: int, reason: str, note: str = "",
         if seen is not None and seen != refunds_seen(payment):
             raise RefundError("Another refund was requested for this payment since this page was opened. "
                               "Check the amounts and submit again. Nothing was refunded.")
-        pending = sum(payment.refunds.filter(status=Refund.Status.PENDING).values_list("amount", flat=True))
-        available = payment.refundable - pending
+        available = payment.refundable - refunds_pending(payment)
         if amount <= 0 or amount > available:
             raise RefundError(f"A refund must be between 0.01 and {available / 100:.2f} {payment.currency}. "
                               "Nothing was refunded.")

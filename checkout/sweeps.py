@@ -11,7 +11,6 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from . import services, tasks
@@ -66,8 +65,7 @@ def strays(now=None) -> int:
 
     # A capture without its receipt.
     for pk in Payment.objects.filter(
-        Q(status__in=[P.CAPTURED, P.PARTIALLY_REFUNDED, P.REFUNDED]), receipt__isnull=True,
-        updated_at__lte=settled_before,
+        status__in=[P.CAPTURED, P.PARTIALLY_REFUNDED, P.REFUNDED], receipt__isnull=True, updated_at__lte=settled_before,
     ).values_list("pk", flat=True):
         log.info("sweep: payment %s: captured without a receipt", pk)
         tasks.receipt_issue.delay(pk)
