@@ -24,6 +24,8 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -193,3 +195,20 @@ class FaultProxy:
     def _record(self, call: Call) -> None:
         with self.state.lock:
             self.state.calls.append(call)
+
+
+@contextmanager
+def stripe_behind_proxy(settings, localstripe, *, timeout: float | None = None) -> Iterator[FaultProxy]:
+    """Point the app (pytest-django `settings`) at a FaultProxy in front of `localstripe`.
+
+    With `timeout`, the app gives up on Stripe after that many seconds and the proxy's silences last
+    longer than that; without it, both keep their defaults.
+    """
+    proxy = FaultProxy(localstripe.base) if timeout is None else FaultProxy(localstripe.base, client_timeout=timeout)
+    settings.STRIPE_API_BASE = proxy.base
+    if timeout is not None:
+        settings.STRIPE_TIMEOUT_SECONDS = timeout
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

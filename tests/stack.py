@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -50,6 +51,8 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 SIM_BEHAVIOURS = ("accept", "reject", "occupied", "timeout", "slow")
 # Worker process name -> (queue, threads; None = the stack's worker_concurrency), as in Procfile.dev.
 WORKERS = {"worker": ("money", None), "csms": ("csms", 2), "receipts": ("receipts", 1), "simulator": ("simulator", 1)}
+
+VISA = "4242424242424242"
 
 # Extra text (e.g. a browser's console) a test wants shown next to the process logs when it fails.
 EXTRA_LOGS = pytest.StashKey[dict]()
@@ -437,3 +440,47 @@ def stack_fixture_body(request, **options):
         stack.stop()
         if not keep:
             stack.cleanup_files()
+
+
+class Driver:
+    """One phone's worth of HTTP against a stack, doing what checkout.js does: a cookie jar and the
+    checkout page's form fields; pay, poll status.json, press Stop."""
+
+    def __init__(self, stack, evse_id):
+        self.stack = stack
+        self.http = requests.Session()
+        self.checkout_url = stack.checkout_url(evse_id)
+        page = self.http.get(self.checkout_url, timeout=10)
+        assert page.status_code == 200, page.status_code
+        self.csrf = self.http.cookies["csrftoken"]
+        self.connector = re.search(r'name="connector" value="(\d+)"', page.text)[1]
+        self.holds = [int(v) for v in re.findall(r'name="hold_amount" value="(\d+)"', page.text)]
+        self.status_url = None
+
+    def pay(self, card=VISA, hold=None, email="", payment_method=None):
+        response = self.http.post(self.checkout_url + "/pay", data={
+            "csrfmiddlewaretoken": self.csrf, "connector": self.connector,
+            "hold_amount": str(hold or self.holds[0]), "email": email,
+            "payment_method": payment_method or self.stack.localstripe.card_token(card),
+        }, headers={"X-CSRFToken": self.csrf}, timeout=60)
+        answer = response.json()
+        if answer.get("ok"):
+            self.status_url = self.stack.url(answer["status_url"])
+        return response.status_code, answer
+
+    def status(self):
+        response = self.http.get(self.status_url + "status.json", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_for(self, predicate, *, timeout=30, what="status"):
+        def check():
+            status = self.status()
+            return status if predicate(status) else None
+
+        return poll(check, timeout=timeout, interval=0.5, what=what)
+
+    def stop(self):
+        response = self.http.post(self.status_url + "stop", data={"csrfmiddlewaretoken": self.csrf},
+                                  headers={"X-CSRFToken": self.csrf}, allow_redirects=False, timeout=10)
+        assert response.status_code == 302, response.status_code

@@ -10,32 +10,9 @@ from django.urls import reverse
 from checkout import refunds, services
 from checkout.models import ChargingSession, Dispute, PaymentEvent, Refund, StripeEvent
 from checkout.states import PaymentStatus as P, SessionStatus as S
-from stations.csms import simulator
 from stations.models import SimulatedSession
 from tests.factories import ConnectorFactory
 
-VISA = "4242424242424242"
-
-
-@pytest.fixture
-def pay(stripe, django_capture_on_commit_callbacks):
-    def pay(connector, hold=2000):
-        with django_capture_on_commit_callbacks(execute=True):
-            session = services.session_create(evse=connector.evse, connector=connector, hold_amount=hold)
-            services.payment_authorize(session_id=session.pk, payment_method_id=stripe.card_token(VISA))
-        session.refresh_from_db()
-        return session
-
-    return pay
-
-
-@pytest.fixture
-def tick(django_capture_on_commit_callbacks):
-    def tick(at):
-        with django_capture_on_commit_callbacks(execute=True):
-            simulator.tick(now=at)
-
-    return tick
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from checkout.states import PaymentStatus as P, SessionStatus as S
 from stations.csms import simulator
 from stations.models import SimulatedSession
 from tests.factories import ConnectorFactory
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import stripe_behind_proxy
 from tests.taskqueue import TaskQueue
 
 VISA = "4242424242424242"
@@ -48,10 +48,8 @@ def race(*calls):
 
 @pytest.fixture
 def proxy(settings, localstripe):
-    proxy = FaultProxy(localstripe.base)
-    settings.STRIPE_API_BASE = proxy.base
-    yield proxy
-    proxy.stop()
+    with stripe_behind_proxy(settings, localstripe) as proxy:
+        yield proxy
 
 
 def intents_for(localstripe, evse_id):

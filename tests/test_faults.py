@@ -19,7 +19,7 @@ from stations import qr
 from stations.csms import simulator
 from stations.models import Evse, SimulatedSession
 from tests.factories import ConnectorFactory
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import stripe_behind_proxy
 from tests.peers import intent_event, signed
 from tests.taskqueue import TaskQueue
 
@@ -37,11 +37,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def proxy(settings, localstripe):
-    proxy = FaultProxy(localstripe.base, client_timeout=1)
-    settings.STRIPE_API_BASE = proxy.base
-    settings.STRIPE_TIMEOUT_SECONDS = 1
-    yield proxy
-    proxy.stop()
+    with stripe_behind_proxy(settings, localstripe, timeout=1) as proxy:
+        yield proxy
 
 
 @pytest.fixture

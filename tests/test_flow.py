@@ -10,35 +10,11 @@ from django.utils import timezone
 from checkout import services
 from checkout.models import ChargingSession, Receipt
 from checkout.states import PaymentStatus as P, SessionStatus as S
-from stations.csms import simulator
 from stations.models import Evse, SimulatedSession
 
 VISA = "4242424242424242"
 VISA_3DS = "4000002500003155"
 DECLINED = "4000000000000341"
-
-
-@pytest.fixture
-def pay(stripe, django_capture_on_commit_callbacks):
-    def pay(connector, card=VISA, hold=2000, email=""):
-        with django_capture_on_commit_callbacks(execute=True):
-            session = services.session_create(
-                evse=connector.evse, connector=connector, hold_amount=hold, email=email
-            )
-            services.payment_authorize(session_id=session.pk, payment_method_id=stripe.card_token(card))
-        session.refresh_from_db()
-        return session
-
-    return pay
-
-
-@pytest.fixture
-def tick(django_capture_on_commit_callbacks):
-    def tick(at):
-        with django_capture_on_commit_callbacks(execute=True):
-            simulator.tick(now=at)
-
-    return tick
 
 
 def test_pay_charge_stop_capture_receipt(connector, pay, tick, stripe, django_capture_on_commit_callbacks):

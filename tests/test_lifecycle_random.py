@@ -29,7 +29,7 @@ from stations.csms import simulator
 from stations.csms.base import SessionStatus as CsmsStatus, SessionUpdate
 from stations.models import Evse
 from tests.factories import ConnectorFactory
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import stripe_behind_proxy
 from tests.peers import intent_event, signed
 from tests.taskqueue import TaskQueue
 
@@ -123,11 +123,8 @@ class World:
 
 @pytest.fixture
 def proxy(settings, localstripe):
-    proxy = FaultProxy(localstripe.base, client_timeout=0.3)
-    settings.STRIPE_API_BASE = proxy.base
-    settings.STRIPE_TIMEOUT_SECONDS = 0.3
-    yield proxy
-    proxy.stop()
+    with stripe_behind_proxy(settings, localstripe, timeout=0.3) as proxy:
+        yield proxy
 
 
 def test_randomized_lifecycle_keeps_every_money_rule(client, settings, localstripe, proxy, monkeypatch):

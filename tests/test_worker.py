@@ -10,64 +10,19 @@ import threading
 from decimal import Decimal
 
 import pytest
-import requests
 
-from tests.stack import poll, require_stack, stack_fixture_body
+from tests.stack import VISA, Driver, poll, require_stack, stack_fixture_body
 
 pytestmark = [pytest.mark.stack]
 
 AC = "NL*DPY*E0001*1"
 DC = "NL*DPY*E0002*1"
-VISA = "4242424242424242"
 
 
 @pytest.fixture(scope="module")
 def stack(request):
     require_stack()
     yield from stack_fixture_body(request)
-
-
-class Driver:
-    """One phone's worth of HTTP: a cookie jar and the checkout page's form fields."""
-
-    def __init__(self, stack, evse_id):
-        self.stack = stack
-        self.http = requests.Session()
-        self.checkout_url = stack.checkout_url(evse_id)
-        page = self.http.get(self.checkout_url, timeout=10)
-        assert page.status_code == 200, page.status_code
-        self.csrf = self.http.cookies["csrftoken"]
-        self.connector = re.search(r'name="connector" value="(\d+)"', page.text)[1]
-        self.holds = [int(v) for v in re.findall(r'name="hold_amount" value="(\d+)"', page.text)]
-        self.status_url = None
-
-    def pay(self, card=VISA, hold=None, email="", payment_method=None):
-        response = self.http.post(self.checkout_url + "/pay", data={
-            "csrfmiddlewaretoken": self.csrf, "connector": self.connector,
-            "hold_amount": str(hold or self.holds[0]), "email": email,
-            "payment_method": payment_method or self.stack.localstripe.card_token(card),
-        }, headers={"X-CSRFToken": self.csrf}, timeout=60)
-        answer = response.json()
-        if answer.get("ok"):
-            self.status_url = self.stack.url(answer["status_url"])
-        return response.status_code, answer
-
-    def status(self):
-        response = self.http.get(self.status_url + "status.json", timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def wait_for(self, predicate, *, timeout=30, what="status"):
-        def check():
-            status = self.status()
-            return status if predicate(status) else None
-
-        return poll(check, timeout=timeout, interval=0.5, what=what)
-
-    def stop(self):
-        response = self.http.post(self.status_url + "stop", data={"csrfmiddlewaretoken": self.csrf},
-                                  headers={"X-CSRFToken": self.csrf}, allow_redirects=False, timeout=10)
-        assert response.status_code == 302, response.status_code
 
 
 def sessions_of(stack, evse_id):

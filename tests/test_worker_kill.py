@@ -13,14 +13,12 @@ import time
 from decimal import Decimal
 
 import pytest
-import requests
 
-from tests.stack import poll, require_stack, stack_fixture_body
+from tests.stack import Driver, poll, require_stack, stack_fixture_body
 
 pytestmark = [pytest.mark.stack]
 
 AC = "NL*DPY*E0001*1"
-VISA = "4242424242424242"
 CAPTURE = r"^/v1/payment_intents/[^/]+/capture$"
 # How long Redis keeps a task taken by a worker that died before handing it out again
 # (CELERY_VISIBILITY_TIMEOUT). Short here; production keeps the hour.
@@ -31,43 +29,6 @@ VISIBILITY_TIMEOUT = 4
 def stack(request):
     require_stack()
     yield from stack_fixture_body(request, stripe_proxy=True, visibility_timeout_seconds=VISIBILITY_TIMEOUT)
-
-
-class Driver:
-    """What checkout.js does, over plain HTTP: pay, poll status.json, press Stop."""
-
-    def __init__(self, stack, evse_id):
-        self.stack = stack
-        self.http = requests.Session()
-        self.checkout_url = stack.checkout_url(evse_id)
-        page = self.http.get(self.checkout_url, timeout=10)
-        assert page.status_code == 200, page.status_code
-        self.csrf = self.http.cookies["csrftoken"]
-        self.connector = re.search(r'name="connector" value="(\d+)"', page.text)[1]
-        self.status_url = None
-
-    def pay(self, hold):
-        response = self.http.post(self.checkout_url + "/pay", data={
-            "csrfmiddlewaretoken": self.csrf, "connector": self.connector, "hold_amount": str(hold),
-            "email": "", "payment_method": self.stack.localstripe.card_token(VISA),
-        }, headers={"X-CSRFToken": self.csrf}, timeout=60)
-        answer = response.json()
-        assert (response.status_code, answer.get("ok")) == (200, True), answer
-        self.status_url = self.stack.url(answer["status_url"])
-
-    def wait_for(self, predicate, *, timeout=30, what="status"):
-        def check():
-            response = self.http.get(self.status_url + "status.json", timeout=10)
-            response.raise_for_status()
-            status = response.json()
-            return status if predicate(status) else None
-
-        return poll(check, timeout=timeout, interval=0.25, what=what)
-
-    def stop(self):
-        response = self.http.post(self.status_url + "stop", data={"csrfmiddlewaretoken": self.csrf},
-                                  headers={"X-CSRFToken": self.csrf}, allow_redirects=False, timeout=10)
-        assert response.status_code == 302, response.status_code
 
 
 def payment_row(stack, payment_id):
@@ -83,7 +44,8 @@ def events(stack, session_id, kind):
 def test_worker_killed_during_capture_captures_exactly_once_after_restart(stack):
     proxy = stack.proxy
     driver = Driver(stack, AC)
-    driver.pay(hold=2000)
+    code, answer = driver.pay(hold=2000)
+    assert (code, answer.get("ok")) == (200, True), answer
     driver.wait_for(lambda s: s["status"] == "charging" and Decimal(s["cost"]) > 0, what="charging at a cost")
 
     # The capture reaches localstripe (which captures) and its answer is held back: the worker is
