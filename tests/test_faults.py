@@ -368,7 +368,6 @@ def test_sweep_asks_again_then_closes_a_session_whose_stop_never_came(client, lo
     assert session.payment.amount_captured == 666  # the last meter reading, 11 kWh
     assert "without the CSMS's final record" in session.attention
     # The CSMS's record, arriving after all, changes nothing but is kept for staff.
-    Evse.objects.filter(pk=connector.evse_id)  # (the simulator still knows the session)
     SimulatedSession.objects.filter(pk=sim.pk).update(stop_requested_at=sim.accept_at + timedelta(minutes=31))
     simulator.tick(now=sim.accept_at + timedelta(minutes=31))
     session.refresh_from_db()
