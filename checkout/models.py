@@ -33,6 +33,8 @@ class ChargingSession(models.Model):
     measured_at = models.DateTimeField(null=True, blank=True, help_text="When the CSMS last reported the meter.")
     ended_at = models.DateTimeField(null=True, blank=True)
     start_requested_at = models.DateTimeField(null=True, blank=True)
+    # When we give up waiting for the charger to start (the CSMS may say how long it needs).
+    start_deadline = models.DateTimeField(null=True, blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     cdr = models.JSONField(default=dict, blank=True)
     final_breakdown = models.JSONField(default=dict, blank=True)

@@ -137,6 +137,10 @@ def render_pdf(receipt: Receipt) -> bytes:
     row("Total (incl. VAT)", f"{total_incl:.2f} {cur}", bold=True)
     if payment.shortfall:
         row("Not charged (above your hold)", _money(payment.shortfall, cur))
+    # The operator's own final record came out lower than our price: the driver pays the lower.
+    lowered = int(total_incl * 100) - payment.shortfall - payment.amount_captured
+    if lowered > 0:
+        row("Reduced to the operator's final record", f"-{_money(lowered, cur)}")
     row("Charged", _money(payment.amount_captured, cur), bold=True)
     y -= 3 * mm
     method = payment.wallet.replace("_", " ").title() if payment.wallet else (payment.card_brand or "card").title()

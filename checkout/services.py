@@ -16,12 +16,13 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
 from stations import tariffs
 from stations.csms import get_adapter
-from stations.csms.base import CsmsError, Limits, SessionStatus as CsmsStatus, SessionUpdate, StartStatus
+from stations.csms.base import CsmsError, Limits, SessionStatus as CsmsStatus, SessionUpdate, StartResult, StartStatus
 from stations.models import Connector, Evse
 
 from . import payments, tasks
@@ -244,7 +245,7 @@ def session_request_start(*, session_id: int) -> None:
         elif session.status != S.STARTING or session.events.filter(kind="csms_start").exists():
             return  # started already, or a retry after the CSMS answered
     try:
-        result = get_adapter().start_session(
+        result = get_adapter(session.evse.location).start_session(
             connector=session.connector, reference=session.csms_reference, limits=Limits()
         )
     except CsmsError as exc:
@@ -255,18 +256,53 @@ def session_request_start(*, session_id: int) -> None:
     with transaction.atomic():
         session = lock_session(pk=session_id)
         record_event(session, "csms_start", message=f"{result.status} {result.message}".strip())
+        if result.status != StartStatus.REJECTED:
+            _wait_for_start(session, result.wait_seconds or settings.CSMS_START_TIMEOUT_SECONDS)
     if result.status == StartStatus.REJECTED:
         session_fail(session_id=session.pk, reason=result.message or "The charger refused to start.")
-    else:
-        tasks.session_start_timeout.apply_async((session.pk,), countdown=settings.CSMS_START_TIMEOUT_SECONDS)
+
+
+def _wait_for_start(session: ChargingSession, seconds: float) -> None:
+    """Give the charger `seconds` more to start; after that the hold is released."""
+    deadline = timezone.now() + timedelta(seconds=seconds)
+    if session.status == S.STARTING and (session.start_deadline is None or deadline > session.start_deadline):
+        session.start_deadline = deadline
+        session.save(update_fields=["start_deadline", "updated_at"])
+        queue_on_commit(tasks.session_start_timeout, session.pk, countdown=seconds)
+
+
+def session_apply_start_result(reference: str, result: StartResult) -> None:
+    """The CSMS answered a start it had left pending (an OCPI CommandResult)."""
+    with acting_as("csms"), transaction.atomic():
+        session = lock_session(csms_reference=reference)
+        if session is None:
+            log.warning("start result for unknown session reference %s", reference)
+            return
+        record_event(session, "csms_start_result", message=f"{result.status} {result.message}".strip())
+        if result.status == StartStatus.ACCEPTED:
+            if session.status == S.FAILED:
+                # We gave the money back already: a charge starting now would be unpaid.
+                record_event(session, "late_start_accepted", message="charger accepted after the session failed")
+                queue_on_commit(tasks.csms_stop, session.csms_reference)
+            else:
+                # Accepted: the session record comes next; allow it the usual time to arrive.
+                _wait_for_start(session, settings.CSMS_START_TIMEOUT_SECONDS)
+            return
+    if result.status == StartStatus.REJECTED:
+        session_fail(session_id=session.pk, reason=result.message or "The charger refused to start.")
+
+
+def start_overdue(now) -> Q:
+    """Sessions still starting whose charger has had its time."""
+    waited = now - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
+    return Q(status=S.STARTING) & (
+        Q(start_deadline__lte=now) | Q(start_deadline__isnull=True, start_requested_at__lte=waited)
+    )
 
 
 def session_check_start_timeout(*, session_id: int, now=None) -> None:
     """The charger had its time to start: if it has not, give the driver's money back."""
-    started_before = (now or timezone.now()) - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
-    session = ChargingSession.objects.filter(
-        pk=session_id, status=S.STARTING, start_requested_at__lte=started_before
-    ).first()
+    session = ChargingSession.objects.filter(start_overdue(now or timezone.now()), pk=session_id).first()
     if session:
         session_fail(session_id=session_id, reason="The charger did not respond.")
 
@@ -316,7 +352,8 @@ def session_resend_stop(*, session_id: int) -> None:
 
 
 def csms_stop(*, reference: str) -> None:
-    get_adapter().stop_session(reference=reference)
+    session = ChargingSession.objects.select_related("evse__location").get(csms_reference=reference)
+    get_adapter(session.evse.location).stop_session(reference=reference)
 
 
 def session_apply_update(update: SessionUpdate) -> None:
@@ -327,6 +364,11 @@ def session_apply_update(update: SessionUpdate) -> None:
         if session is None:
             log.warning("CSMS update for unknown session reference %s", update.reference)
             return
+        if update.credit:
+            # The CSMS takes back a final record: whatever we captured stands until staff decide.
+            flag_attention(session, f"the CSMS sent a credit record ({update.cdr.get('id', '')}): "
+                           "check whether a refund is due")
+            return
         if session.status == S.FINISHED:
             if update.final and not session.cdr:
                 # We closed it ourselves (the CSMS never sent its record in time): staff compare.
@@ -335,7 +377,7 @@ def session_apply_update(update: SessionUpdate) -> None:
                 flag_attention(session, "the CSMS sent its final record after we had closed the session")
             return  # a duplicate or late record: the capture was already decided
         if session.status == S.FAILED:
-            if update.status == CsmsStatus.ACTIVE:
+            if update.status == CsmsStatus.ACTIVE and not session.events.filter(kind="late_start_stopped").exists():
                 # It started after we gave the money back: stop it rather than charge unpaid energy.
                 record_event(session, "late_start_stopped", message="charger started after the session failed")
                 queue_on_commit(tasks.csms_stop, session.csms_reference)
@@ -437,6 +479,33 @@ def payment_cancel(*, payment_id: int, reason: str) -> None:
         set_payment_status(payment, P.CANCELED, message=reason, amount=payment.amount_held)
 
 
+def _csms_cost(cdr: dict) -> int | None:
+    """The total incl. VAT of the CSMS's final record, in cents, if it states one."""
+    total = (cdr or {}).get("total_cost")
+    try:
+        return _cents(Decimal(str(total["incl_vat"]))) if isinstance(total, dict) and total.get("incl_vat") is not None else None
+    except ArithmeticError:
+        return None
+
+
+def _settle_with_csms(session: ChargingSession, ours: int) -> int:
+    """What to charge: our price of the session, or the CSMS's total if that is lower.
+
+    The driver agreed to our price; a CPO billing less must not make us charge more than it asks.
+    A difference above the tolerance is flagged for staff either way.
+    """
+    theirs = _csms_cost(session.cdr)
+    if theirs is None:
+        return ours
+    if abs(theirs - ours) > settings.CSMS_COST_TOLERANCE_CENTS:
+        flag_attention(session, f"the CSMS's final record says {theirs / 100:.2f}, our price is {ours / 100:.2f}")
+    if theirs < ours:
+        record_event(session, "csms_cost_lower", message=f"charging the CSMS's {theirs / 100:.2f} "
+                     f"instead of our {ours / 100:.2f}", amount=theirs)
+        return theirs
+    return ours
+
+
 def payment_capture(*, payment_id: int) -> None:
     """Charge the final cost under the snapshot tariff, never above the hold; release the rest."""
     with transaction.atomic():
@@ -450,7 +519,7 @@ def payment_capture(*, payment_id: int) -> None:
             session.final_breakdown = priced.as_dict()
             session.cost_incl_vat = priced.total_incl_vat
             session.save()
-            cost = _cents(priced.total_incl_vat)
+            cost = _settle_with_csms(session, _cents(priced.total_incl_vat))
             if cost <= 0:
                 record_event(session, "zero_cost", message="nothing to charge: hold canceled instead")
                 queue_on_commit(tasks.payment_cancel, payment.pk, "Nothing to charge.")
@@ -458,6 +527,8 @@ def payment_capture(*, payment_id: int) -> None:
             if cost > payment.amount_held:
                 flag_attention(session, f"final cost {cost / 100:.2f} is above the hold; "
                                f"{(cost - payment.amount_held) / 100:.2f} not charged")
+            payment.shortfall = max(0, cost - payment.amount_held)
+            payment.save(update_fields=["shortfall", "updated_at"])
             _mark_write(payment, "capture", min(cost, payment.amount_held))
 
     with transaction.atomic():
@@ -479,6 +550,5 @@ def payment_capture(*, payment_id: int) -> None:
             payment.save()
             raise payments.PaymentGatewayError(f"capture left the intent {state.status}", permanent=True)
         captured = state.amount_received if state.amount_received is not None else amount
-        set_payment_status(payment, P.CAPTURED, amount=captured, amount_captured=captured,
-                            shortfall=max(0, _cents(Decimal(session.cost_incl_vat)) - payment.amount_held))
+        set_payment_status(payment, P.CAPTURED, amount=captured, amount_captured=captured)
         queue_on_commit(tasks.receipt_issue, payment.pk)

@@ -40,8 +40,7 @@ def _run(what: str, fn, **kwargs) -> bool:
 
 def start_timeouts(now=None) -> int:
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS)
-    ids = ChargingSession.objects.filter(status=S.STARTING, start_requested_at__lte=cutoff).values_list("pk", flat=True)
+    ids = ChargingSession.objects.filter(services.start_overdue(now)).values_list("pk", flat=True)
     return sum(_run(f"session {pk}: the charger never started", services.session_check_start_timeout,
                     session_id=pk, now=now) for pk in ids)
 

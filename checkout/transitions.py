@@ -86,5 +86,5 @@ def lock_payment(**lookup) -> Payment | None:
     return Payment.objects.select_for_update().select_related("session").filter(**lookup).first()
 
 
-def queue_on_commit(task, *args) -> None:
-    transaction.on_commit(lambda: task.delay(*args))
+def queue_on_commit(task, *args, countdown: float | None = None) -> None:
+    transaction.on_commit(lambda: task.apply_async(args, countdown=countdown))

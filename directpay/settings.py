@@ -146,12 +146,18 @@ OCPI_COUNTRY_CODE = env.str("OCPI_COUNTRY_CODE", default="NL")
 OCPI_PARTY_ID = env.str("OCPI_PARTY_ID", default="QDP")
 OCPI_BUSINESS_NAME = env.str("OCPI_BUSINESS_NAME", default="QR Direct Pay")
 OCPI_TIMEOUT_SECONDS = env.float("OCPI_TIMEOUT_SECONDS", default=30)
+# Added to the CPO's own command timeout before a start that never got its CommandResult fails.
+OCPI_COMMAND_MARGIN_SECONDS = env.int("OCPI_COMMAND_MARGIN_SECONDS", default=30)
+OCPI_PAGE_LIMIT = env.int("OCPI_PAGE_LIMIT", default=100)
+OCPI_SYNC_MINUTES = env.int("OCPI_SYNC_MINUTES", default=15)
 CSMS_START_TIMEOUT_SECONDS = env.int("CSMS_START_TIMEOUT_SECONDS", default=60)
 # A checkout not paid for by then (page closed, 3-D Secure abandoned) is failed and its hold released,
 # so the EVSE is free for the next driver.
 CHECKOUT_ABANDON_MINUTES = env.int("CHECKOUT_ABANDON_MINUTES", default=15)
 # Repairs (checkout/sweeps.py): how long the normal path gets before a sweep steps in.
 SWEEP_GRACE_SECONDS = env.int("SWEEP_GRACE_SECONDS", default=120)
+# A CSMS final record whose total differs from our price by more than this is flagged for staff.
+CSMS_COST_TOLERANCE_CENTS = env.int("CSMS_COST_TOLERANCE_CENTS", default=10)
 CSMS_STOP_TIMEOUT_SECONDS = env.int("CSMS_STOP_TIMEOUT_SECONDS", default=300)
 CSMS_STOP_GIVE_UP_SECONDS = env.int("CSMS_STOP_GIVE_UP_SECONDS", default=4 * 3600)
 AUTH_EXPIRY_MARGIN_SECONDS = env.int("AUTH_EXPIRY_MARGIN_SECONDS", default=12 * 3600)
@@ -181,6 +187,11 @@ if CSMS_BACKEND == "simulator":
         "schedule": SIMULATOR_TICK_SECONDS,
         "options": {"expires": SIMULATOR_TICK_SECONDS * 2},
     }
+CELERY_BEAT_SCHEDULE["ocpi-sync-stations"] = {
+    "task": "stations.tasks.ocpi_sync_all",
+    "schedule": OCPI_SYNC_MINUTES * 60.0,
+    "options": {"expires": OCPI_SYNC_MINUTES * 60.0},
+}
 CELERY_BEAT_SCHEDULE["sessions-sweep-abandoned-checkouts"] = {
     "task": "checkout.tasks.sweep_abandoned_checkouts",
     "schedule": 60.0,
@@ -205,6 +216,7 @@ CELERY_TASK_ROUTES = {
     "checkout.tasks.receipt_*": {"queue": "receipts"},
     "checkout.tasks.session_start": {"queue": "csms"},
     "checkout.tasks.csms_stop": {"queue": "csms"},
-    "stations.tasks.*": {"queue": "simulator"},
+    "stations.tasks.ocpi_*": {"queue": "csms"},
+    "stations.tasks.simulator_*": {"queue": "simulator"},
 }
 CELERY_TASK_EAGER_PROPAGATES = CELERY_TASK_ALWAYS_EAGER

@@ -9,8 +9,8 @@ from django.utils.safestring import mark_safe
 
 from . import qr
 from .csms.base import CsmsError
-from .csms.ocpi import credentials as ocpi_credentials
-from .models import Connector, Evse, Location, OcpiConnection, Operator, Tariff
+from .csms.ocpi import credentials as ocpi_credentials, locations as ocpi_locations, messages as ocpi_messages
+from .models import Connector, Evse, Location, OcpiCdr, OcpiConnection, OcpiSession, Operator, Tariff
 
 
 @admin.register(Operator)
@@ -78,7 +78,7 @@ class OcpiConnectionChangeForm(forms.ModelForm):
 
     class Meta:
         model = OcpiConnection
-        fields = ["name", "versions_url", "raw_token"]
+        fields = ["name", "versions_url", "raw_token", "operator"]
 
 
 class OcpiConnectionForm(OcpiConnectionChangeForm):
@@ -104,15 +104,25 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
     """Connections to CPO platforms. Tokens are secrets: only their last characters are shown."""
 
     form = OcpiConnectionForm
-    list_display = ["name", "state", "party", "version", "last_error", "updated_at"]
+    list_display = ["name", "state", "party", "operator", "version", "synced_at", "last_error", "updated_at"]
     list_filter = ["state"]
     readonly_fields = ["state", "party", "business_name", "version", "endpoints_table", "our_token", "their_token",
-                       "last_error", "created_at", "updated_at"]
+                       "synced_at", "last_error", "created_at", "updated_at"]
+    actions = ["sync_now"]
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["name", "versions_url", "token_a", "raw_token"]
-        return ["name", "versions_url", "raw_token", *self.readonly_fields]
+            return ["name", "versions_url", "token_a", "raw_token", "operator"]
+        return ["name", "versions_url", "raw_token", "operator", *self.readonly_fields]
+
+    @admin.action(description="Pull locations and tariffs now")
+    def sync_now(self, request, queryset):
+        for connection in queryset:
+            try:
+                report = ocpi_locations.sync_pull(connection_id=connection.pk)
+                messages.success(request, f"{connection.name}: {report}")
+            except (CsmsError, ocpi_messages.Invalid) as exc:
+                messages.error(request, f"{connection.name}: {exc}")
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is not None:
@@ -161,3 +171,47 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
                                       f"(OCPI {connected.version}).")
         except (CsmsError, ocpi_credentials.CredentialsInvalid) as exc:
             messages.error(request, f"Registration with the CPO failed: {exc}. The connection is kept as pending.")
+
+
+class UnmatchedFilter(admin.SimpleListFilter):
+    """What a CPO sent that matches no purchase of ours: kept for staff to look into."""
+
+    title = "matched"
+    parameter_name = "matched"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Unmatched")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            field = "reference__isnull" if queryset.model is OcpiSession else "session__isnull"
+            return queryset.filter(**{field: True})
+        return queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records of what a CPO told us: evidence, so nobody edits them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OcpiSession)
+class OcpiSessionAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "connection", "session_id", "start_response", "start_result", "stop_result",
+                    "updated_at"]
+    list_filter = [UnmatchedFilter, "connection", "start_result"]
+    search_fields = ["reference", "session_id", "token_uid"]
+
+
+@admin.register(OcpiCdr)
+class OcpiCdrAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "connection", "session", "credit", "received_at"]
+    list_filter = [UnmatchedFilter, "connection", "credit"]
+    search_fields = ["cdr_id", "session__reference", "session__session_id"]

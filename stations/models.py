@@ -46,6 +46,18 @@ class Location(models.Model):
     city = models.CharField(max_length=100)
     country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2")
     time_zone = models.CharField(max_length=64, default="Europe/Amsterdam")
+    # Kept current by the CPO's Locations module when the location comes from an OCPI connection.
+    ocpi_connection = models.ForeignKey(
+        "OcpiConnection", null=True, blank=True, on_delete=models.PROTECT, related_name="locations"
+    )
+    ocpi_id = models.CharField("OCPI location id", max_length=36, blank=True)
+    ocpi = models.JSONField(default=dict, blank=True, editable=False, help_text="The Location as the CPO last sent it.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ocpi_connection", "ocpi_id"], condition=models.Q(ocpi_connection__isnull=False),
+                                    name="location_unique_per_ocpi_connection"),
+        ]
 
     def __str__(self):
         return self.name
@@ -61,6 +73,16 @@ class Tariff(models.Model):
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="tariffs")
     name = models.CharField(max_length=200)
     ocpi = models.JSONField(help_text="OCPI 2.2.1 Tariff object: currency, elements, min_price, max_price.")
+    ocpi_connection = models.ForeignKey(
+        "OcpiConnection", null=True, blank=True, on_delete=models.PROTECT, related_name="tariffs"
+    )
+    ocpi_id = models.CharField("OCPI tariff id", max_length=36, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ocpi_connection", "ocpi_id"], condition=models.Q(ocpi_connection__isnull=False),
+                                    name="tariff_unique_per_ocpi_connection"),
+        ]
 
     def __str__(self):
         return self.name
@@ -118,16 +140,21 @@ class Connector(models.Model):
         TYPE2 = "IEC_62196_T2", "Type 2"
         CCS = "IEC_62196_T2_COMBO", "CCS"
         CHADEMO = "CHADEMO", "CHAdeMO"
+        TYPE1 = "IEC_62196_T1", "Type 1"
+        CCS1 = "IEC_62196_T1_COMBO", "CCS (Type 1)"
+        SCHUKO = "DOMESTIC_F", "Schuko"
 
     class PowerType(models.TextChoices):
         AC_1_PHASE = "AC_1_PHASE", "AC"
+        AC_2_PHASE = "AC_2_PHASE", "AC"
+        AC_2_PHASE_SPLIT = "AC_2_PHASE_SPLIT", "AC"
         AC_3_PHASE = "AC_3_PHASE", "AC"
         DC = "DC", "DC"
 
     evse = models.ForeignKey(Evse, on_delete=models.CASCADE, related_name="connectors")
     connector_id = models.CharField(max_length=36, default="1")
     standard = models.CharField(max_length=30, choices=Standard)
-    power_type = models.CharField(max_length=12, choices=PowerType)
+    power_type = models.CharField(max_length=20, choices=PowerType)
     max_power_kw = models.DecimalField(
         max_digits=7, decimal_places=2, validators=[MinValueValidator(Decimal("0.1"))]
     )
@@ -184,6 +211,11 @@ class OcpiConnection(models.Model):
     # OCPI 2.2.1 sends tokens base64-encoded; some platforms still send (and expect) the raw token.
     raw_token = models.BooleanField(default=False, help_text="Send our token to this peer without base64.")
     last_error = models.CharField(max_length=300, blank=True)
+    operator = models.ForeignKey(
+        Operator, null=True, blank=True, on_delete=models.PROTECT, related_name="ocpi_connections",
+        help_text="The seller of the chargers this CPO runs: synced locations and tariffs belong to it.",
+    )
+    synced_at = models.DateTimeField(null=True, blank=True, help_text="Start of the last complete pull.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -198,3 +230,57 @@ class OcpiConnection(models.Model):
             if endpoint.get("identifier") == identifier and (role is None or endpoint.get("role") == role):
                 return endpoint.get("url")
         return None
+
+
+class OcpiSession(models.Model):
+    """A charge on an OCPI connection: the START_SESSION we sent and the Session the CPO reports.
+
+    `reference` is our authorization_reference; it is empty for a Session the CPO sent that matches
+    nothing of ours (kept for staff, never dropped).
+    """
+
+    connection = models.ForeignKey(OcpiConnection, on_delete=models.PROTECT, related_name="sessions")
+    reference = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # The last path segment of our response_url: unguessable, so only the CPO we told can answer.
+    command_id = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    token_uid = models.CharField(max_length=36, blank=True, help_text="The AD_HOC_USER token we started with.")
+    country_code = models.CharField(max_length=2, blank=True)
+    party_id = models.CharField(max_length=3, blank=True)
+    session_id = models.CharField("CPO session id", max_length=36, blank=True)
+    start_response = models.CharField(max_length=20, blank=True, help_text="CommandResponse to START_SESSION.")
+    start_timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds the CPO said it needs.")
+    start_result = models.CharField(max_length=30, blank=True, help_text="CommandResult of START_SESSION.")
+    stop_result = models.CharField(max_length=30, blank=True, help_text="CommandResult of STOP_SESSION.")
+    data = models.JSONField(default=dict, blank=True, help_text="The Session as the CPO last sent it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "OCPI session"
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.reference or f"unmatched {self.country_code}*{self.party_id} {self.session_id}"
+
+
+class OcpiCdr(models.Model):
+    """A charge detail record a CPO posted; `session` is empty when it matched nothing of ours."""
+
+    connection = models.ForeignKey(OcpiConnection, on_delete=models.PROTECT, related_name="cdrs")
+    session = models.ForeignKey(OcpiSession, null=True, blank=True, on_delete=models.PROTECT, related_name="cdrs")
+    country_code = models.CharField(max_length=2)
+    party_id = models.CharField(max_length=3)
+    cdr_id = models.CharField("CDR id", max_length=39)
+    credit = models.BooleanField(default=False)
+    data = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "OCPI CDR"
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "country_code", "party_id", "cdr_id"], name="cdr_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.country_code}*{self.party_id} {self.cdr_id}"

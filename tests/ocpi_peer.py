@@ -1,9 +1,12 @@
-"""A CPO's OCPI 2.2.1 platform, as far as the credentials module goes, running as a real HTTP server.
+"""A CPO's OCPI 2.2.1 platform, running as a real HTTP server, written from the specification.
 
-Written from the specification's transport, versions and credentials chapters: every response in
-the envelope, tokens base64-encoded in `Authorization: Token ...` (or raw, if told so), and the
-handshake as a CPO performs it: when an eMSP POSTs its credentials, the CPO reads the eMSP's
-versions with the token it was given before answering with its own credentials.
+Transport, versions and credentials chapters: every response in the envelope, tokens base64-encoded
+in `Authorization: Token ...` (or raw, if told so), and the handshake as a CPO performs it: when an
+eMSP POSTs its credentials, the CPO reads the eMSP's versions with the token it was given before
+answering with its own credentials. Commands: it records each command and answers with the
+CommandResponse it is told (`command_response`); the test posts the CommandResult itself. Locations
+and Tariffs (Sender): the lists it is given, paginated with offset/limit, `Link`, `X-Total-Count`
+and `X-Limit`, and filtered by `date_from` on last_updated.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import base64
 import json
 import secrets
 import threading
+from urllib.parse import parse_qs, urlencode, urlsplit
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -26,6 +30,10 @@ class CpoPeer:
         self.emsp_credentials: dict | None = None
         self.emsp_versions_seen: list | None = None
         self.requests: list[tuple[str, str, dict]] = []
+        self.commands: list[tuple[str, dict]] = []  # (command, body) as received
+        self.command_response = {"result": "ACCEPTED", "timeout": 30}
+        self.lists: dict[str, list[dict]] = {"locations": [], "tariffs": []}
+        self.page_limit = 2
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}/ocpi/cpo"
@@ -91,9 +99,11 @@ class CpoPeer:
                 except ValueError:
                     return None
 
-            def _send(self, status: int, body: dict):
+            def _send(self, status: int, body: dict, headers: dict | None = None):
                 payload = json.dumps({**body, "timestamp": "2026-11-25T12:00:00Z"}).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -113,7 +123,14 @@ class CpoPeer:
                         {"identifier": "credentials", "role": "RECEIVER", "url": f"{peer.base}/2.2.1/credentials"},
                         {"identifier": "locations", "role": "SENDER", "url": f"{peer.base}/2.2.1/locations"},
                         {"identifier": "commands", "role": "RECEIVER", "url": f"{peer.base}/2.2.1/commands"},
+                        {"identifier": "tariffs", "role": "SENDER", "url": f"{peer.base}/2.2.1/tariffs"},
                     ]}})
+                if self.command == "POST" and path.startswith("/2.2.1/commands/"):
+                    peer.commands.append((path.rsplit("/", 1)[1], body))
+                    return self._send(200, {"status_code": 1000, "data": peer.command_response})
+                module = path.partition("?")[0].removeprefix("/2.2.1/")
+                if self.command == "GET" and module in peer.lists:
+                    return self._page(module)
                 if self.command == "POST" and path == "/2.2.1/credentials":
                     # As a CPO must: use the eMSP's token to read its versions before answering.
                     peer.emsp_credentials = body
@@ -126,6 +143,19 @@ class CpoPeer:
                     peer.tokens = {token_c}  # Token A stops working
                     return self._send(200, {"status_code": 1000, "data": peer.credentials(token_c)})
                 return self._send(404, {"status_code": 2000, "status_message": "no such endpoint"})
+
+            def _page(self, module: str):
+                query = parse_qs(urlsplit(self.path).query)
+                offset = int(query.get("offset", ["0"])[0])
+                limit = min(int(query.get("limit", [str(peer.page_limit)])[0]), peer.page_limit)
+                date_from = query.get("date_from", [""])[0]
+                items = [i for i in peer.lists[module] if not date_from or i["last_updated"] >= date_from]
+                headers = {"X-Total-Count": str(len(items)), "X-Limit": str(peer.page_limit)}
+                if offset + limit < len(items):
+                    next_query = urlencode({**{k: v[0] for k, v in query.items()}, "offset": offset + limit,
+                                            "limit": limit})
+                    headers["Link"] = f'<{peer.base}/2.2.1/{module}?{next_query}>; rel="next"'
+                return self._send(200, {"status_code": 1000, "data": items[offset:offset + limit]}, headers)
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 

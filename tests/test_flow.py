@@ -141,11 +141,14 @@ def test_start_that_never_answers_times_out(connector, pay, stripe, settings, dj
     connector.evse.refresh_from_db()
     session = pay(connector)
     assert session.status == S.STARTING  # the eager timeout check ran too early to fail it
-    ChargingSession.objects.filter(pk=session.pk).update(
-        start_requested_at=timezone.now() - timedelta(seconds=settings.CSMS_START_TIMEOUT_SECONDS + 1)
-    )
+    waited = (session.start_deadline - session.start_requested_at).total_seconds()
+    assert settings.CSMS_START_TIMEOUT_SECONDS <= waited < settings.CSMS_START_TIMEOUT_SECONDS + 1
     with django_capture_on_commit_callbacks(execute=True):
-        services.session_check_start_timeout(session_id=session.pk)
+        services.session_check_start_timeout(session_id=session.pk, now=session.start_deadline - timedelta(seconds=1))
+    session.refresh_from_db()
+    assert session.status == S.STARTING
+    with django_capture_on_commit_callbacks(execute=True):
+        services.session_check_start_timeout(session_id=session.pk, now=session.start_deadline)
     session.refresh_from_db()
     assert session.status == S.FAILED
     assert session.failure_reason == "The charger did not respond."

@@ -1,15 +1,24 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.utils.module_loading import import_string
 
 from .base import CsmsAdapter
 
+if TYPE_CHECKING:
+    from stations.models import Location
+
 BACKENDS = {
     "simulator": "stations.csms.simulator.SimulatorAdapter",
+    "ocpi": "stations.csms.ocpi.commands.OcpiAdapter",
 }
 
 
-def get_adapter() -> CsmsAdapter:
-    name = settings.CSMS_BACKEND
+def get_adapter(location: Location | None = None) -> CsmsAdapter:
+    """The adapter for a location: OCPI for one that came from an OCPI connection, else CSMS_BACKEND."""
+    name = "ocpi" if location is not None and location.ocpi_connection_id else settings.CSMS_BACKEND
     if name not in BACKENDS:
         raise ValueError(f"unknown CSMS_BACKEND {name!r}; choose one of {sorted(BACKENDS)}")
     return import_string(BACKENDS[name])()

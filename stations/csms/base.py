@@ -1,8 +1,8 @@
 """The contract between checkout and a charging-station management system (CSMS).
 
-An adapter starts and stops sessions; what the CSMS reports back (progress, the final record)
-arrives as SessionUpdate objects handed to the update handler that checkout registers, so that
-stations never imports checkout.
+An adapter starts and stops sessions; what the CSMS reports back (a start result that comes later,
+progress, the final record) is handed to the handlers that checkout registers, so that stations
+never imports checkout.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class StartStatus(enum.StrEnum):
 class StartResult:
     status: StartStatus
     message: str = ""
+    wait_seconds: int | None = None  # PENDING: how long the CSMS said it may take to answer
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class SessionUpdate:
     csms_session_id: str = ""
     final: bool = False  # True for the final record (CDR): nothing follows it
     cdr: dict = field(default_factory=dict)
+    credit: bool = False  # a credit record: the CSMS takes back an earlier final record
 
 
 class CsmsAdapter(Protocol):
@@ -74,15 +76,28 @@ class CsmsAdapter(Protocol):
 
 
 UpdateHandler = Callable[[SessionUpdate], None]
-_update_handler: UpdateHandler | None = None
+StartResultHandler = Callable[[str, StartResult], None]
+_handlers: dict[str, Callable] = {}
 
 
 def register_update_handler(handler: UpdateHandler) -> None:
-    global _update_handler
-    _update_handler = handler
+    _handlers["update"] = handler
+
+
+def register_start_result_handler(handler: StartResultHandler) -> None:
+    """Called with (reference, result) when a start the adapter left PENDING is answered."""
+    _handlers["start_result"] = handler
+
+
+def _handler(kind: str) -> Callable:
+    if kind not in _handlers:
+        raise RuntimeError(f"no CSMS {kind} handler registered (is the checkout app installed?)")
+    return _handlers[kind]
 
 
 def deliver_update(update: SessionUpdate) -> None:
-    if _update_handler is None:
-        raise RuntimeError("no CSMS update handler registered (is the checkout app installed?)")
-    _update_handler(update)
+    _handler("update")(update)
+
+
+def deliver_start_result(reference: str, result: StartResult) -> None:
+    _handler("start_result")(reference, result)

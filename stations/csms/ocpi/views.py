@@ -1,4 +1,5 @@
-"""The OCPI endpoints a CPO calls: versions, version details and credentials (eMSP side).
+"""The OCPI endpoints a CPO calls (eMSP side): versions, version details, credentials, command
+results, and the Sessions, CDRs, Locations and Tariffs receivers.
 
 Every request is authenticated by the token we issued (base64 or raw), and answered in the OCPI
 envelope; X-Request-ID and X-Correlation-ID are logged and echoed; routing headers are accepted.
@@ -13,15 +14,22 @@ from functools import wraps
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from stations.models import OcpiConnection
+from stations.models import OcpiCdr, OcpiConnection, OcpiSession
 
 from ..base import CsmsError
-from . import credentials, envelope
+from . import commands, credentials, envelope, locations, messages, sessions
 
 log = logging.getLogger(__name__)
 
-# Modules we offer a CPO, with our role in each.
-ENDPOINTS = [("credentials", "SENDER", "ocpi:credentials")]
+# Modules we offer a CPO, with our role in each; the CPO appends the path parameters to the URL.
+ENDPOINTS = [
+    ("credentials", "SENDER", "credentials"),
+    ("commands", "SENDER", "commands"),
+    ("sessions", "RECEIVER", "sessions"),
+    ("cdrs", "RECEIVER", "cdrs"),
+    ("locations", "RECEIVER", "locations"),
+    ("tariffs", "RECEIVER", "tariffs"),
+]
 
 
 def ocpi_view(methods: tuple[str, ...], *, states=(OcpiConnection.State.CONNECTED,)):
@@ -44,7 +52,14 @@ def ocpi_view(methods: tuple[str, ...], *, states=(OcpiConnection.State.CONNECTE
                 answer = envelope.error(envelope.CLIENT_ERROR, f"{request.method} is not supported here.",
                                         http_status=405)
             else:
-                answer = view(request, connection, *args, **kwargs)
+                try:
+                    answer = view(request, connection, *args, **kwargs)
+                except messages.Invalid as exc:
+                    answer = envelope.error(envelope.INVALID_PARAMETERS, f"Invalid: {exc}")
+                except Exception:  # noqa: BLE001 - the CPO gets an envelope and retries; we get the trace
+                    log.exception("ocpi %s %s failed", request.method, request.path)
+                    answer = envelope.error(envelope.SERVER_ERROR, "Could not store this now: please retry.",
+                                            http_status=500)
             for header, value in ids.items():
                 if value:
                     answer[header] = value
@@ -70,8 +85,9 @@ def versions(request, connection):
 def details(request, connection):
     return envelope.response({
         "version": credentials.VERSION,
-        "endpoints": [{"identifier": identifier, "role": role, "url": request.build_absolute_uri(reverse(name))}
-                      for identifier, role, name in ENDPOINTS],
+        "endpoints": [{"identifier": identifier, "role": role,
+                       "url": request.build_absolute_uri(f"{reverse('ocpi:details')}/{suffix}")}
+                      for identifier, role, suffix in ENDPOINTS],
     })
 
 
@@ -103,3 +119,95 @@ def credentials_endpoint(request, connection):
         code = envelope.UNSUPPORTED_VERSION if "not 2.2.1" in str(exc) else envelope.CLIENT_API_UNUSABLE
         return envelope.error(code, f"Could not use your OCPI platform: {exc}")
     return envelope.response(credentials.our_credentials(connection))
+
+
+def _body(request):
+    try:
+        return json.loads(request.body or b"null")
+    except ValueError as exc:
+        raise messages.Invalid("the body is not JSON") from exc
+
+
+@ocpi_view(("POST",))
+def command_result(request, connection, command, command_id):
+    if command not in ("START_SESSION", "STOP_SESSION"):
+        return envelope.error(envelope.INVALID_PARAMETERS, f"We send no {command} commands.", http_status=404)
+    record = commands.command_result(connection=connection, command=command, command_id=command_id,
+                                     data=_body(request))
+    if record is None:
+        return envelope.error(envelope.INVALID_PARAMETERS, "Unknown command.", http_status=404)
+    return envelope.response()
+
+
+@ocpi_view(("GET", "PUT", "PATCH"))
+def session(request, connection, country_code, party_id, session_id):
+    ids = dict(connection=connection, country_code=country_code, party_id=party_id, session_id=session_id)
+    if request.method == "GET":
+        record = OcpiSession.objects.filter(connection=connection, country_code__iexact=country_code,
+                                            party_id__iexact=party_id, session_id__iexact=session_id).first()
+        if record is None:
+            return envelope.error(envelope.INVALID_PARAMETERS, "Unknown session.", http_status=404)
+        return envelope.response(record.data)
+    if request.method == "PUT":
+        sessions.session_put(**ids, data=_body(request))
+        return envelope.response()
+    try:
+        sessions.session_patch(**ids, patch=_body(request))
+    except sessions.UnknownSession:
+        return envelope.error(envelope.INVALID_PARAMETERS, "Unknown session: PUT it first.", http_status=404)
+    return envelope.response()
+
+
+@ocpi_view(("POST",))
+def cdrs(request, connection):
+    row, _ = sessions.cdr_post(connection=connection, data=_body(request))
+    return envelope.response(headers={"Location": request.build_absolute_uri(reverse("ocpi:cdr", args=[row.pk]))})
+
+
+@ocpi_view(("GET",))
+def cdr(request, connection, pk):
+    row = OcpiCdr.objects.filter(connection=connection, pk=pk).first()
+    if row is None:
+        return envelope.error(envelope.INVALID_PARAMETERS, "Unknown CDR.", http_status=404)
+    return envelope.response(row.data)
+
+
+@ocpi_view(("GET", "PUT", "PATCH"))
+def location(request, connection, country_code, party_id, location_id, evse_uid=None, connector_id=None):
+    if request.method == "GET":
+        return _location_get(connection, location_id, evse_uid, connector_id)
+    try:
+        report = locations.location_push(connection=connection, location_id=location_id, evse_uid=evse_uid,
+                                         connector_id=connector_id, data=_body(request),
+                                         patch=request.method == "PATCH")
+    except locations.UnknownLocation as exc:
+        return envelope.error(envelope.UNKNOWN_LOCATION, f"Unknown {exc}.", http_status=404)
+    if report.skipped:
+        log.warning("ocpi: location %s from %s: %s", location_id, connection.name, report)
+    return envelope.response()
+
+
+def _location_get(connection, location_id, evse_uid, connector_id):
+    stored = connection.locations.filter(ocpi_id__iexact=location_id).values_list("ocpi", flat=True).first()
+    found = stored
+    for key, ident, wanted in (("evses", "uid", evse_uid), ("connectors", "id", connector_id)):
+        if wanted is None or found is None:
+            break
+        found = next((c for c in found.get(key) or [] if str(c.get(ident, "")).lower() == wanted.lower()), None)
+    if not found:
+        return envelope.error(envelope.UNKNOWN_LOCATION, "Unknown location.", http_status=404)
+    return envelope.response(found)
+
+
+@ocpi_view(("GET", "PUT", "DELETE"))
+def tariff(request, connection, country_code, party_id, tariff_id):
+    if request.method == "PUT":
+        locations.tariff_push(connection=connection, tariff_id=tariff_id, data=_body(request))
+        return envelope.response()
+    if request.method == "DELETE":
+        found = locations.tariff_delete(connection=connection, tariff_id=tariff_id)
+    else:
+        found = connection.tariffs.filter(ocpi_id__iexact=tariff_id).values_list("ocpi", flat=True).first()
+    if not found:
+        return envelope.error(envelope.INVALID_PARAMETERS, "Unknown tariff.", http_status=404)
+    return envelope.response(found if request.method == "GET" else None)
