@@ -300,6 +300,11 @@ def start_overdue(now) -> Q:
     )
 
 
+def session_is_live(reference: str) -> bool:
+    """Whether the purchase with this CSMS reference may charge now (a CSMS asking to authorise)."""
+    return ChargingSession.objects.filter(csms_reference=reference, status__in=[S.STARTING, S.CHARGING]).exists()
+
+
 def session_check_start_timeout(*, session_id: int, now=None) -> None:
     """The charger had its time to start: if it has not, give the driver's money back."""
     session = ChargingSession.objects.filter(start_overdue(now or timezone.now()), pk=session_id).first()

@@ -192,3 +192,17 @@ def test_a_pull_keeps_going_past_a_bad_object(cpo, peer):
     assert report.locations == 1 and "BAD" in str(report)
     cpo.refresh_from_db()
     assert "BAD" in cpo.last_error
+
+
+def test_staff_pull_from_the_admin_and_see_what_matched_nothing(cpo, peer, admin_client, client):
+    peer.lists["tariffs"] = [tariff("11")]
+    peer.lists["locations"] = [_location("L1", "U1", "2026-01-01T00:00:00Z")]
+    answer = admin_client.post("/admin/stations/ocpiconnection/", {"action": "sync_now", "_selected_action": [cpo.pk]},
+                               follow=True)
+    assert "1 locations, 1 EVSEs, 1 tariffs" in answer.content.decode()
+    assert Evse.objects.filter(uid="U1").exists()
+    stranger = example("session_example_1_simple_start.json")
+    send(client, "put", f"sessions/BE/BEC/{stranger['id']}", stranger)
+    unmatched = admin_client.get("/admin/stations/ocpisession/?matched=no").content.decode()
+    assert "unmatched BE*BEC 101" in unmatched
+    assert admin_client.get("/admin/stations/ocpicdr/?matched=no").status_code == 200

@@ -346,3 +346,42 @@ def test_another_cpo_cannot_answer_our_commands(ocpi_connector, pay, peer, send)
     assert answer.status_code == 404
     session.refresh_from_db()
     assert session.status == S.STARTING
+
+
+# --- our tokens, as the CPO may ask about them ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["token_example_1_app_user.json", "token_example_2_full_rfid.json",
+                                  "token_put_example.json"])
+def test_token_examples_and_ours_pass_the_same_checks(name, ocpi_connector, pay, peer):
+    from stations.csms.ocpi import messages
+
+    messages.check_token(json.loads((examples() / name).read_text()))
+    pay(ocpi_connector)
+    assert messages.check_token(start_of(peer)["token"])["type"] == "AD_HOC_USER"
+
+
+def test_the_cpo_reads_and_authorises_our_tokens(ocpi_connector, pay, peer, send, settings):
+    settings.OCPI_PAGE_LIMIT = 2
+    session = pay(ocpi_connector)
+    uid = start_of(peer)["token"]["uid"]
+    listing = send.client.get("/ocpi/emsp/2.2.1/tokens", **auth())
+    assert listing["X-Total-Count"] == "1" and listing.json()["data"][0]["uid"] == uid
+    assert listing.json()["data"][0]["valid"] is True
+    answer = send._send("post", f"/ocpi/emsp/2.2.1/tokens/{uid.lower()}/authorize?type=AD_HOC_USER", None).json()
+    assert answer["data"]["allowed"] == "ALLOWED"
+    assert answer["data"]["authorization_reference"] == session.csms_reference
+    send.result(start_of(peer)["response_url"], "EVSE_OCCUPIED")
+    answer = send._send("post", f"/ocpi/emsp/2.2.1/tokens/{uid}/authorize?type=AD_HOC_USER", None).json()
+    assert (answer["data"]["allowed"], answer["data"]["token"]["valid"]) == ("NOT_ALLOWED", False)
+    unknown = send._send("post", "/ocpi/emsp/2.2.1/tokens/NOPE/authorize?type=AD_HOC_USER", None)
+    assert (unknown.status_code, unknown.json()["status_code"]) == (404, 2004)
+    # Three purchases, two per page: the Link header leads to the rest.
+    for evse_uid in ("A", "B"):
+        pay(ConnectorFactory(evse__location=ocpi_connector.evse.location, evse__uid=evse_uid))
+    first = send.client.get("/ocpi/emsp/2.2.1/tokens", **auth())
+    assert first["X-Total-Count"] == "3" and len(first.json()["data"]) == 2
+    following = first["Link"].split(">")[0].lstrip("<").removeprefix("http://testserver")
+    rest = send.client.get(following, **auth()).json()["data"]
+    assert len(rest) == 1 and rest[0]["uid"] not in {t["uid"] for t in first.json()["data"]}
+    assert send.client.get("/ocpi/emsp/2.2.1/tokens?offset=x", **auth()).json()["status_code"] == 2001

@@ -89,6 +89,11 @@ def register_start_result_handler(handler: StartResultHandler) -> None:
     _handlers["start_result"] = handler
 
 
+def register_live_check(handler: Callable[[str], bool]) -> None:
+    """Called with a reference: may the purchase still charge (paid for, not failed or finished)?"""
+    _handlers["live"] = handler
+
+
 def _handler(kind: str) -> Callable:
     if kind not in _handlers:
         raise RuntimeError(f"no CSMS {kind} handler registered (is the checkout app installed?)")
@@ -101,3 +106,8 @@ def deliver_update(update: SessionUpdate) -> None:
 
 def deliver_start_result(reference: str, result: StartResult) -> None:
     _handler("start_result")(reference, result)
+
+
+
+def purchase_is_live(reference: str) -> bool:
+    return _handler("live")(reference)

@@ -18,7 +18,8 @@ from django.urls import reverse
 from stations.models import Connector, OcpiConnection, OcpiSession
 
 from ..base import CsmsError, Limits, StartResult, StartStatus, deliver_start_result
-from . import client, envelope, messages
+from . import client, messages
+from .tokens import ad_hoc_token
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +35,6 @@ REFUSED = "The charger refused to start."
 
 def response_url(command: str, command_id: str) -> str:
     return f"{settings.PUBLIC_BASE_URL}{reverse('ocpi:command_result', args=[command, command_id])}"
-
-
-def ad_hoc_token(record: OcpiSession) -> dict:
-    """A fresh token for one purchase: the CPO must not whitelist it or reuse it for anything else."""
-    return {
-        "country_code": settings.OCPI_COUNTRY_CODE,
-        "party_id": settings.OCPI_PARTY_ID,
-        "uid": record.token_uid,
-        "type": "AD_HOC_USER",
-        "contract_id": record.token_uid,
-        "issuer": settings.OCPI_BUSINESS_NAME,
-        "valid": True,
-        "whitelist": "NEVER",
-        "last_updated": envelope.timestamp(),
-    }
 
 
 def _send(connection: OcpiConnection, command: str, body: dict, reference: str) -> messages.CommandAnswer:
@@ -80,7 +66,7 @@ class OcpiAdapter:
         })
         body = {
             "response_url": response_url("START_SESSION", record.command_id),
-            "token": ad_hoc_token(record),
+            "token": ad_hoc_token(record, valid=True),
             "location_id": location.ocpi_id,
             "evse_uid": connector.evse.uid,
             "connector_id": connector.connector_id,

@@ -24,6 +24,8 @@ SESSION_STATUSES = {"ACTIVE", "COMPLETED", "INVALID", "PENDING", "RESERVATION"}
 COMMAND_RESPONSES = {"ACCEPTED", "NOT_SUPPORTED", "REJECTED", "UNKNOWN_SESSION"}
 COMMAND_RESULTS = {"ACCEPTED", "CANCELED_RESERVATION", "EVSE_OCCUPIED", "EVSE_INOPERATIVE", "FAILED",
                    "NOT_SUPPORTED", "REJECTED", "TIMEOUT", "UNKNOWN_RESERVATION"}
+TOKEN_TYPES = {"AD_HOC_USER", "APP_USER", "OTHER", "RFID"}
+WHITELISTS = {"ALWAYS", "ALLOWED", "ALLOWED_OFFLINE", "NEVER"}
 EVSE_STATUSES = {"AVAILABLE", "BLOCKED", "CHARGING", "INOPERATIVE", "OUTOFORDER", "PLANNED", "REMOVED",
                  "RESERVED", "UNKNOWN"}
 
@@ -287,4 +289,19 @@ def check_tariff(data) -> dict:
         price_lines(data)
     except TariffError as exc:
         raise Invalid(f"elements: {exc}") from exc
+    return data
+
+
+def check_token(data) -> dict:
+    data = _object(data, "token")
+    text(data, "country_code", max_length=2)
+    text(data, "party_id", max_length=3)
+    text(data, "uid", max_length=36)
+    choice(data, "type", TOKEN_TYPES)
+    text(data, "contract_id", max_length=36)
+    text(data, "issuer", max_length=64)
+    if not isinstance(data.get("valid"), bool):
+        raise Invalid("valid: true or false is required")
+    choice(data, "whitelist", WHITELISTS)
+    moment(data, "last_updated")
     return data

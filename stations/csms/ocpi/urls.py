@@ -16,5 +16,7 @@ urlpatterns = [
     path("2.2.1/locations/<str:country_code>/<str:party_id>/<str:location_id>/<str:evse_uid>", views.location),
     path("2.2.1/locations/<str:country_code>/<str:party_id>/<str:location_id>/<str:evse_uid>/<str:connector_id>",
          views.location),
+    path("2.2.1/tokens", views.token_list, name="tokens"),
+    path("2.2.1/tokens/<str:uid>/authorize", views.token_authorize, name="token_authorize"),
     path("2.2.1/tariffs/<str:country_code>/<str:party_id>/<str:tariff_id>", views.tariff, name="tariff"),
 ]

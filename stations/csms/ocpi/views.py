@@ -11,13 +11,15 @@ import json
 import logging
 from functools import wraps
 
+from django.conf import settings
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.csrf import csrf_exempt
 
 from stations.models import OcpiCdr, OcpiConnection, OcpiSession
 
 from ..base import CsmsError
-from . import commands, credentials, envelope, locations, messages, sessions
+from . import commands, credentials, envelope, locations, messages, sessions, tokens
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ ENDPOINTS = [
     ("cdrs", "RECEIVER", "cdrs"),
     ("locations", "RECEIVER", "locations"),
     ("tariffs", "RECEIVER", "tariffs"),
+    ("tokens", "SENDER", "tokens"),
 ]
 
 
@@ -211,3 +214,38 @@ def tariff(request, connection, country_code, party_id, tariff_id):
     if not found:
         return envelope.error(envelope.INVALID_PARAMETERS, "Unknown tariff.", http_status=404)
     return envelope.response(found if request.method == "GET" else None)
+
+
+def _paginated(request, queryset, serialize):
+    """One page of a list, as OCPI paginates: offset/limit, date_from/date_to, Link, X-Total-Count, X-Limit."""
+    try:
+        offset = int(request.GET.get("offset", 0))
+        limit = min(int(request.GET.get("limit", settings.OCPI_PAGE_LIMIT)), settings.OCPI_PAGE_LIMIT)
+        bounds = {key: messages.moment(request.GET, key, required=False) for key in ("date_from", "date_to")}
+    except ValueError:
+        return envelope.error(envelope.INVALID_PARAMETERS, "offset and limit are numbers, dates RFC 3339.")
+    if offset < 0 or limit < 1:
+        return envelope.error(envelope.INVALID_PARAMETERS, "offset must be 0 or more, limit 1 or more.")
+    if bounds["date_from"]:
+        queryset = queryset.filter(updated_at__gte=bounds["date_from"])
+    if bounds["date_to"]:
+        queryset = queryset.filter(updated_at__lt=bounds["date_to"])
+    total = queryset.count()
+    headers = {"X-Total-Count": str(total), "X-Limit": str(settings.OCPI_PAGE_LIMIT)}
+    if offset + limit < total:
+        query = urlencode({**request.GET.dict(), "offset": offset + limit, "limit": limit})
+        headers["Link"] = f'<{request.build_absolute_uri(request.path)}?{query}>; rel="next"'
+    return envelope.response([serialize(item) for item in queryset[offset:offset + limit]], headers=headers)
+
+
+@ocpi_view(("GET",))
+def token_list(request, connection):
+    return _paginated(request, tokens.ours(connection), tokens.as_token)
+
+
+@ocpi_view(("POST",))
+def token_authorize(request, connection, uid):
+    info = tokens.authorize(connection=connection, uid=uid, token_type=request.GET.get("type", "RFID"))
+    if info is None:
+        return envelope.error(envelope.UNKNOWN_TOKEN, "Unknown token.", http_status=404)
+    return envelope.response(info)
