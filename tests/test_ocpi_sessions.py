@@ -169,6 +169,17 @@ def test_pay_start_charge_stop_cdr_capture_receipt(ocpi_connector, pay, peer, se
     assert send.client.get(answer["Location"], **auth()).json()["data"]["id"] == "CDR-1"
 
 
+def test_the_spending_cap_stops_the_charge(ocpi_connector, pay, peer, send):
+    session = pay(ocpi_connector, hold=2000)
+    start = start_of(peer)
+    send.put_session(session_object(start, kwh=10))  # 6.05 of 20.00: charging on
+    assert [c for c, _ in peer.commands] == ["START_SESSION"]
+    send.patch_session("S-1", {"kwh": 32, "last_updated": iso(timezone.now())})  # 19.36: within 1.00 of it
+    assert peer.commands[-1][0] == "STOP_SESSION"
+    session.refresh_from_db()
+    assert session.status == S.STOPPING and "spending cap" in session.events.get(kind="stop_requested").message
+
+
 def test_a_duplicated_cdr_changes_nothing(ocpi_connector, pay, peer, send):
     session = pay(ocpi_connector)
     start = start_of(peer)
