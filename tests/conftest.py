@@ -4,6 +4,7 @@ from checkout import services
 from stations.csms import simulator
 from tests import pytest_env
 from tests.factories import ConnectorFactory
+from tests.ocpi_peer import CpoPeer
 from tests.peers import LocalStripe
 
 
@@ -55,3 +56,11 @@ def tick(django_capture_on_commit_callbacks):
             simulator.tick(now=at)
 
     return tick
+
+
+@pytest.fixture
+def peer():
+    """A CPO's OCPI platform written from the specification (tests/ocpi_peer.py), serving HTTP."""
+    peer = CpoPeer()
+    yield peer
+    peer.stop()

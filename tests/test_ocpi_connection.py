@@ -28,13 +28,6 @@ def ours(live_server, settings):
     return live_server.url
 
 
-@pytest.fixture
-def peer():
-    peer = CpoPeer()
-    yield peer
-    peer.stop()
-
-
 def b64(token: str) -> str:
     return "Token " + base64.b64encode(token.encode()).decode()
 

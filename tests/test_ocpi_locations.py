@@ -20,7 +20,6 @@ from stations.csms.ocpi import locations
 from stations.models import Connector, Evse, Location, OcpiConnection, Tariff
 from tests.factories import OperatorFactory
 from tests.ocpi_examples import examples
-from tests.ocpi_peer import CpoPeer
 
 TOKEN = "token-the-cpo-calls-us-with"
 AUTH = {"HTTP_AUTHORIZATION": "Token " + base64.b64encode(TOKEN.encode()).decode()}
@@ -34,13 +33,6 @@ def tariff(tariff_id: str, *, kind: str | None = "AD_HOC_PAYMENT", name="tariff_
     """A specification example tariff under another id (the file itself stays as it is)."""
     data = {**example(name), "id": tariff_id, "country_code": "BE", "party_id": "BEC"}
     return {**data, "type": kind} if kind else data
-
-
-@pytest.fixture
-def peer():
-    peer = CpoPeer()
-    yield peer
-    peer.stop()
 
 
 @pytest.fixture

@@ -24,20 +24,12 @@ from checkout.states import PaymentStatus as P, SessionStatus as S
 from stations.models import OcpiCdr, OcpiConnection, OcpiSession
 from tests.factories import ConnectorFactory, LocationFactory, OperatorFactory
 from tests.ocpi_examples import examples
-from tests.ocpi_peer import CpoPeer
 
 TOKEN = "token-the-cpo-calls-us-with"
 
 
 def auth(token: str = TOKEN) -> dict:
     return {"HTTP_AUTHORIZATION": "Token " + base64.b64encode(token.encode()).decode()}
-
-
-@pytest.fixture
-def peer():
-    peer = CpoPeer()
-    yield peer
-    peer.stop()
 
 
 @pytest.fixture

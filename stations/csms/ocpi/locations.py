@@ -170,29 +170,32 @@ def location_push(*, connection: OcpiConnection, location_id: str, evse_uid: str
     return report
 
 
-def _replace_child(stored: dict, evse_uid: str, connector_id: str | None, data: dict, *, patch: bool) -> dict:
-    evses = [dict(e) for e in stored.get("evses") or []]
-    evse = next((e for e in evses if str(e.get("uid", "")).lower() == evse_uid.lower()), None)
-    if connector_id is None:
-        if evse is None:
-            if patch:
-                raise UnknownLocation(f"EVSE {evse_uid}")
-            evses.append(data)
-        else:
-            evses[evses.index(evse)] = {**evse, **data} if patch else data
-        return {**stored, "evses": evses}
-    if evse is None:
-        raise UnknownLocation(f"EVSE {evse_uid}")
-    connectors = list(evse.get("connectors") or [])
-    current = next((c for c in connectors if str(c.get("id", "")).lower() == connector_id.lower()), None)
+def find_child(children, key: str, ident: str) -> dict | None:
+    return next((c for c in children or [] if str(c.get(key, "")).lower() == ident.lower()), None)
+
+
+def _put_child(children, key: str, ident: str, data: dict, *, patch: bool, what: str) -> list:
+    """The list with the child whose `key` is `ident` replaced (PUT), merged (PATCH) or added (PUT)."""
+    children = list(children or [])
+    current = find_child(children, key, ident)
     if current is None:
         if patch:
-            raise UnknownLocation(f"connector {connector_id}")
-        connectors.append(data)
-    else:
-        connectors[connectors.index(current)] = {**current, **data} if patch else data
-    evse["connectors"] = connectors
-    return {**stored, "evses": evses}
+            raise UnknownLocation(f"{what} {ident}")
+        return [*children, data]
+    children[children.index(current)] = {**current, **data} if patch else data
+    return children
+
+
+def _replace_child(stored: dict, evse_uid: str, connector_id: str | None, data: dict, *, patch: bool) -> dict:
+    evses = stored.get("evses")
+    if connector_id is None:
+        return {**stored, "evses": _put_child(evses, "uid", evse_uid, data, patch=patch, what="EVSE")}
+    evse = find_child(evses, "uid", evse_uid)
+    if evse is None:
+        raise UnknownLocation(f"EVSE {evse_uid}")
+    connectors = _put_child(evse.get("connectors"), "id", connector_id, data, patch=patch, what="connector")
+    return {**stored, "evses": _put_child(evses, "uid", evse_uid, {**evse, "connectors": connectors}, patch=True,
+                                          what="EVSE")}
 
 
 def tariff_push(*, connection: OcpiConnection, tariff_id: str, data) -> Report:

@@ -191,12 +191,11 @@ def location(request, connection, country_code, party_id, location_id, evse_uid=
 
 
 def _location_get(connection, location_id, evse_uid, connector_id):
-    stored = connection.locations.filter(ocpi_id__iexact=location_id).values_list("ocpi", flat=True).first()
-    found = stored
+    found = connection.locations.filter(ocpi_id__iexact=location_id).values_list("ocpi", flat=True).first()
     for key, ident, wanted in (("evses", "uid", evse_uid), ("connectors", "id", connector_id)):
-        if wanted is None or found is None:
+        if wanted is None or not found:
             break
-        found = next((c for c in found.get(key) or [] if str(c.get(ident, "")).lower() == wanted.lower()), None)
+        found = locations.find_child(found.get(key), ident, wanted)
     if not found:
         return envelope.error(envelope.UNKNOWN_LOCATION, "Unknown location.", http_status=404)
     return envelope.response(found)
