@@ -387,6 +387,13 @@ def session_apply_update(update: SessionUpdate) -> None:
                 record_event(session, "late_start_stopped", message="charger started after the session failed")
                 queue_on_commit(tasks.csms_stop, session.csms_reference)
             return
+        if update.status == CsmsStatus.INVALID:
+            # OCPI: the CPO declares the session void and will not bill it; no final record follows.
+            if session.status == S.STARTING:
+                session_fail(session_id=session.pk, reason="The charger could not start.")
+            else:
+                flag_attention(session, "the CSMS declared the session invalid: no final record will come")
+            return
         session.kwh = update.kwh
         session.parking_minutes = update.parking_minutes
         session.started_at = update.started_at or session.started_at

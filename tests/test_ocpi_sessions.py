@@ -293,6 +293,13 @@ def test_a_lost_command_result_times_out_and_a_late_accept_is_stopped(ocpi_conne
     assert (session.status, session.payment.status) == (S.FAILED, P.CANCELED)
 
 
+def test_a_session_declared_invalid(ocpi_connector, pay, peer, send):
+    starting = pay(ocpi_connector)
+    send.put_session(session_object(start_of(peer), status="INVALID"))
+    starting.refresh_from_db()
+    assert (starting.status, starting.payment.status) == (S.FAILED, P.CANCELED)
+
+
 def test_an_accepted_result_gives_the_session_time_to_arrive(ocpi_connector, pay, peer, send, settings):
     session = pay(ocpi_connector)
     session.refresh_from_db()
