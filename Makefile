@@ -4,8 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
 ADMIN_PASSWORD ?= admin
+# The extrawest-ocpi CPO the OCPI tests run against has its own venv (old fastapi, pydantic 1).
+CPO_LOCK := tests/extrawest_cpo/requirements.lock
+CPO_VENV := .venv-cpo
+CPO_STAMP := $(CPO_VENV)/.installed-$(shell cat $(CPO_LOCK) | cksum | cut -d' ' -f1)
 
-.PHONY: run test install migrate lock clean
+.PHONY: run test install install-cpo migrate lock clean
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +18,14 @@ $(STAMP): requirements.lock
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
+
+$(CPO_STAMP): $(CPO_LOCK)
+	test -x $(CPO_VENV)/bin/python || $(PYTHON) -m venv $(CPO_VENV)
+	$(CPO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CPO_VENV)/bin/python -m pip install --quiet --requirement $(CPO_LOCK)
+	rm -f $(CPO_VENV)/.installed-* && touch $(CPO_STAMP)
+
+install-cpo: $(CPO_STAMP)
 
 migrate: install
 	mkdir -p var/broker/queue var/broker/processed
@@ -29,7 +41,7 @@ run: migrate
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho --procfile Procfile.dev start
 
 # Tests run against PostgreSQL and Redis on 127.0.0.1 when they are up (in CI they must be).
-test: install
+test: install install-cpo
 	@mkdir -p var
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -40,4 +52,4 @@ lock:
 	var/lockenv/bin/pip freeze --exclude qr-direct-pay > requirements.lock
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(CPO_VENV) var

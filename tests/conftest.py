@@ -3,6 +3,7 @@ import pytest
 from checkout import services
 from stations.csms import simulator
 from tests import pytest_env
+from tests.extrawest import cpo_peer  # noqa: F401 - the extrawest CPO fixture, for every test module
 from tests.factories import ConnectorFactory
 from tests.ocpi_peer import CpoPeer
 from tests.peers import LocalStripe
