@@ -52,7 +52,8 @@ class ExtrawestCpo:
                  token_a: str | None = None, start_timeout: float = 60):
         self.token_a = token_a or secrets.token_hex(8)  # the Token A an eMSP registers with
         self.country_code, self.party_id, self.name = country_code, party_id, name
-        self._log = tempfile.NamedTemporaryFile(prefix="extrawest-cpo-", suffix=".log", delete=False)
+        # Its stderr, gone when it stops; appended to (the child writes while we may read).
+        self._log = tempfile.TemporaryFile(mode="a+", prefix="extrawest-cpo-", suffix=".log")
         self.process = subprocess.Popen(
             [str(PYTHON), str(APP), "--port", "0", "--token-a", self.token_a, "--country-code", country_code,
              "--party-id", party_id, "--name", name],
@@ -95,7 +96,8 @@ class ExtrawestCpo:
 
     def log(self) -> str:
         """Its stderr (uvicorn errors, extrawest's INFO log): worth printing when a test fails."""
-        return Path(self._log.name).read_text(errors="replace")
+        self._log.seek(0)
+        return self._log.read()
 
     # --- control API -----------------------------------------------------------------------------
 
