@@ -335,6 +335,7 @@ def test_bad_requests_get_ocpi_codes_and_change_nothing(ocpi_connector, pay, pee
     answer = send.put_session(broken)
     assert (answer.status_code, answer.json()["status_code"]) == (400, 2001)
     assert "kwh" in answer.json()["status_message"]
+    assert send._send("put", "/ocpi/emsp/2.2.1/sessions/NLD/EXA/S-1", good).json()["status_code"] == 2001
     mismatch = send._send("put", "/ocpi/emsp/2.2.1/sessions/NL/EXA/S-9", good)
     assert mismatch.json()["status_code"] == 2001
     assert send.patch_session("NOPE", {"kwh": 1, "last_updated": iso(timezone.now())}).json()["status_code"] == 2001

@@ -54,6 +54,8 @@ def ocpi_view(methods: tuple[str, ...], *, states=(OcpiConnection.State.CONNECTE
             elif request.method not in methods:
                 answer = envelope.error(envelope.CLIENT_ERROR, f"{request.method} is not supported here.",
                                         http_status=405)
+            elif not _party_ok(kwargs):
+                answer = envelope.error(envelope.INVALID_PARAMETERS, "country_code has 2 characters, party_id 1 to 3.")
             else:
                 try:
                     answer = view(request, connection, *args, **kwargs)
@@ -71,6 +73,13 @@ def ocpi_view(methods: tuple[str, ...], *, states=(OcpiConnection.State.CONNECTE
         return handle
 
     return wrap
+
+
+def _party_ok(kwargs) -> bool:
+    """The country_code and party_id in a receiver's URL, where there are any."""
+    if "country_code" not in kwargs:
+        return True
+    return len(kwargs["country_code"]) == 2 and 0 < len(kwargs["party_id"]) <= 3
 
 
 ANY_STATE = (OcpiConnection.State.INVITED, OcpiConnection.State.CONNECTED)
