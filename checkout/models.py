@@ -53,6 +53,7 @@ class ChargingSession(models.Model):
             ),
         ]
         ordering = ["-created_at"]
+        permissions = [("stop_chargingsession", "Can stop a driver's charging session")]
 
     def __str__(self):
         return f"{self.evse.evse_id} {self.created_at:%Y-%m-%d %H:%M} ({self.status})"
@@ -199,6 +200,7 @@ class Receipt(models.Model):
             models.UniqueConstraint(fields=["operator", "year", "sequence"], name="receipt_number_unique"),
         ]
         ordering = ["-issued_at"]
+        permissions = [("export_receipts", "Can export receipts and payments (CSV)")]
 
     def __str__(self):
         return self.number

@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -32,6 +33,9 @@ class Operator(models.Model):
     )
     cap_margin_min = models.PositiveIntegerField(
         default=100, help_text="...or within this many minor units of it, whichever is larger."
+    )
+    languages = models.CharField(
+        max_length=40, default="en", help_text="Languages on stickers, most used first, e.g. nl,en (en, nl, de, fr, es, it).",
     )
 
     def __str__(self):
@@ -77,6 +81,13 @@ class Tariff(models.Model):
         "OcpiConnection", null=True, blank=True, on_delete=models.PROTECT, related_name="tariffs"
     )
     ocpi_id = models.CharField("OCPI tariff id", max_length=36, blank=True)
+    # A price change planned ahead: from `valid_until` on, connectors with this tariff are priced
+    # with `replaced_by`. A session keeps the tariff its driver saw at checkout.
+    valid_until = models.DateTimeField(null=True, blank=True, help_text="When the replacement takes over.")
+    replaced_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaces",
+        help_text="The tariff that applies from 'valid until' on.",
+    )
 
     class Meta:
         constraints = [
@@ -93,6 +104,24 @@ class Tariff(models.Model):
             price_lines(self.ocpi)
         except TariffError as exc:
             raise ValidationError({"ocpi": str(exc)}) from exc
+        if bool(self.valid_until) != bool(self.replaced_by_id):
+            raise ValidationError("Give both 'valid until' and the tariff that replaces it, or neither.")
+        if self.replaced_by_id:
+            seen, nxt = {self.pk}, self.replaced_by
+            while nxt is not None:
+                if nxt.pk in seen:
+                    raise ValidationError({"replaced_by": "A tariff cannot (in the end) replace itself."})
+                if nxt.operator_id != self.operator_id:
+                    raise ValidationError({"replaced_by": "The replacement must belong to the same operator."})
+                seen.add(nxt.pk)
+                nxt = nxt.replaced_by
+
+    def in_force(self, at) -> "Tariff":
+        """The tariff that prices a session starting at `at`: this one, or a replacement."""
+        tariff, hops = self, 0
+        while tariff.valid_until and at >= tariff.valid_until and tariff.replaced_by_id and hops < 50:
+            tariff, hops = tariff.replaced_by, hops + 1
+        return tariff
 
     @property
     def currency(self):
@@ -130,6 +159,9 @@ class Evse(models.Model):
     class Meta:
         verbose_name = "EVSE"
         verbose_name_plural = "EVSEs"
+        permissions = [
+            ("print_sticker", "Can print and reprint QR stickers (a reprint voids the old sticker)"),
+        ]
 
     def __str__(self):
         return self.evse_id
@@ -284,3 +316,47 @@ class OcpiCdr(models.Model):
 
     def __str__(self):
         return f"{self.country_code}*{self.party_id} {self.cdr_id}"
+
+
+class PrintBatch(models.Model):
+    """One print of QR stickers: who printed which EVSEs, at which sticker versions, with which key."""
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    layout = models.CharField(max_length=20)
+
+    class Meta:
+        verbose_name_plural = "print batches"
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Print {self.pk} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class PrintedSticker(models.Model):
+    batch = models.ForeignKey(PrintBatch, on_delete=models.CASCADE, related_name="stickers")
+    evse = models.ForeignKey(Evse, on_delete=models.CASCADE, related_name="printed_stickers")
+    sticker_version = models.PositiveIntegerField()
+    key_id = models.CharField(max_length=16, help_text="Fingerprint of the signing key (never the key).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "evse"], name="one_sticker_per_evse_per_batch"),
+        ]
+
+
+class ScanDay(models.Model):
+    """Scans of QR codes per EVSE and day: counts only, nothing about who scanned.
+
+    `evse` is empty for codes that name no EVSE of ours. `voided` counts scans of an EVSE's older
+    sticker, `invalid` scans whose signature does not verify: both may mean a fake sticker.
+    """
+
+    evse = models.ForeignKey(Evse, null=True, blank=True, on_delete=models.CASCADE, related_name="scan_days")
+    day = models.DateField()
+    valid = models.PositiveIntegerField(default=0)
+    voided = models.PositiveIntegerField(default=0)
+    invalid = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["evse", "day"], name="one_scan_row_per_evse_day")]
