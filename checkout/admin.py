@@ -1,9 +1,10 @@
+import csv
 from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import refunds, services
 from .models import ChargingSession, Dispute, Payment, PaymentEvent, Receipt, Refund, StripeEvent
-from .states import PaymentStatus
+from .states import PaymentStatus, SessionStatus as S
 
 REFUNDABLE_STATUSES = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
 
@@ -121,7 +122,7 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ["evse__evse_id", "csms_reference", "payment__stripe_payment_intent_id", "public_id"]
     inlines = [PaymentInline, PaymentEventInline]
     readonly_fields = ["attention", "tariff_snapshot", "cdr", "final_breakdown", "refunds_table", "disputes_table"]
-    actions = ["mark_dealt_with"]
+    actions = ["mark_dealt_with", "stop_charging"]
 
     def get_fieldsets(self, request, obj=None):
         fields = [f for f in self.get_fields(request, obj) if f not in ("refunds_table", "disputes_table")]
@@ -194,6 +195,24 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
             self.message_user(request, f"{cleared} session(s) marked as dealt with.", messages.SUCCESS)
         else:
             self.message_user(request, "None of the selected sessions needed attention.", messages.WARNING)
+
+    # --- stopping a charge (a driver who cannot, a charger left running) ---
+
+    def has_stop_permission(self, request):
+        return request.user.has_perm("checkout.stop_chargingsession")
+
+    @admin.action(description="Stop charging", permissions=["stop"])
+    def stop_charging(self, request, queryset):
+        who = f"staff:{request.user.get_username()}"
+        charging = list(queryset.filter(status=S.CHARGING).values_list("pk", flat=True))
+        with services.acting_as(who):
+            for pk in charging:
+                services.session_request_stop(session_id=pk, why=f"stopped by {who}")
+        if charging:
+            self.message_user(request, f"Stop sent for {len(charging)} session(s); each is billed when the "
+                                       "charger confirms.", messages.SUCCESS)
+        else:
+            self.message_user(request, "None of the selected sessions is charging.", messages.WARNING)
 
     # --- refunds ---
 
@@ -310,6 +329,26 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ["operator", "year"]
     search_fields = ["number"]
     exclude = ["pdf"]
+    actions = ["export_csv"]
+
+    def has_export_permission(self, request):
+        return request.user.has_perm("checkout.export_receipts")
+
+    @admin.action(description="Export as CSV (for bookkeeping)", permissions=["export"])
+    def export_csv(self, request, queryset):
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="receipts.csv"'
+        writer = csv.writer(response)
+        writer.writerow(["number", "issued_at", "operator", "evse_id", "kwh", "currency", "held", "charged",
+                         "refunded", "payment_intent"])
+        rows = queryset.select_related("operator", "payment__session__evse").order_by("year", "sequence")
+        for receipt in rows.iterator(chunk_size=500):
+            payment = receipt.payment
+            writer.writerow([receipt.number, receipt.issued_at.isoformat(), receipt.operator.legal_name,
+                             payment.session.evse.evse_id, payment.session.kwh, payment.currency,
+                             Decimal(payment.amount_held) / 100, Decimal(payment.amount_captured) / 100,
+                             Decimal(payment.amount_refunded) / 100, payment.stripe_payment_intent_id or ""])
+        return response
 
 
 class UnmatchedEventFilter(admin.SimpleListFilter):

@@ -4,6 +4,7 @@ from django import forms
 class PayForm(forms.Form):
     connector = forms.IntegerField(min_value=1)
     hold_amount = forms.IntegerField(min_value=1)
+    tariff = forms.IntegerField(min_value=1, required=False)  # the tariff the page showed
     # The browser's id for one press of Pay, so the same press arriving twice opens one session.
     attempt = forms.RegexField(regex=r"^[A-Za-z0-9-]{8,64}$", required=False)
     email = forms.EmailField(required=False, max_length=254)

@@ -98,13 +98,20 @@ def flag_task_failure(subject: str, key, message: str) -> None:
 
 
 def session_create(*, evse: Evse, connector: Connector, hold_amount: int, email: str = "",
-                   language: str = "en", attempt: str | None = None) -> ChargingSession:
+                   language: str = "en", attempt: str | None = None, tariff_shown: int | None = None
+                   ) -> ChargingSession:
     """Open a purchase for an EVSE. Refuses an EVSE that is busy, out of order or already paid for.
 
     `attempt` is the browser's id for one press of Pay: the same press sent twice (a double tap,
     a resent request) finds the session the first one opened instead of being refused.
+    `tariff_shown` is the tariff the page showed: if a planned price change took effect since, the
+    driver is asked to look at the new price rather than charged one not seen.
     """
     operator = evse.location.operator
+    tariff = connector.tariff_at(timezone.now())
+    if tariff_shown is not None and tariff_shown != tariff.pk:
+        raise CheckoutError("The price of this charger has just changed. Please reload the page to see the new "
+                            "price. Nothing has been charged.")
     if connector.evse_id != evse.pk:
         raise CheckoutError("That connector does not belong to this charger. Nothing has been charged.")
     if hold_amount not in operator.hold_amounts:
@@ -116,14 +123,14 @@ def session_create(*, evse: Evse, connector: Connector, hold_amount: int, email:
             session = ChargingSession.objects.create(
                 evse=evse,
                 connector=connector,
-                tariff_snapshot=connector.tariff.ocpi,
+                tariff_snapshot=tariff.ocpi,
                 time_zone=evse.location.time_zone,
                 email=email,
                 language=language,
                 csms_reference=f"DP{uuid.uuid4().hex[:22].upper()}",
                 checkout_attempt=attempt or None,
             )
-            Payment.objects.create(session=session, currency=connector.tariff.currency, amount_held=hold_amount)
+            Payment.objects.create(session=session, currency=tariff.currency, amount_held=hold_amount)
             record_event(session, "created", to_status=S.CREATED, amount=hold_amount)
     except IntegrityError:
         same = ChargingSession.objects.filter(checkout_attempt=attempt, evse=evse).first() if attempt else None
@@ -324,12 +331,12 @@ def session_fail(*, session_id: int, reason: str) -> None:
         queue_on_commit(tasks.payment_cancel, session.payment.pk, reason)
 
 
-def session_request_stop(*, session_id: int) -> None:
-    """The driver pressed Stop."""
+def session_request_stop(*, session_id: int, why: str = "driver pressed Stop") -> None:
+    """The driver pressed Stop (or staff stopped the charge for them)."""
     with transaction.atomic():
         session = lock_session(pk=session_id)
         if session.status == S.CHARGING:
-            _stop(session, why="driver pressed Stop")
+            _stop(session, why=why)
 
 
 def _stop(session: ChargingSession, *, why: str) -> None:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import get_language
 from django.views.decorators.http import require_GET, require_POST
 
-from stations import qr, tariffs
+from stations import qr, scans, tariffs
 from stations.models import Evse
 
 from . import selectors, services
@@ -25,18 +25,26 @@ from .states import PaymentStatus as P, SessionStatus as S
 log = logging.getLogger(__name__)
 
 
-def _evse_or_invalid(request, code):
+def _evse_or_invalid(request, code, *, count=False):
     try:
-        return qr.verify(code), None
+        evse = qr.verify(code)
     except qr.InvalidCode as exc:
-        # Possible tampering or a voided sticker: log it, and let no payment happen.
+        # Possible tampering or a voided sticker: log it, count it, and let no payment happen.
         log.warning("invalid QR code scanned: reason=%s code=%r evse=%s", exc.reason, code[:80], exc.evse)
+        if count:
+            voided = exc.reason == "voided"
+            pk = exc.evse.pk if exc.evse else qr.claimed_evse_pk(code)
+            known = pk if pk is not None and (voided or Evse.objects.filter(pk=pk).exists()) else None
+            scans.scan_record(evse_id=known, kind="voided" if voided else "invalid")
         return None, render(request, "checkout/invalid_code.html", status=404)
+    if count:
+        scans.scan_record(evse_id=evse.pk, kind="valid")
+    return evse, None
 
 
 @require_GET
 def scan(request, code):
-    evse, invalid = _evse_or_invalid(request, code)
+    evse, invalid = _evse_or_invalid(request, code, count=True)
     if invalid:
         return invalid
     # One connector per EVSE is the rule on public chargers; the first one is sold.
@@ -44,14 +52,16 @@ def scan(request, code):
     if connector is None:
         raise Http404("no connector")
     operator = evse.location.operator
+    tariff = connector.tariff_at(timezone.now())
     available = evse.status == Evse.Status.AVAILABLE and not selectors.evse_in_use(evse)
     context = {
         "evse": evse,
         "location": evse.location,
         "operator": operator,
         "connector": connector,
-        "price_lines": tariffs.price_lines(connector.tariff.ocpi),
-        "currency": connector.tariff.currency,
+        "tariff": tariff,
+        "price_lines": tariffs.price_lines(tariff.ocpi),
+        "currency": tariff.currency,
         "holds": [(amount, Decimal(amount) / 100) for amount in operator.hold_amounts],
         "default_hold": operator.default_hold,
         "available": available,
@@ -84,7 +94,7 @@ def pay(request, code):
             session = services.session_create(
                 evse=evse, connector=connector, hold_amount=form.cleaned_data["hold_amount"],
                 email=form.cleaned_data["email"], language=get_language() or "en",
-                attempt=form.cleaned_data["attempt"] or None,
+                attempt=form.cleaned_data["attempt"] or None, tariff_shown=form.cleaned_data["tariff"],
             )
             payment = services.payment_authorize(
                 session_id=session.pk, payment_method_id=form.cleaned_data["payment_method"]

@@ -200,6 +200,10 @@ class Connector(models.Model):
     def __str__(self):
         return f"{self.evse.evse_id} #{self.connector_id}"
 
+    def tariff_at(self, at) -> Tariff:
+        """The tariff that prices a session starting at `at` (a planned price change may have taken over)."""
+        return self.tariff.in_force(at)
+
 
 class SimulatedSession(models.Model):
     """State of a charge on the simulated CSMS (the embedded default)."""

@@ -35,6 +35,13 @@ def _tag(key: str, pk: int, version: int) -> str:
     return base64.b32encode(digest[:10]).decode().lower()
 
 
+def key_id(key: str | None = None) -> str:
+    """A short fingerprint of a signing key (default: the newest), to record which key signed a
+    printed sticker. Safe to store and show: a hash of the key, never the key."""
+    key = settings.QR_SIGNING_KEYS[0] if key is None else key
+    return hashlib.sha256(b"qr-key-id:" + key.encode()).hexdigest()[:12]
+
+
 def code_for(evse: Evse) -> str:
     """The path segment printed on the EVSE's current sticker."""
     return f"{evse.pk}-{evse.sticker_version}-{_tag(settings.QR_SIGNING_KEYS[0], evse.pk, evse.sticker_version)}"
@@ -42,6 +49,12 @@ def code_for(evse: Evse) -> str:
 
 def url_for(evse: Evse) -> str:
     return f"{settings.PUBLIC_BASE_URL}/q/{code_for(evse)}"
+
+
+def claimed_evse_pk(code: str) -> int | None:
+    """The EVSE a code names, signed or not (to count forged codes against the EVSE they imitate)."""
+    match = _PATH_RE.match(code or "")
+    return int(match["pk"]) if match else None
 
 
 def verify(code: str) -> Evse:

@@ -90,7 +90,7 @@ def _advance(pk: int, now) -> SessionUpdate | None:
         )
         if not final:
             return SessionUpdate(status=SessionStatus.ACTIVE, measured_at=end, **common)
-        tariff = sim.connector.tariff
+        tariff = sim.connector.tariff_at(sim.started_at)
         usage = tariffs.Usage(
             start=sim.started_at, end=end, kwh=sim.kwh, parking_minutes=parking_minutes,
             max_power_kw=sim.power_kw,

@@ -1,0 +1,127 @@
+"""Counting QR scans per EVSE and day, and the tamper signals read from those counts.
+
+Only counts are kept: no IP address, no device, nothing about the driver. A sticker covered by a
+fake one shows as scans that fall away against the EVSE's own history; a fake that copies an old or
+forged code shows as scans of voided or invalid codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from .models import Evse, ScanDay
+
+KINDS = ("valid", "voided", "invalid")
+RECENT_DAYS = 7  # the window compared against the EVSE's own history
+HISTORY_DAYS = 28
+MIN_HISTORY_SCANS = 14  # below this the history says too little to call a drop
+DROP_RATIO = 0.3  # recent scans under 30 % of what the history predicts: flag
+
+
+def scan_record(*, evse_id: int | None, kind: str) -> None:
+    """Count one scan. A single upsert for a known EVSE, so the checkout page stays within budget."""
+    if kind not in KINDS:
+        raise ValueError(kind)
+    day = timezone.localdate()
+    if evse_id is None:
+        _count_unknown(day, kind)
+        return
+    table = ScanDay._meta.db_table
+    with connection.cursor() as cursor:
+        # Column names come from KINDS above, never from input.
+        cursor.execute(
+            f"INSERT INTO {table} (evse_id, day, valid, voided, invalid) VALUES (%s, %s, %s, %s, %s) "
+            f"ON CONFLICT (evse_id, day) DO UPDATE SET {kind} = {table}.{kind} + 1",
+            [evse_id, day, *(int(k == kind) for k in KINDS)],
+        )
+
+
+def _count_unknown(day, kind: str) -> None:
+    # Codes that name no EVSE: one row per day with no EVSE (NULLs never conflict, so no upsert).
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                row, _ = ScanDay.objects.get_or_create(evse=None, day=day)
+                ScanDay.objects.filter(pk=row.pk).update(**{kind: F(kind) + 1})
+                return
+        except IntegrityError:  # a concurrent first scan of the day created it
+            continue
+
+
+@dataclass(frozen=True)
+class Signals:
+    recent: int  # valid scans in the last RECENT_DAYS days
+    history: int  # valid scans in the HISTORY_DAYS days before those
+    suspicious: int  # scans of voided or invalid codes in the last RECENT_DAYS days
+
+    @property
+    def expected(self) -> float:
+        """What the history predicts for the recent window."""
+        return self.history * RECENT_DAYS / HISTORY_DAYS
+
+    @property
+    def dropped(self) -> bool:
+        return self.history >= MIN_HISTORY_SCANS and self.recent < DROP_RATIO * self.expected
+
+    @property
+    def flagged(self) -> bool:
+        return self.dropped or self.suspicious > 0
+
+
+def signals(evse_ids=None, today=None) -> dict[int, Signals]:
+    """Tamper signals per EVSE (all EVSEs with scans when `evse_ids` is None), in one aggregate query."""
+    today = today or timezone.localdate()
+    recent_from = today - timedelta(days=RECENT_DAYS - 1)
+    history_from = recent_from - timedelta(days=HISTORY_DAYS)
+    rows = ScanDay.objects.filter(evse__isnull=False, day__gte=history_from, day__lte=today)
+    if evse_ids is not None:
+        evse_ids = list(evse_ids)
+        rows = rows.filter(evse_id__in=evse_ids)
+    rows = rows.values("evse_id").annotate(
+        recent=Sum("valid", filter=Q(day__gte=recent_from)),
+        history=Sum("valid", filter=Q(day__lt=recent_from)),
+        suspicious=Sum(F("voided") + F("invalid"), filter=Q(day__gte=recent_from)),
+    )
+    found = {row["evse_id"]: Signals(row["recent"] or 0, row["history"] or 0, row["suspicious"] or 0) for row in rows}
+    if evse_ids is None:
+        return found
+    return {pk: found.get(pk, Signals(0, 0, 0)) for pk in evse_ids}
+
+
+def flagged_evse_ids(today=None) -> set[int]:
+    """EVSEs whose stickers may have been tampered with (for the admin filter)."""
+    return {pk for pk, signal in signals(today=today).items() if signal.flagged}
+
+
+def with_activity(evses, today=None):
+    """EVSEs annotated with the last RECENT_DAYS days' scans, checkouts and charges, and the history.
+
+    Subqueries, not joins: scans and sessions are separate tables and must not multiply each other.
+    Checkouts come from the sessions checkout opens against an EVSE (counted, never read).
+    """
+    today = today or timezone.localdate()
+    recent_from = today - timedelta(days=RECENT_DAYS - 1)
+    history_from = recent_from - timedelta(days=HISTORY_DAYS)
+    sessions = Evse._meta.get_field("sessions").related_model.objects.filter(evse=OuterRef("pk"))
+    since = timezone.make_aware(datetime.combine(recent_from, time.min))
+
+    def scans(expression, **days):
+        total = ScanDay.objects.filter(evse=OuterRef("pk"), **days).values("evse").annotate(t=Sum(expression))
+        return Coalesce(Subquery(total.values("t")), 0)
+
+    def count(queryset):
+        return Coalesce(Subquery(queryset.values("evse").annotate(n=Count("pk")).values("n")), 0)
+
+    return evses.annotate(
+        scans_recent=scans("valid", day__gte=recent_from),
+        scans_history=scans("valid", day__gte=history_from, day__lt=recent_from),
+        scans_suspicious=scans(F("voided") + F("invalid"), day__gte=recent_from),
+        checkouts_recent=count(sessions.filter(created_at__gte=since)),
+        charged_recent=count(sessions.filter(created_at__gte=since, started_at__isnull=False)),
+    )
