@@ -8,6 +8,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from . import qr
+from .admin_ops import EvseActivityMixin, ReadOnlyAdmin, TamperFilter, TariffPreviewMixin
+from .admin_stickers import EvseStickerMixin, LocationStickerMixin, StickerFilter  # also registers PrintBatch
 from .csms.base import CsmsError
 from .csms.ocpi import credentials as ocpi_credentials, locations as ocpi_locations, messages as ocpi_messages
 from .models import Connector, Evse, Location, OcpiCdr, OcpiConnection, OcpiSession, Operator, Tariff
@@ -19,15 +21,21 @@ class OperatorAdmin(admin.ModelAdmin):
 
 
 @admin.register(Location)
-class LocationAdmin(admin.ModelAdmin):
+class LocationAdmin(LocationStickerMixin, admin.ModelAdmin):
     list_display = ["name", "operator", "city", "country"]
     list_filter = ["operator", "country"]
     search_fields = ["name", "address", "city"]
 
+    def get_urls(self):
+        from . import admin_import  # the "Import from CSV" page (button on the list's template)
+
+        return admin_import.urls(self) + super().get_urls()
+
 
 @admin.register(Tariff)
-class TariffAdmin(admin.ModelAdmin):
-    list_display = ["name", "operator", "currency"]
+class TariffAdmin(TariffPreviewMixin, admin.ModelAdmin):
+    list_display = ["name", "operator", "currency", "valid_until", "replaced_by"]
+    readonly_fields = ["price_preview"]
 
 
 class ConnectorInline(admin.TabularInline):
@@ -36,11 +44,12 @@ class ConnectorInline(admin.TabularInline):
 
 
 @admin.register(Evse)
-class EvseAdmin(admin.ModelAdmin):
-    list_display = ["evse_id", "location", "status", "sticker_version", "sim_behaviour"]
-    list_filter = ["status", "location__operator", "sim_behaviour"]
+class EvseAdmin(EvseStickerMixin, EvseActivityMixin, admin.ModelAdmin):
+    list_display = ["evse_id", "location", "status", "sticker_version", "printed_version", "scans_recent",
+                    "checkouts_recent", "conversion", "tamper", "sim_behaviour"]
+    list_filter = ["status", TamperFilter, StickerFilter, "location__operator", "sim_behaviour"]
     search_fields = ["evse_id", "uid", "location__name"]
-    readonly_fields = ["qr_code"]
+    readonly_fields = ["sticker_version", "qr_code"]  # only printing changes the version (it voids the old sticker)
     inlines = [ConnectorInline]
 
     def get_urls(self):
@@ -187,19 +196,6 @@ class UnmatchedFilter(admin.SimpleListFilter):
             field = "reference__isnull" if queryset.model is OcpiSession else "session__isnull"
             return queryset.filter(**{field: True})
         return queryset
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records of what a CPO told us: evidence, so nobody edits them."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(OcpiSession)
