@@ -65,3 +65,10 @@ def peer():
     peer = CpoPeer()
     yield peer
     peer.stop()
+
+
+@pytest.fixture
+def ours(live_server, settings):
+    """Our app served over HTTP (for a peer that calls us back), with URLs we hand out pointing at it."""
+    settings.PUBLIC_BASE_URL = live_server.url
+    return live_server.url

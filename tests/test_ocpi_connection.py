@@ -22,12 +22,6 @@ from tests.ocpi_peer import CpoPeer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def ours(live_server, settings):
-    settings.PUBLIC_BASE_URL = live_server.url
-    return live_server.url
-
-
 def b64(token: str) -> str:
     return "Token " + base64.b64encode(token.encode()).decode()
 

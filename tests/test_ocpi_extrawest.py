@@ -24,12 +24,6 @@ from tests.ocpi_examples import examples
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def ours(live_server, settings):
-    settings.PUBLIC_BASE_URL = live_server.url
-    return live_server.url
-
-
 def example(name: str) -> dict:
     return json.loads((examples() / name).read_text())
 
