@@ -408,6 +408,11 @@ def session_apply_update(update: SessionUpdate) -> None:
         session.measured_at = update.measured_at or timezone.now()
         if update.status in (CsmsStatus.ACTIVE, CsmsStatus.COMPLETED) and session.status == S.STARTING:
             set_session_status(session, S.CHARGING)
+        if update.status == CsmsStatus.COMPLETED and not update.final and session.status == S.CHARGING:
+            # The charger ended it (car full, cable pulled): wait for the final record like after a
+            # Stop, so the sweep closes it on this reading if that record never comes.
+            set_session_status(session, S.STOPPING, stop_requested_at=timezone.now())
+            record_event(session, "csms_ended", message="the charger ended the session; waiting for its final record")
         if update.final:
             session.ended_at = update.ended_at or timezone.now()
             session.cdr = update.cdr

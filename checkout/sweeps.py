@@ -85,10 +85,12 @@ def strays(now=None) -> int:
     stop_cutoff = now - timedelta(seconds=settings.CSMS_STOP_TIMEOUT_SECONDS)
     give_up = now - timedelta(seconds=settings.CSMS_STOP_GIVE_UP_SECONDS)
     for session in ChargingSession.objects.filter(status=S.STOPPING, stop_requested_at__lte=stop_cutoff):
+        ended = session.events.filter(kind="csms_ended").exists()  # the charger stopped by itself
         if session.stop_requested_at <= give_up:
-            fixed += _run(f"session {session.pk}: never confirmed its stop", services.session_close_unconfirmed,
-                          session_id=session.pk, why="the charger never confirmed the stop")
-        elif not session.events.filter(kind="stop_resent").exists():
+            why = "the charger never sent its final record" if ended else "the charger never confirmed the stop"
+            fixed += _run(f"session {session.pk}: {why}", services.session_close_unconfirmed,
+                          session_id=session.pk, why=why)
+        elif not ended and not session.events.filter(kind="stop_resent").exists():
             fixed += _run(f"session {session.pk}: stop not confirmed, asking again", services.session_resend_stop,
                           session_id=session.pk)
 

@@ -172,6 +172,24 @@ def test_the_spending_cap_stops_the_charge(ocpi_connector, pay, peer, send):
     assert session.status == S.STOPPING and "spending cap" in session.events.get(kind="stop_requested").message
 
 
+def test_a_charge_the_charger_ended_whose_cdr_never_comes(ocpi_connector, pay, peer, send, settings):
+    session = pay(ocpi_connector)
+    start = start_of(peer)
+    send.put_session(session_object(start, kwh=4))
+    send.put_session(session_object(start, status="COMPLETED", kwh=5, minutes=40, end_date_time=iso(timezone.now())))
+    session.refresh_from_db()
+    assert session.status == S.STOPPING and session.events.filter(kind="csms_ended").exists()
+    # Nothing to ask the CPO to stop; then, with no CDR in time, we bill the last reading.
+    with send.capture(execute=True):
+        sweeps.strays(now=timezone.now() + timedelta(seconds=settings.CSMS_STOP_TIMEOUT_SECONDS + 1))
+    assert [c for c, _ in peer.commands] == ["START_SESSION"]
+    with send.capture(execute=True):
+        sweeps.strays(now=timezone.now() + timedelta(seconds=settings.CSMS_STOP_GIVE_UP_SECONDS + 1))
+    session.refresh_from_db()
+    assert (session.status, session.kwh, session.payment.status) == (S.FINISHED, Decimal("5"), P.CAPTURED)
+    assert session.payment.amount_captured == 303 and "final record" in session.attention
+
+
 def test_a_duplicated_cdr_changes_nothing(ocpi_connector, pay, peer, send):
     session = pay(ocpi_connector)
     start = start_of(peer)
