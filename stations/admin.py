@@ -11,7 +11,8 @@ from . import qr
 from .admin_ops import EvseActivityMixin, ReadOnlyAdmin, TamperFilter, TariffPreviewMixin
 from .admin_stickers import EvseStickerMixin, LocationStickerMixin, StickerFilter  # also registers PrintBatch
 from .csms.base import CsmsError
-from .csms.ocpi import credentials as ocpi_credentials, locations as ocpi_locations, messages as ocpi_messages
+from . import tasks as ocpi_tasks
+from .csms.ocpi import credentials as ocpi_credentials
 from .models import Connector, Evse, Location, OcpiCdr, OcpiConnection, OcpiSession, Operator, Tariff
 
 
@@ -126,12 +127,13 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pull locations and tariffs now")
     def sync_now(self, request, queryset):
+        # Queued, not run here: a large network takes longer than a request may.
         for connection in queryset:
-            try:
-                report = ocpi_locations.sync_pull(connection_id=connection.pk)
-                messages.success(request, f"{connection.name}: {report}")
-            except (CsmsError, ocpi_messages.Invalid) as exc:
-                messages.error(request, f"{connection.name}: {exc}")
+            if connection.operator_id is None or connection.state != OcpiConnection.State.CONNECTED:
+                messages.error(request, f"{connection.name}: needs to be connected and to have an operator.")
+                continue
+            ocpi_tasks.ocpi_sync.delay(connection.pk)
+            messages.success(request, f"{connection.name}: pull queued. 'Synced at' and 'last error' show the outcome.")
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is not None:

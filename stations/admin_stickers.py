@@ -11,8 +11,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Count
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from . import stickers
 from .admin_ops import ReadOnlyAdmin
@@ -30,6 +34,22 @@ class StickerPrintForm(forms.Form):
             (key, f"{layout.name}: {layout.pages(count)} page{'s' if layout.pages(count) != 1 else ''}")
             for key, layout in stickers.LAYOUTS.items()
         ]
+
+
+def pdf_response(model_admin, request, batch):
+    """The batch's PDF as a download, or None (with a message) when a newer print voided it."""
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    try:
+        count = stickers.render_pdf(batch, out)
+    except stickers.StaleBatch as exc:  # another print of the same EVSE came in between
+        out.close()
+        model_admin.message_user(request, f"Print {batch.pk} is out of date: {exc}. Print again.", messages.ERROR)
+        return None
+    out.seek(0)
+    model_admin.message_user(request, f"Print {batch.pk}: {count} sticker{'s' if count != 1 else ''} "
+                                      f"({batch.layout}). Stick them on soon: reprinted chargers' old stickers are void.")
+    return FileResponse(out, as_attachment=True, filename=f"qr-stickers-{batch.pk}-{batch.layout}.pdf",
+                        content_type="application/pdf")
 
 
 class StickerPrintMixin:
@@ -54,7 +74,7 @@ class StickerPrintMixin:
         form = StickerPrintForm(request.POST if "post" in request.POST else None, count=count)
         if form.is_valid():
             batch = stickers.print_batch_create(evses=evses, layout=form.cleaned_data["layout"], user=request.user)
-            return self._pdf_response(request, batch)
+            return pdf_response(self, request, batch)
         reprinted = evses.filter(printed_stickers__isnull=False).distinct().order_by("evse_id")  # voided by a print
         context = {
             **self.admin_site.each_context(request),
@@ -69,21 +89,6 @@ class StickerPrintMixin:
             "action": "print_stickers",
         }
         return TemplateResponse(request, "admin/stations/print_stickers.html", context)
-
-    def _pdf_response(self, request, batch):
-        out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
-        try:
-            count = stickers.render_pdf(batch, out)
-        except stickers.StaleBatch as exc:  # another print of the same EVSE came in between
-            out.close()
-            self.message_user(request, f"Print {batch.pk} is out of date: {exc}. Print again.", messages.ERROR)
-            return None
-        out.seek(0)
-        self.message_user(request, f"Print {batch.pk}: {count} sticker{'s' if count != 1 else ''} "
-                                   f"({batch.layout}). Stick them on soon: reprinted chargers' old stickers are void.")
-        return FileResponse(out, as_attachment=True, filename=f"qr-stickers-{batch.pk}-{batch.layout}.pdf",
-                            content_type="application/pdf")
-
 
 class EvseStickerMixin(StickerPrintMixin):
     """For the EVSE admin: the action, the "Sticker" filter and a printed-version column."""
@@ -152,8 +157,26 @@ class PrintBatchAdmin(ReadOnlyAdmin):
 
     list_display = ["__str__", "created_by", "created_at", "layout", "sticker_count"]
     list_filter = ["layout"]
-    fields = readonly_fields = ["created_by", "created_at", "layout", "sticker_count"]
+    fields = readonly_fields = ["created_by", "created_at", "layout", "sticker_count", "download"]
     inlines = [PrintedStickerInline]
+
+    def get_urls(self):
+        own = [path("<int:pk>/pdf/", self.admin_site.admin_view(self.pdf_view), name="stations_printbatch_pdf")]
+        return own + super().get_urls()
+
+    def pdf_view(self, request, pk):
+        """The same PDF again (a printer jam): only while every sticker in it is still the current one."""
+        if not request.user.has_perm("stations.print_sticker"):
+            raise PermissionDenied
+        batch = get_object_or_404(PrintBatch, pk=pk)
+        return pdf_response(self, request, batch) or redirect("admin:stations_printbatch_change", pk)
+
+    @admin.display(description="PDF")
+    def download(self, batch):
+        if not batch.pk or stickers.batch_is_stale(batch):
+            return "Voided by a later print or a new signing key: print these EVSEs again."
+        return format_html('<a href="{}">Download the PDF again</a> (no new version: the same stickers)',
+                           reverse("admin:stations_printbatch_pdf", args=[batch.pk]))
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("created_by").annotate(sticker_count=Count("stickers"))

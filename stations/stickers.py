@@ -163,6 +163,11 @@ def print_batch_create(*, evses, layout: str, user) -> PrintBatch:
 # --- The PDF -------------------------------------------------------------------------------------
 
 
+def batch_is_stale(batch: PrintBatch) -> bool:
+    """Whether a later print or a new signing key voided any sticker of this batch."""
+    return batch.stickers.exclude(sticker_version=F("evse__sticker_version"), key_id=qr.key_id()).exists()
+
+
 def render_pdf(batch: PrintBatch, out) -> int:
     """Write the batch's stickers as a PDF to the file-like `out`; return how many were drawn.
 

@@ -238,6 +238,27 @@ def test_printing_needs_the_permission(location, client):
     assert PrintBatch.objects.get().created_by == user
 
 
+def test_a_current_batch_can_be_downloaded_again_without_voiding(location, admin_client, client):
+    evses = make_evses(location, 3)
+    batch = stickers.print_batch_create(evses=Evse.objects.filter(pk__in=[e.pk for e in evses]), layout="a4-2x4",
+                                        user=None)
+    url = reverse("admin:stations_printbatch_pdf", args=[batch.pk])
+    again = admin_client.get(url)
+    assert again["Content-Type"] == "application/pdf"
+    codes = sorted(code_of(url) for page in scanned(b"".join(again.streaming_content)) for url in page)
+    assert codes == sorted(qr.code_for(e) for e in Evse.objects.filter(pk__in=[e.pk for e in evses]))
+    assert list(Evse.objects.filter(pk__in=[e.pk for e in evses]).values_list("sticker_version", flat=True)) == [1] * 3
+    User.objects.create_user("viewer", password="pw", is_staff=True)
+    client.login(username="viewer", password="pw")
+    assert client.get(url).status_code == 403
+    # A later print voids it: no more downloads of stickers that would not scan.
+    stickers.print_batch_create(evses=Evse.objects.filter(pk=evses[0].pk), layout="a4-2x4", user=None)
+    refused = admin_client.get(url, follow=True)
+    assert "out of date" in refused.content.decode() and refused.redirect_chain
+    page = admin_client.get(reverse("admin:stations_printbatch_change", args=[batch.pk])).content.decode()
+    assert "Voided by a later print" in page
+
+
 def test_location_action_prints_all_its_evses_and_warns_of_reprints(location, admin_client):
     evses = make_evses(location, 3)
     make_evses(LocationFactory(operator=location.operator), 2)  # another location's: not printed
