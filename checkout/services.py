@@ -408,11 +408,13 @@ def session_apply_update(update: SessionUpdate) -> None:
         session.measured_at = update.measured_at or timezone.now()
         if update.status in (CsmsStatus.ACTIVE, CsmsStatus.COMPLETED) and session.status == S.STARTING:
             set_session_status(session, S.CHARGING)
-        if update.status == CsmsStatus.COMPLETED and not update.final and session.status == S.CHARGING:
-            # The charger ended it (car full, cable pulled): wait for the final record like after a
-            # Stop, so the sweep closes it on this reading if that record never comes.
-            set_session_status(session, S.STOPPING, stop_requested_at=timezone.now())
-            record_event(session, "csms_ended", message="the charger ended the session; waiting for its final record")
+        if update.status == CsmsStatus.COMPLETED and not update.final and session.status in (S.CHARGING, S.STOPPING):
+            # The charge is over (our Stop, a full car, a pulled cable): wait for the final record,
+            # asking nothing more of the charger; the sweep bills this reading if that never comes.
+            if session.status == S.CHARGING:
+                set_session_status(session, S.STOPPING, stop_requested_at=timezone.now())
+            if not session.events.filter(kind="csms_ended").exists():
+                record_event(session, "csms_ended", message="the charge has ended; waiting for its final record")
         if update.final:
             session.ended_at = update.ended_at or timezone.now()
             session.cdr = update.cdr

@@ -190,6 +190,24 @@ def test_a_charge_the_charger_ended_whose_cdr_never_comes(ocpi_connector, pay, p
     assert session.payment.amount_captured == 303 and "final record" in session.attention
 
 
+def test_after_a_stop_the_completed_session_waits_for_its_cdr_without_asking_again(ocpi_connector, pay, peer, send,
+                                                                                    settings):
+    session = pay(ocpi_connector)
+    start = start_of(peer)
+    send.put_session(session_object(start, kwh=4))
+    with send.capture(execute=True):
+        services.session_request_stop(session_id=session.pk)
+    send.patch_session("S-1", {"status": "COMPLETED", "last_updated": iso(timezone.now())})
+    send.patch_session("S-1", {"status": "COMPLETED", "kwh": 4.1, "last_updated": iso(timezone.now())})
+    assert session.events.filter(kind="csms_ended").count() == 1
+    with send.capture(execute=True):
+        sweeps.strays(now=timezone.now() + timedelta(seconds=settings.CSMS_STOP_TIMEOUT_SECONDS + 1))
+    assert [c for c, _ in peer.commands] == ["START_SESSION", "STOP_SESSION"]  # a CDR may take its time
+    send.post_cdr(cdr_object(start, kwh=4.1, incl_vat=2.48))
+    session.refresh_from_db()
+    assert (session.payment.status, session.payment.amount_captured) == (P.CAPTURED, 248)
+
+
 def test_a_duplicated_cdr_changes_nothing(ocpi_connector, pay, peer, send):
     session = pay(ocpi_connector)
     start = start_of(peer)
