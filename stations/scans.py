@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -75,23 +75,10 @@ class Signals:
 
 
 def signals(evse_ids=None, today=None) -> dict[int, Signals]:
-    """Tamper signals per EVSE (all EVSEs with scans when `evse_ids` is None), in one aggregate query."""
-    today = today or timezone.localdate()
-    recent_from = today - timedelta(days=RECENT_DAYS - 1)
-    history_from = recent_from - timedelta(days=HISTORY_DAYS)
-    rows = ScanDay.objects.filter(evse__isnull=False, day__gte=history_from, day__lte=today)
-    if evse_ids is not None:
-        evse_ids = list(evse_ids)
-        rows = rows.filter(evse_id__in=evse_ids)
-    rows = rows.values("evse_id").annotate(
-        recent=Sum("valid", filter=Q(day__gte=recent_from)),
-        history=Sum("valid", filter=Q(day__lt=recent_from)),
-        suspicious=Sum(F("voided") + F("invalid"), filter=Q(day__gte=recent_from)),
-    )
-    found = {row["evse_id"]: Signals(row["recent"] or 0, row["history"] or 0, row["suspicious"] or 0) for row in rows}
-    if evse_ids is None:
-        return found
-    return {pk: found.get(pk, Signals(0, 0, 0)) for pk in evse_ids}
+    """Tamper signals per EVSE (every EVSE when `evse_ids` is None), from the admin's own counts."""
+    evses = Evse.objects.all() if evse_ids is None else Evse.objects.filter(pk__in=list(evse_ids))
+    rows = with_activity(evses, today).values_list("pk", "scans_recent", "scans_history", "scans_suspicious")
+    return {pk: Signals(recent, history, suspicious) for pk, recent, history, suspicious in rows}
 
 
 def flagged_evse_ids(today=None) -> set[int]:
