@@ -35,6 +35,12 @@ def _match(connection: OcpiConnection, *, reference: str, session_id: str, token
     return None
 
 
+def stored(connection: OcpiConnection, country_code: str, party_id: str, session_id: str):
+    """The Session the CPO has sent under these ids (OCPI ids compare case-insensitively)."""
+    return OcpiSession.objects.filter(connection=connection, country_code__iexact=country_code,
+                                      party_id__iexact=party_id, session_id__iexact=session_id)
+
+
 def session_put(*, connection: OcpiConnection, country_code: str, party_id: str, session_id: str, data) -> OcpiSession:
     session = messages.parse_session(data)
     if session.id.lower() != session_id.lower():
@@ -52,10 +58,7 @@ def session_put(*, connection: OcpiConnection, country_code: str, party_id: str,
 def session_patch(*, connection: OcpiConnection, country_code: str, party_id: str, session_id: str,
                   patch) -> OcpiSession:
     with transaction.atomic():
-        record = OcpiSession.objects.select_for_update().filter(
-            connection=connection, country_code__iexact=country_code, party_id__iexact=party_id,
-            session_id__iexact=session_id,
-        ).first()
+        record = stored(connection, country_code, party_id, session_id).select_for_update().first()
         if record is None:
             raise UnknownSession(session_id)
         merged = messages.merge_session_patch(record.data, patch)

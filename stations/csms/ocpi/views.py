@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.csrf import csrf_exempt
 
-from stations.models import OcpiCdr, OcpiConnection, OcpiSession
+from stations.models import OcpiCdr, OcpiConnection
 
 from ..base import CsmsError
 from . import commands, credentials, envelope, locations, messages, sessions, tokens
@@ -155,8 +155,7 @@ def command_result(request, connection, command, command_id):
 def session(request, connection, country_code, party_id, session_id):
     ids = dict(connection=connection, country_code=country_code, party_id=party_id, session_id=session_id)
     if request.method == "GET":
-        record = OcpiSession.objects.filter(connection=connection, country_code__iexact=country_code,
-                                            party_id__iexact=party_id, session_id__iexact=session_id).first()
+        record = sessions.stored(connection, country_code, party_id, session_id).first()
         if record is None:
             return envelope.error(envelope.INVALID_PARAMETERS, "Unknown session.", http_status=404)
         return envelope.response(record.data)
