@@ -12,7 +12,7 @@ from .admin_ops import EvseActivityMixin, ReadOnlyAdmin, TamperFilter, TariffPre
 from .admin_stickers import EvseStickerMixin, LocationStickerMixin, StickerFilter  # also registers PrintBatch
 from .csms.base import CsmsError
 from . import tasks as ocpi_tasks
-from .csms.ocpi import credentials as ocpi_credentials
+from .csms.ocpi import credentials as ocpi_credentials, locations as ocpi_locations
 from .models import Connector, Evse, Location, OcpiCdr, OcpiConnection, OcpiSession, Operator, Tariff
 
 
@@ -128,10 +128,10 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
     @admin.action(description="Pull locations and tariffs now")
     def sync_now(self, request, queryset):
         # Queued, not run here: a large network takes longer than a request may.
-        for connection in queryset:
-            if connection.operator_id is None or connection.state != OcpiConnection.State.CONNECTED:
-                messages.error(request, f"{connection.name}: needs to be connected and to have an operator.")
-                continue
+        ready = ocpi_locations.syncable(queryset)
+        for connection in queryset.exclude(pk__in=ready.values("pk")):
+            messages.error(request, f"{connection.name}: needs to be connected and to have an operator.")
+        for connection in ready:
             ocpi_tasks.ocpi_sync.delay(connection.pk)
             messages.success(request, f"{connection.name}: pull queued. 'Synced at' and 'last error' show the outcome.")
 

@@ -18,9 +18,7 @@ def simulator_tick():
 @shared_task(ignore_result=True)
 def ocpi_sync_all():
     """Pull Locations and Tariffs from every connected CPO that has an operator to file them under."""
-    for pk in OcpiConnection.objects.filter(state=OcpiConnection.State.CONNECTED, operator__isnull=False).values_list(
-        "pk", flat=True
-    ):
+    for pk in locations.syncable(OcpiConnection.objects.all()).values_list("pk", flat=True):
         ocpi_sync.delay(pk)
 
 

@@ -251,6 +251,11 @@ def _pages(connection: OcpiConnection, url: str, params: dict):
         url, params = answer.links.get("next", {}).get("url"), None  # the next link carries the query
 
 
+def syncable(connections):
+    """Connections a pull can file stations for: connected, with an operator to sell on them."""
+    return connections.filter(state=OcpiConnection.State.CONNECTED, operator__isnull=False)
+
+
 def sync_pull(*, connection_id: int) -> Report:
     """Pull Tariffs, then Locations, changed since the last complete pull."""
     connection = OcpiConnection.objects.get(pk=connection_id)
