@@ -32,13 +32,10 @@ def _evse_or_invalid(request, code, *, count=False):
         # Possible tampering or a voided sticker: log it, count it, and let no payment happen.
         log.warning("invalid QR code scanned: reason=%s code=%r evse=%s", exc.reason, code[:80], exc.evse)
         if count:
-            voided = exc.reason == "voided"
-            pk = exc.evse.pk if exc.evse else qr.claimed_evse_pk(code)
-            known = pk if pk is not None and (voided or Evse.objects.filter(pk=pk).exists()) else None
-            scans.scan_record(evse_id=known, kind="voided" if voided else "invalid")
+            scans.scan_seen(code, error=exc)
         return None, render(request, "checkout/invalid_code.html", status=404)
     if count:
-        scans.scan_record(evse_id=evse.pk, kind="valid")
+        scans.scan_seen(code, evse=evse)
     return evse, None
 
 

@@ -15,6 +15,7 @@ from django.db.models import Count, F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from . import qr
 from .models import Evse, ScanDay
 
 KINDS = ("valid", "voided", "invalid")
@@ -40,6 +41,18 @@ def scan_record(*, evse_id: int | None, kind: str) -> None:
             f"ON CONFLICT (evse_id, day) DO UPDATE SET {kind} = {table}.{kind} + 1",
             [evse_id, day, *(int(k == kind) for k in KINDS)],
         )
+
+
+def scan_seen(code: str, *, evse: Evse | None = None, error: qr.InvalidCode | None = None) -> None:
+    """Count a scan of `code`: valid for `evse`, or by what was wrong with it. A voided or forged code
+    counts against the EVSE it names, when that EVSE exists: that is the tamper signal."""
+    if error is None:
+        scan_record(evse_id=evse.pk, kind="valid")
+        return
+    voided = error.reason == "voided"
+    pk = error.evse.pk if error.evse else qr.claimed_evse_pk(code)
+    known = pk if pk is not None and (voided or Evse.objects.filter(pk=pk).exists()) else None
+    scan_record(evse_id=known, kind="voided" if voided else "invalid")
 
 
 def _count_unknown(day, kind: str) -> None:
