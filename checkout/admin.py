@@ -12,6 +12,8 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
+from stations.admin_ops import ReadOnlyMixin
+
 from . import refunds, services
 from .models import ChargingSession, Dispute, Payment, PaymentEvent, Receipt, Refund, StripeEvent
 from .states import PaymentStatus, SessionStatus as S
@@ -52,19 +54,6 @@ def html_table(css_class: str, headers: list[str], rows: list[tuple]) -> str:
 def session_link(session: ChargingSession):
     return format_html('<a href="{}">{}</a>', reverse("admin:checkout_chargingsession_change", args=[session.pk]),
                        session)
-
-
-class ReadOnlyMixin:
-    """Money records change only through services, never by hand in the admin."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class PaymentEventInline(ReadOnlyMixin, admin.TabularInline):

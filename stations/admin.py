@@ -8,7 +8,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from . import qr
-from .admin_ops import EvseActivityMixin, ReadOnlyAdmin, TamperFilter, TariffPreviewMixin
+from .admin_ops import EvseActivityMixin, ReadOnlyMixin, TamperFilter, TariffPreviewMixin
 from .admin_stickers import EvseStickerMixin, LocationStickerMixin, StickerFilter  # also registers PrintBatch
 from .csms.base import CsmsError
 from . import tasks as ocpi_tasks
@@ -201,7 +201,7 @@ class UnmatchedFilter(admin.SimpleListFilter):
 
 
 @admin.register(OcpiSession)
-class OcpiSessionAdmin(ReadOnlyAdmin):
+class OcpiSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["__str__", "connection", "session_id", "start_response", "start_result", "stop_result",
                     "updated_at"]
     list_filter = [UnmatchedFilter, "connection", "start_result"]
@@ -209,7 +209,7 @@ class OcpiSessionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OcpiCdr)
-class OcpiCdrAdmin(ReadOnlyAdmin):
+class OcpiCdrAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["__str__", "connection", "session", "credit", "received_at"]
     list_filter = [UnmatchedFilter, "connection", "credit"]
     search_fields = ["cdr_id", "session__reference", "session__session_id"]

@@ -19,10 +19,11 @@ from django.utils.html import format_html
 from . import scans, tariffs
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records kept as evidence (what a CPO sent, what was printed): nobody edits them."""
+class ReadOnlyMixin:
+    """Records kept as evidence (money, what a CPO sent, what was printed): they change only through
+    services, never by hand in the admin. For model admins and inlines alike."""
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):

@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import stickers
-from .admin_ops import ReadOnlyAdmin
+from .admin_ops import ReadOnlyMixin
 from .models import Evse, PrintBatch, PrintedSticker
 
 SPOOL_BYTES = 8 * 1024 * 1024  # a larger PDF is spooled to a temporary file, not kept in memory
@@ -134,17 +134,13 @@ class StickerFilter(admin.SimpleListFilter):
         return queryset
 
 
-class PrintedStickerInline(admin.TabularInline):
+class PrintedStickerInline(ReadOnlyMixin, admin.TabularInline):
     model = PrintedSticker
     fields = readonly_fields = ["evse", "sticker_version", "key_id", "on_the_charger"]
     extra = 0
-    can_delete = False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("evse").order_by("evse__evse_id")
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="still on the charger")
     def on_the_charger(self, sticker):
@@ -152,7 +148,7 @@ class PrintedStickerInline(admin.TabularInline):
 
 
 @admin.register(PrintBatch)
-class PrintBatchAdmin(ReadOnlyAdmin):
+class PrintBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Who printed which stickers when: a record, so nobody edits it."""
 
     list_display = ["__str__", "created_by", "created_at", "layout", "sticker_count"]
