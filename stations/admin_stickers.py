@@ -75,14 +75,14 @@ class StickerPrintMixin:
         if form.is_valid():
             batch = stickers.print_batch_create(evses=evses, layout=form.cleaned_data["layout"], user=request.user)
             return pdf_response(self, request, batch)
-        reprinted = evses.filter(printed_stickers__isnull=False).distinct().order_by("evse_id")  # voided by a print
+        reprinted = stickers.reprinted(evses).order_by("evse_id")  # voided by a print
         context = {
             **self.admin_site.each_context(request),
             "title": "Print QR stickers",
             "opts": self.model._meta,
             "form": form,
             "count": count,
-            "reprint_count": stickers.reprint_count(evses),
+            "reprint_count": reprinted.count(),
             "reprinted": reprinted.values_list("evse_id", flat=True)[:20],
             "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across", "0"),

@@ -133,9 +133,9 @@ def sticker_state(queryset: QuerySet, state: str) -> QuerySet:
     raise ValueError(f"unknown sticker state {state!r}")
 
 
-def reprint_count(evses: QuerySet) -> int:
-    """How many of these EVSEs have been printed before: printing them again voids their sticker."""
-    return evses.filter(printed_stickers__isnull=False).distinct().count()
+def reprinted(evses: QuerySet) -> QuerySet:
+    """Those of these EVSEs that have been printed before: printing them again voids their sticker."""
+    return evses.filter(printed_stickers__isnull=False).distinct()
 
 
 def print_batch_create(*, evses, layout: str, user) -> PrintBatch:
