@@ -42,5 +42,7 @@ sizes.update({p.name: len(gzip.compress(p.read_bytes(), 9)) for p in assets})
 total = sum(sizes.values())
 for name, size in sizes.items():
     print(f"{name:>14}: {size:6d} bytes gzip")
-print(f"{'total':>14}: {total:6d} bytes gzip ({total / BUDGET_BYTES:.0%} of the {BUDGET_BYTES} byte budget)")
+print(
+    f"{'total':>14}: {total:6d} bytes gzip ({total / BUDGET_BYTES:.0%} of the {BUDGET_BYTES} byte budget)"
+)
 print(f"{'SQL queries':>14}: {len(queries)} ({len(queries)}/{BUDGET_QUERIES} of budget)")

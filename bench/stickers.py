@@ -35,7 +35,9 @@ from stations.models import Evse  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--evses", type=int, default=1000, help="EVSEs in the PDF (default 1000)")
-parser.add_argument("--layout", default="a4-3x8", choices=[*stickers.LAYOUTS, "all"], help="default a4-3x8")
+parser.add_argument(
+    "--layout", default="a4-3x8", choices=[*stickers.LAYOUTS, "all"], help="default a4-3x8"
+)
 args = parser.parse_args()
 
 call_command("migrate", verbosity=0)
@@ -43,7 +45,8 @@ location = demo.seed()[0].location
 location.operator.languages = "nl,en,de"
 location.operator.save(update_fields=["languages"])
 Evse.objects.bulk_create(
-    Evse(location=location, uid=f"bench-{n}", evse_id=f"NL*DPY*B{n:05d}*1") for n in range(args.evses)
+    Evse(location=location, uid=f"bench-{n}", evse_id=f"NL*DPY*B{n:05d}*1")
+    for n in range(args.evses)
 )
 evses = Evse.objects.filter(uid__startswith="bench-")
 print(f"{args.evses} EVSEs, operator languages {location.operator.languages}")
@@ -61,6 +64,8 @@ for name in stickers.LAYOUTS if args.layout == "all" else [args.layout]:
         stickers.render_pdf(batch, out)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    print(f"{name:>15}: {count / elapsed:6.0f} stickers/s ({elapsed:5.2f} s), {layout.pages(count):4d} pages, "
-          f"PDF {size / 2**20:5.2f} MiB ({size / count / 1024:4.1f} KiB a sticker), "
-          f"peak Python memory {peak / 2**20:5.1f} MiB")
+    print(
+        f"{name:>15}: {count / elapsed:6.0f} stickers/s ({elapsed:5.2f} s), {layout.pages(count):4d} pages, "
+        f"PDF {size / 2**20:5.2f} MiB ({size / count / 1024:4.1f} KiB a sticker), "
+        f"peak Python memory {peak / 2**20:5.1f} MiB"
+    )

@@ -46,12 +46,22 @@ UNSETTLED_PAYMENTS = ("pending", "requires_action", "authorized")
 PROGRESS_EVERY = 10.0
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--sessions", type=int, default=1000, help="sessions to push through (default 1000)")
-parser.add_argument("--concurrency", type=int, default=8, help="driver threads paying at once (default 8)")
-parser.add_argument("--hold", type=int, default=2000, help="amount each driver holds, cents (default 2000)")
+parser.add_argument(
+    "--sessions", type=int, default=1000, help="sessions to push through (default 1000)"
+)
+parser.add_argument(
+    "--concurrency", type=int, default=8, help="driver threads paying at once (default 8)"
+)
+parser.add_argument(
+    "--hold", type=int, default=2000, help="amount each driver holds, cents (default 2000)"
+)
 parser.add_argument("--speedup", type=float, default=300, help="SIMULATOR_SPEEDUP (default 300)")
-parser.add_argument("--timeout", type=float, default=None,
-                    help="seconds to wait for everything to settle (default 300 + 2 per session)")
+parser.add_argument(
+    "--timeout",
+    type=float,
+    default=None,
+    help="seconds to wait for everything to settle (default 300 + 2 per session)",
+)
 args = parser.parse_args()
 N = args.sessions
 TIMEOUT = args.timeout if args.timeout is not None else 300 + 2 * N
@@ -70,12 +80,16 @@ def spread(values: list[float]) -> str:
         return "n/a"
     values = sorted(values)
     p90 = values[min(len(values) - 1, int(len(values) * 0.9))]
-    return (f"median {statistics.median(values):7.2f} s   p90 {p90:7.2f} s   max {values[-1]:7.2f} s"
-            f"   (n={len(values)})")
+    return (
+        f"median {statistics.median(values):7.2f} s   p90 {p90:7.2f} s   max {values[-1]:7.2f} s"
+        f"   (n={len(values)})"
+    )
 
 
 stack = Stack(speedup=args.speedup, tick_seconds=1, start_timeout_seconds=120)
-say(f"starting the stack (PostgreSQL {stack.db_name}, Redis, localstripe, gunicorn, worker, beat)...")
+say(
+    f"starting the stack (PostgreSQL {stack.db_name}, Redis, localstripe, gunicorn, worker, beat)..."
+)
 started = time.monotonic()
 failed = True
 try:
@@ -97,39 +111,61 @@ try:
     from checkout.models import ChargingSession, Payment, PaymentEvent, Receipt
     from stations.models import Connector, Evse
 
-    assert not settings.CELERY_TASK_ALWAYS_EAGER and settings.CELERY_BROKER_URL.startswith("redis://"), \
-        "the bench must queue tasks to the real worker"
+    assert not settings.CELERY_TASK_ALWAYS_EAGER and settings.CELERY_BROKER_URL.startswith(
+        "redis://"
+    ), "the bench must queue tasks to the real worker"
     for name in ("worker", "csms", "receipts", "simulator"):
         worker_args = list(stack.processes[name].args)
 
         def flag(option: str, args=worker_args) -> str:
             return args[args.index(option) + 1] if option in args else "default"
 
-        say(f"{name}: --queues {flag('--queues')} --pool {flag('--pool')} --concurrency {flag('--concurrency')}")
-    say(f"beat: simulator tick every {settings.SIMULATOR_TICK_SECONDS:g} s, "
-        f"speedup {settings.SIMULATOR_SPEEDUP:g}")
-    say(f"sessions: {N}   driver threads: {args.concurrency}   hold: {args.hold / 100:.2f}   "
-        f"timeout: {TIMEOUT:.0f} s")
+        say(
+            f"{name}: --queues {flag('--queues')} --pool {flag('--pool')} --concurrency {flag('--concurrency')}"
+        )
+    say(
+        f"beat: simulator tick every {settings.SIMULATOR_TICK_SECONDS:g} s, "
+        f"speedup {settings.SIMULATOR_SPEEDUP:g}"
+    )
+    say(
+        f"sessions: {N}   driver threads: {args.concurrency}   hold: {args.hold / 100:.2f}   "
+        f"timeout: {TIMEOUT:.0f} s"
+    )
 
     # --- N EVSEs like the demo AC one (one active session per EVSE) -----------------------------
     def clone(obj, **overrides):
-        values = {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields if not f.primary_key}
+        values = {
+            f.attname: getattr(obj, f.attname)
+            for f in obj._meta.concrete_fields
+            if not f.primary_key
+        }
         values.update(overrides)
         return type(obj)(**values)
 
     demo_evse = Evse.objects.select_related("location__operator").get(evse_id=DEMO_EVSE)
     demo_connector = demo_evse.connectors.select_related("tariff").get()
-    evses = Evse.objects.bulk_create([
-        clone(demo_evse, evse_id=f"NL*DPY*B{i:05d}*1", uid=f"NL-DPY-B{i:05d}-1",
-              status=Evse.Status.AVAILABLE, sim_behaviour=Evse.SimBehaviour.ACCEPT)
-        for i in range(1, N + 1)
-    ])
-    connectors = Connector.objects.bulk_create([clone(demo_connector, evse_id=evse.pk) for evse in evses])
+    evses = Evse.objects.bulk_create(
+        [
+            clone(
+                demo_evse,
+                evse_id=f"NL*DPY*B{i:05d}*1",
+                uid=f"NL-DPY-B{i:05d}-1",
+                status=Evse.Status.AVAILABLE,
+                sim_behaviour=Evse.SimBehaviour.ACCEPT,
+            )
+            for i in range(1, N + 1)
+        ]
+    )
+    connectors = Connector.objects.bulk_create(
+        [clone(demo_connector, evse_id=evse.pk) for evse in evses]
+    )
     for evse, connector in zip(evses, connectors):
         evse.location = demo_evse.location  # cached: session_create reads the operator
         connector.evse, connector.tariff = evse, demo_connector.tariff
-    say(f"created {len(evses)} EVSEs like {DEMO_EVSE} ({demo_connector.power_type}, "
-        f"{demo_connector.max_power_kw} kW, tariff {demo_connector.tariff.name!r})")
+    say(
+        f"created {len(evses)} EVSEs like {DEMO_EVSE} ({demo_connector.power_type}, "
+        f"{demo_connector.max_power_kw} kW, tariff {demo_connector.tariff.name!r})"
+    )
 
     def drive(items, work, threads: int) -> list:
         """Run work(item, http) for every item on `threads` threads; return (item, result-or-exception)."""
@@ -165,10 +201,17 @@ try:
     def pay(pair, http):
         evse, connector = pair
         began = time.monotonic()
-        response = http.post(f"{stack.localstripe.base}/v1/tokens", data={
-            "card[number]": "4242424242424242", "card[exp_month]": "12", "card[exp_year]": "2034",
-            "card[cvc]": "123", "key": "pk_test_localstripe",
-        }, timeout=30)
+        response = http.post(
+            f"{stack.localstripe.base}/v1/tokens",
+            data={
+                "card[number]": "4242424242424242",
+                "card[exp_month]": "12",
+                "card[exp_year]": "2034",
+                "card[cvc]": "123",
+                "key": "pk_test_localstripe",
+            },
+            timeout=30,
+        )
         response.raise_for_status()
         card_id = response.json()["card"]["id"]
         session = services.session_create(evse=evse, connector=connector, hold_amount=args.hold)
@@ -176,10 +219,22 @@ try:
         return session.pk, payment.status, time.monotonic() - began
 
     def status_line(ids) -> tuple[Counter, Counter, int]:
-        sessions = Counter(dict(ChargingSession.objects.filter(pk__in=ids).values_list("status")
-                                .annotate(n=Count("pk")).values_list("status", "n")))
-        payments = Counter(dict(Payment.objects.filter(session_id__in=ids).values_list("status")
-                                .annotate(n=Count("pk")).values_list("status", "n")))
+        sessions = Counter(
+            dict(
+                ChargingSession.objects.filter(pk__in=ids)
+                .values_list("status")
+                .annotate(n=Count("pk"))
+                .values_list("status", "n")
+            )
+        )
+        payments = Counter(
+            dict(
+                Payment.objects.filter(session_id__in=ids)
+                .values_list("status")
+                .annotate(n=Count("pk"))
+                .values_list("status", "n")
+            )
+        )
         receipts = Receipt.objects.filter(payment__session_id__in=ids).count()
         return sessions, payments, receipts
 
@@ -197,14 +252,18 @@ try:
             if now > deadline:
                 say(f"  TIMED OUT waiting for {what}")
                 return False
-            dead = {name: p.returncode for name, p in stack.processes.items() if p.poll() is not None}
+            dead = {
+                name: p.returncode for name, p in stack.processes.items() if p.poll() is not None
+            }
             if dead:
                 say(f"  stack processes exited: {dead}")
                 return False
             if now - last >= PROGRESS_EVERY:
                 last = now
-                say(f"  [{now - began:5.0f} s] sessions: {show(counts[0])} | payments: {show(counts[1])}"
-                    f" | receipts {counts[2]}")
+                say(
+                    f"  [{now - began:5.0f} s] sessions: {show(counts[0])} | payments: {show(counts[1])}"
+                    f" | receipts {counts[2]}"
+                )
             time.sleep(0.5)
 
     deadline = time.monotonic() + TIMEOUT
@@ -215,26 +274,41 @@ try:
     t_pay = time.monotonic()
     paid = drive(list(zip(evses, connectors)), pay, args.concurrency)
     pay_seconds = time.monotonic() - t_pay
-    driver_errors = [(pair[0].evse_id, result) for pair, result in paid if isinstance(result, Exception)]
+    driver_errors = [
+        (pair[0].evse_id, result) for pair, result in paid if isinstance(result, Exception)
+    ]
     ok = [result for _, result in paid if not isinstance(result, Exception)]
     ids = [session_id for session_id, _, _ in ok]
-    say(f"  {len(ok)} paid in {pay_seconds:.1f} s ({len(ok) / pay_seconds:.1f} payments/s); "
+    say(
+        f"  {len(ok)} paid in {pay_seconds:.1f} s ({len(ok) / pay_seconds:.1f} payments/s); "
         f"payment status: {show(Counter(status for _, status, _ in ok))}; "
-        f"driver errors: {len(driver_errors)}")
+        f"driver errors: {len(driver_errors)}"
+    )
     say(f"  driver time (token + create + authorize): {spread([t for _, _, t in ok])}")
     for evse_id, exc in driver_errors[:5]:
         say(f"    {evse_id}: {exc!r}")
 
     # --- charge, then stop --------------------------------------------------------------------
-    say("waiting for every session to be charging (worker starts it, the simulator tick reports it)...")
-    wait(ids, lambda s, p, r: not any(s[name] for name in BEFORE_CHARGING), "sessions to charge", deadline)
+    say(
+        "waiting for every session to be charging (worker starts it, the simulator tick reports it)..."
+    )
+    wait(
+        ids,
+        lambda s, p, r: not any(s[name] for name in BEFORE_CHARGING),
+        "sessions to charge",
+        deadline,
+    )
     all_charging_seconds = time.monotonic() - t_pay
     charging = list(
         ChargingSession.objects.filter(pk__in=ids, status="charging").values_list("pk", flat=True)
     )
-    say(f"  at +{all_charging_seconds:.1f} s: {len(charging)} charging, "
-        f"{len(ids) - len(charging)} already past it (spending cap) or failed; pressing Stop on the charging")
-    stopped = drive(charging, lambda pk, http: services.session_request_stop(session_id=pk), args.concurrency)
+    say(
+        f"  at +{all_charging_seconds:.1f} s: {len(charging)} charging, "
+        f"{len(ids) - len(charging)} already past it (spending cap) or failed; pressing Stop on the charging"
+    )
+    stopped = drive(
+        charging, lambda pk, http: services.session_request_stop(session_id=pk), args.concurrency
+    )
     stop_errors = [(pk, result) for pk, result in stopped if isinstance(result, Exception)]
     say(f"  stops requested by +{time.monotonic() - t_pay:.1f} s; errors: {len(stop_errors)}")
     for pk, exc in stop_errors[:5]:
@@ -244,21 +318,28 @@ try:
     say("waiting for every payment to be captured (or released) and every receipt issued...")
 
     def settled(s, p, r):
-        return not any(s[name] for name in (*BEFORE_CHARGING, "charging", "stopping")) \
-            and not any(p[name] for name in UNSETTLED_PAYMENTS) and r >= p["captured"]
+        return (
+            not any(s[name] for name in (*BEFORE_CHARGING, "charging", "stopping"))
+            and not any(p[name] for name in UNSETTLED_PAYMENTS)
+            and r >= p["captured"]
+        )
 
     if wait(ids, settled, "settlement", deadline):
         say(f"  settled by +{time.monotonic() - t_pay:.1f} s")
 
     # --- results --------------------------------------------------------------------------------
-    sessions = list(ChargingSession.objects.filter(pk__in=ids).select_related("payment", "payment__receipt"))
+    sessions = list(
+        ChargingSession.objects.filter(pk__in=ids).select_related("payment", "payment__receipt")
+    )
     captures: dict[int, list] = {}
     for session_id, at in PaymentEvent.objects.filter(
         session_id__in=ids, kind="payment_status", to_status="captured"
     ).values_list("session_id", "created_at"):
         captures.setdefault(session_id, []).append(at)
     stop_messages = PaymentEvent.objects.filter(session_id__in=ids, kind="stop_requested")
-    stop_reasons = Counter(text.split(":")[0] for text in stop_messages.values_list("message", flat=True))
+    stop_reasons = Counter(
+        text.split(":")[0] for text in stop_messages.values_list("message", flat=True)
+    )
 
     good, bad, problems, over_hold = [], Counter(), [], 0
     for s in sessions:
@@ -272,12 +353,16 @@ try:
         if len(captures.get(s.pk, [])) > 1:
             problems.append(f"session {s.pk}: {len(captures[s.pk])} capture events")
         if receipt is not None and receipt.total_incl_vat != payment.amount_captured:
-            problems.append(f"session {s.pk}: receipt {receipt.number} says {receipt.total_incl_vat}, "
-                            f"captured {payment.amount_captured}")
+            problems.append(
+                f"session {s.pk}: receipt {receipt.number} says {receipt.total_incl_vat}, "
+                f"captured {payment.amount_captured}"
+            )
         if s.status == "finished" and payment.status == "captured" and receipt is not None:
             good.append(s)
         else:
-            key = f"session {s.status}, payment {payment.status}, {'a' if receipt else 'no'} receipt"
+            key = (
+                f"session {s.status}, payment {payment.status}, {'a' if receipt else 'no'} receipt"
+            )
             bad[key] += 1
             if bad[key] <= 3:
                 why = s.failure_reason or payment.decline_message or "-"
@@ -285,7 +370,9 @@ try:
     if driver_errors:
         bad["driver could not pay (error above)"] = len(driver_errors)
 
-    to_capture = [seconds(min(captures[s.pk]) - s.ended_at) for s in good if s.pk in captures and s.ended_at]
+    to_capture = [
+        seconds(min(captures[s.pk]) - s.ended_at) for s in good if s.pk in captures and s.ended_at
+    ]
     to_receipt = [
         seconds(s.payment.receipt.issued_at - min(captures[s.pk])) for s in good if s.pk in captures
     ]
@@ -297,8 +384,10 @@ try:
     say()
     say(f"{'sessions':>26}: {N}")
     say(f"{'captured with a receipt':>26}: {len(good)}")
-    say(f"{'anything else':>26}: {N - len(good)}" + (f"  ({'; '.join(f'{k}: {n}' for k, n in bad.items())})"
-                                                    if bad else ""))
+    say(
+        f"{'anything else':>26}: {N - len(good)}"
+        + (f"  ({'; '.join(f'{k}: {n}' for k, n in bad.items())})" if bad else "")
+    )
     say(f"{'stopped by':>26}: {show(stop_reasons)}")
     if last_receipt is not None:
         elapsed = seconds(last_receipt - first_pay)
@@ -306,14 +395,18 @@ try:
         say(f"{'throughput':>26}: {len(good) / elapsed:.2f} sessions/s end to end")
     say(f"{'session end -> capture':>26}: {spread(to_capture)}")
     say(f"{'capture -> receipt':>26}: {spread(to_receipt)}")
-    say(f"{'captured / held':>26}: {captured / 100:.2f} / {held / 100:.2f} EUR "
-        f"({captured / max(held, 1):.0%}); cost above the holds, not charged: {shortfall / 100:.2f} EUR")
+    say(
+        f"{'captured / held':>26}: {captured / 100:.2f} / {held / 100:.2f} EUR "
+        f"({captured / max(held, 1):.0%}); cost above the holds, not charged: {shortfall / 100:.2f} EUR"
+    )
     say(f"{'workers':>26}: one per queue (money, csms, receipts, simulator), thread pools")
 
     if len(good) != N or problems:
         say()
         if len(good) != N:
-            say(f"FAILED: {N - len(good)} of {N} sessions did not end captured with exactly one receipt")
+            say(
+                f"FAILED: {N - len(good)} of {N} sessions did not end captured with exactly one receipt"
+            )
         if over_hold:
             say(f"FAILED: {over_hold} payments captured more than they held")
         if problems:

@@ -44,29 +44,56 @@ def html_table(css_class: str, headers: list[str], rows: list[tuple]) -> str:
     if not rows:
         return "None"
     head = format_html_join("", "<th>{}</th>", [(h,) for h in headers])
-    body = format_html_join("", "<tr>{}</tr>", [
-        (format_html_join("", "<td>{}</td>", [(cell,) for cell in row]),) for row in rows
-    ])
-    return format_html('<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
-                       css_class, head, body)
+    body = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        [(format_html_join("", "<td>{}</td>", [(cell,) for cell in row]),) for row in rows],
+    )
+    return format_html(
+        '<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+        css_class,
+        head,
+        body,
+    )
 
 
 def session_link(session: ChargingSession):
-    return format_html('<a href="{}">{}</a>', reverse("admin:checkout_chargingsession_change", args=[session.pk]),
-                       session)
+    return format_html(
+        '<a href="{}">{}</a>',
+        reverse("admin:checkout_chargingsession_change", args=[session.pk]),
+        session,
+    )
 
 
 class PaymentEventInline(ReadOnlyMixin, admin.TabularInline):
     model = PaymentEvent
-    fields = ["created_at", "kind", "actor", "from_status", "to_status", "amount", "stripe_id", "message"]
+    fields = [
+        "created_at",
+        "kind",
+        "actor",
+        "from_status",
+        "to_status",
+        "amount",
+        "stripe_id",
+        "message",
+    ]
     readonly_fields = fields
 
 
 class PaymentInline(ReadOnlyMixin, admin.StackedInline):
     model = Payment
     readonly_fields = [
-        "status", "currency", "amount_held", "amount_captured", "amount_refunded", "shortfall",
-        "stripe_payment_intent_id", "card_brand", "card_last4", "wallet", "capture_before",
+        "status",
+        "currency",
+        "amount_held",
+        "amount_captured",
+        "amount_refunded",
+        "shortfall",
+        "stripe_payment_intent_id",
+        "card_brand",
+        "card_last4",
+        "wallet",
+        "capture_before",
     ]
     fields = readonly_fields
 
@@ -88,12 +115,18 @@ class NeedsAttentionFilter(admin.SimpleListFilter):
 
 class RefundForm(forms.Form):
     amount = forms.DecimalField(
-        min_value=Decimal("0.01"), max_digits=10, decimal_places=2,
+        min_value=Decimal("0.01"),
+        max_digits=10,
+        decimal_places=2,
         help_text="In major units, e.g. 3.50. At most what is still refundable.",
     )
     reason = forms.ChoiceField(choices=Refund.Reason.choices)
-    note = forms.CharField(required=False, max_length=300, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-                           help_text="Why, for the audit trail (the driver does not see it).")
+    note = forms.CharField(
+        required=False,
+        max_length=300,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why, for the audit trail (the driver does not see it).",
+    )
     # What the payment looked like when the page was opened: a second submit (a double click, or
     # someone else refunding meanwhile) is refused instead of refunding twice.
     seen = forms.CharField(widget=forms.HiddenInput)
@@ -104,18 +137,42 @@ class RefundForm(forms.Form):
 
 @admin.register(ChargingSession)
 class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["created_at", "evse", "status", "kwh", "cost_incl_vat", "payment_status", "shortfall",
-                    "needs_attention"]
+    list_display = [
+        "created_at",
+        "evse",
+        "status",
+        "kwh",
+        "cost_incl_vat",
+        "payment_status",
+        "shortfall",
+        "needs_attention",
+    ]
     list_filter = [NeedsAttentionFilter, "status", "payment__status", "evse__location__operator"]
     list_select_related = ["evse", "payment"]
-    search_fields = ["evse__evse_id", "csms_reference", "payment__stripe_payment_intent_id", "public_id"]
+    search_fields = [
+        "evse__evse_id",
+        "csms_reference",
+        "payment__stripe_payment_intent_id",
+        "public_id",
+    ]
     inlines = [PaymentInline, PaymentEventInline]
-    readonly_fields = ["attention", "tariff_snapshot", "cdr", "final_breakdown", "refunds_table", "disputes_table"]
+    readonly_fields = [
+        "attention",
+        "tariff_snapshot",
+        "cdr",
+        "final_breakdown",
+        "refunds_table",
+        "disputes_table",
+    ]
     actions = ["mark_dealt_with", "stop_charging"]
 
     def get_fieldsets(self, request, obj=None):
-        fields = [f for f in self.get_fields(request, obj) if f not in ("refunds_table", "disputes_table")]
-        head = [f for f in ("evse", "connector", "status", "attention", "failure_reason") if f in fields]
+        fields = [
+            f for f in self.get_fields(request, obj) if f not in ("refunds_table", "disputes_table")
+        ]
+        head = [
+            f for f in ("evse", "connector", "status", "attention", "failure_reason") if f in fields
+        ]
         return [
             (None, {"fields": head}),
             ("Refunds and disputes", {"fields": ["refunds_table", "disputes_table"]}),
@@ -143,29 +200,63 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="refunds")
     def refunds_table(self, session):
         payment = payment_of(session)
-        return html_table("refunds", [
-            "Created", "Amount", "Reason", "Note", "Status", "Stripe refund", "Requested by", "Failure",
-        ], [
-            (when(r.created_at), money(r.amount, payment.currency), r.get_reason_display(), r.note,
-             r.get_status_display(), r.stripe_refund_id or "-", r.requested_by, r.failure_message)
-            for r in (payment.refunds.all() if payment else [])
-        ])
+        return html_table(
+            "refunds",
+            [
+                "Created",
+                "Amount",
+                "Reason",
+                "Note",
+                "Status",
+                "Stripe refund",
+                "Requested by",
+                "Failure",
+            ],
+            [
+                (
+                    when(r.created_at),
+                    money(r.amount, payment.currency),
+                    r.get_reason_display(),
+                    r.note,
+                    r.get_status_display(),
+                    r.stripe_refund_id or "-",
+                    r.requested_by,
+                    r.failure_message,
+                )
+                for r in (payment.refunds.all() if payment else [])
+            ],
+        )
 
     @admin.display(description="disputes")
     def disputes_table(self, session):
         payment = payment_of(session)
-        return html_table("disputes", ["Created", "Stripe dispute", "Amount", "Reason", "Status"], [
-            (when(d.created_at), d.stripe_dispute_id, money(d.amount, payment.currency), d.reason or "-",
-             d.status or "-")
-            for d in (payment.disputes.order_by("created_at", "pk") if payment else [])
-        ])
+        return html_table(
+            "disputes",
+            ["Created", "Stripe dispute", "Amount", "Reason", "Status"],
+            [
+                (
+                    when(d.created_at),
+                    d.stripe_dispute_id,
+                    money(d.amount, payment.currency),
+                    d.reason or "-",
+                    d.status or "-",
+                )
+                for d in (payment.disputes.order_by("created_at", "pk") if payment else [])
+            ],
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
         session = self.get_object(request, object_id)
         payment = payment_of(session) if session else None
-        if payment and payment.status in REFUNDABLE_STATUSES and self.has_refund_permission(request):
-            extra_context["refund_url"] = reverse("admin:checkout_chargingsession_refund", args=[session.pk])
+        if (
+            payment
+            and payment.status in REFUNDABLE_STATUSES
+            and self.has_refund_permission(request)
+        ):
+            extra_context["refund_url"] = reverse(
+                "admin:checkout_chargingsession_refund", args=[session.pk]
+            )
         return super().change_view(request, object_id, form_url, extra_context)
 
     # --- clearing the attention flag ---
@@ -178,12 +269,18 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def mark_dealt_with(self, request, queryset):
         """Empty `attention`; the audit trail keeps who did it and what the flag said."""
         with services.acting_as(f"staff:{request.user.get_username()}"):
-            cleared = sum(services.session_clear_attention(session_id=pk)
-                          for pk in queryset.exclude(attention="").values_list("pk", flat=True))
+            cleared = sum(
+                services.session_clear_attention(session_id=pk)
+                for pk in queryset.exclude(attention="").values_list("pk", flat=True)
+            )
         if cleared:
-            self.message_user(request, f"{cleared} session(s) marked as dealt with.", messages.SUCCESS)
+            self.message_user(
+                request, f"{cleared} session(s) marked as dealt with.", messages.SUCCESS
+            )
         else:
-            self.message_user(request, "None of the selected sessions needed attention.", messages.WARNING)
+            self.message_user(
+                request, "None of the selected sessions needed attention.", messages.WARNING
+            )
 
     # --- stopping a charge (a driver who cannot, a charger left running) ---
 
@@ -198,10 +295,16 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
             for pk in charging:
                 services.session_request_stop(session_id=pk, why=f"stopped by {who}")
         if charging:
-            self.message_user(request, f"Stop sent for {len(charging)} session(s); each is billed when the "
-                                       "charger confirms.", messages.SUCCESS)
+            self.message_user(
+                request,
+                f"Stop sent for {len(charging)} session(s); each is billed when the "
+                "charger confirms.",
+                messages.SUCCESS,
+            )
         else:
-            self.message_user(request, "None of the selected sessions is charging.", messages.WARNING)
+            self.message_user(
+                request, "None of the selected sessions is charging.", messages.WARNING
+            )
 
     # --- refunds ---
 
@@ -210,15 +313,20 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def get_urls(self):
         own = [
-            path("<int:pk>/refund/", self.admin_site.admin_view(self.refund_view),
-                 name="checkout_chargingsession_refund"),
+            path(
+                "<int:pk>/refund/",
+                self.admin_site.admin_view(self.refund_view),
+                name="checkout_chargingsession_refund",
+            ),
         ]
         return own + super().get_urls()
 
     def refund_view(self, request, pk):
         if not self.has_refund_permission(request):
             raise PermissionDenied
-        session = get_object_or_404(ChargingSession.objects.select_related("payment", "evse"), pk=pk)
+        session = get_object_or_404(
+            ChargingSession.objects.select_related("payment", "evse"), pk=pk
+        )
         change_url = reverse("admin:checkout_chargingsession_change", args=[session.pk])
         payment = payment_of(session)
         if payment is None or payment.status not in REFUNDABLE_STATUSES:
@@ -232,8 +340,12 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 try:
                     with services.acting_as(f"staff:{username}"):
                         refund = refunds.payment_refund(
-                            payment_id=payment.pk, amount=form.cents(), reason=form.cleaned_data["reason"],
-                            note=form.cleaned_data["note"], requested_by=username, seen=form.cleaned_data["seen"],
+                            payment_id=payment.pk,
+                            amount=form.cents(),
+                            reason=form.cleaned_data["reason"],
+                            note=form.cleaned_data["note"],
+                            requested_by=username,
+                            seen=form.cleaned_data["seen"],
                         )
                 except refunds.RefundError as exc:
                     form.add_error(None, str(exc))
@@ -251,11 +363,13 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
             form.data["seen"] = refunds.refunds_seen(payment)
         else:
             available = payment.refundable - refunds.refunds_pending(payment)
-            form = RefundForm(initial={
-                "amount": f"{Decimal(max(available, 0)) / 100:.2f}",
-                "reason": Refund.Reason.REQUESTED_BY_CUSTOMER,
-                "seen": refunds.refunds_seen(payment),
-            })
+            form = RefundForm(
+                initial={
+                    "amount": f"{Decimal(max(available, 0)) / 100:.2f}",
+                    "reason": Refund.Reason.REQUESTED_BY_CUSTOMER,
+                    "seen": refunds.refunds_seen(payment),
+                }
+            )
 
         pending = refunds.refunds_pending(payment)
         context = {
@@ -279,11 +393,23 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["created_at", "session", "amount_display", "reason", "status", "requested_by",
-                    "stripe_refund_id"]
+    list_display = [
+        "created_at",
+        "session",
+        "amount_display",
+        "reason",
+        "status",
+        "requested_by",
+        "stripe_refund_id",
+    ]
     list_filter = ["status", "reason"]
     list_select_related = ["payment__session__evse"]
-    search_fields = ["stripe_refund_id", "payment__stripe_payment_intent_id", "requested_by", "note"]
+    search_fields = [
+        "stripe_refund_id",
+        "payment__stripe_payment_intent_id",
+        "requested_by",
+        "note",
+    ]
     readonly_fields = ["session"]
 
     @admin.display(description="session")
@@ -297,7 +423,14 @@ class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["created_at", "stripe_dispute_id", "session", "amount_display", "reason", "status"]
+    list_display = [
+        "created_at",
+        "stripe_dispute_id",
+        "session",
+        "amount_display",
+        "reason",
+        "status",
+    ]
     list_filter = ["status", "reason"]
     list_select_related = ["payment__session__evse"]
     search_fields = ["stripe_dispute_id", "payment__stripe_payment_intent_id"]
@@ -328,15 +461,39 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="receipts.csv"'
         writer = csv.writer(response)
-        writer.writerow(["number", "issued_at", "operator", "evse_id", "kwh", "currency", "held", "charged",
-                         "refunded", "payment_intent"])
-        rows = queryset.select_related("operator", "payment__session__evse").order_by("year", "sequence")
+        writer.writerow(
+            [
+                "number",
+                "issued_at",
+                "operator",
+                "evse_id",
+                "kwh",
+                "currency",
+                "held",
+                "charged",
+                "refunded",
+                "payment_intent",
+            ]
+        )
+        rows = queryset.select_related("operator", "payment__session__evse").order_by(
+            "year", "sequence"
+        )
         for receipt in rows.iterator(chunk_size=500):
             payment = receipt.payment
-            writer.writerow([receipt.number, receipt.issued_at.isoformat(), receipt.operator.legal_name,
-                             payment.session.evse.evse_id, payment.session.kwh, payment.currency,
-                             Decimal(payment.amount_held) / 100, Decimal(payment.amount_captured) / 100,
-                             Decimal(payment.amount_refunded) / 100, payment.stripe_payment_intent_id or ""])
+            writer.writerow(
+                [
+                    receipt.number,
+                    receipt.issued_at.isoformat(),
+                    receipt.operator.legal_name,
+                    payment.session.evse.evse_id,
+                    payment.session.kwh,
+                    payment.currency,
+                    Decimal(payment.amount_held) / 100,
+                    Decimal(payment.amount_captured) / 100,
+                    Decimal(payment.amount_refunded) / 100,
+                    payment.stripe_payment_intent_id or "",
+                ]
+            )
         return response
 
 

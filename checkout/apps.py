@@ -7,7 +7,11 @@ class CheckoutConfig(AppConfig):
 
     def ready(self):
         # stations never imports checkout: the CSMS hands its updates to the handler we register.
-        from stations.csms.base import register_live_check, register_start_result_handler, register_update_handler
+        from stations.csms.base import (
+            register_live_check,
+            register_start_result_handler,
+            register_update_handler,
+        )
 
         from . import services
 

@@ -8,7 +8,10 @@ class PayForm(forms.Form):
     # The browser's id for one press of Pay, so the same press arriving twice opens one session.
     attempt = forms.RegexField(regex=r"^[A-Za-z0-9-]{8,64}$", required=False)
     email = forms.EmailField(required=False, max_length=254)
-    payment_method = forms.RegexField(regex=r"^(pm|card)_[A-Za-z0-9_]{1,200}$", error_messages={
-        "invalid": "The card details could not be read. Please enter them again.",
-        "required": "Please enter your card details.",
-    })
+    payment_method = forms.RegexField(
+        regex=r"^(pm|card)_[A-Za-z0-9_]{1,200}$",
+        error_messages={
+            "invalid": "The card details could not be read. Please enter them again.",
+            "required": "Please enter your card details.",
+        },
+    )

@@ -28,9 +28,13 @@ class ChargingSession(models.Model):
     csms_session_id = models.CharField(max_length=64, blank=True)
     kwh = models.DecimalField(max_digits=10, decimal_places=4, default=0)
     parking_minutes = models.DecimalField(max_digits=10, decimal_places=2, default=0)
-    cost_incl_vat = models.DecimalField(max_digits=10, decimal_places=2, default=0, help_text="Running cost.")
+    cost_incl_vat = models.DecimalField(
+        max_digits=10, decimal_places=2, default=0, help_text="Running cost."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
-    measured_at = models.DateTimeField(null=True, blank=True, help_text="When the CSMS last reported the meter.")
+    measured_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the CSMS last reported the meter."
+    )
     ended_at = models.DateTimeField(null=True, blank=True)
     start_requested_at = models.DateTimeField(null=True, blank=True)
     # When we give up waiting for the charger to start (the CSMS may say how long it needs).
@@ -39,7 +43,9 @@ class ChargingSession(models.Model):
     cdr = models.JSONField(default=dict, blank=True)
     final_breakdown = models.JSONField(default=dict, blank=True)
     # Set when the browser sends the same Pay twice (a double tap): the second finds this session.
-    checkout_attempt = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    checkout_attempt = models.CharField(
+        max_length=64, unique=True, null=True, blank=True, editable=False
+    )
     # Something staff should look at: a shortfall, a permanent error, a sweep that had to step in.
     attention = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -49,7 +55,9 @@ class ChargingSession(models.Model):
         constraints = [
             # One active session per EVSE, enforced by the database so two drivers cannot both win.
             models.UniqueConstraint(
-                fields=["evse"], condition=Q(status__in=ACTIVE_SESSION_STATUSES), name="one_active_session_per_evse"
+                fields=["evse"],
+                condition=Q(status__in=ACTIVE_SESSION_STATUSES),
+                name="one_active_session_per_evse",
             ),
         ]
         ordering = ["-created_at"]
@@ -60,13 +68,17 @@ class ChargingSession(models.Model):
 
 
 class Payment(models.Model):
-    session = models.OneToOneField(ChargingSession, on_delete=models.PROTECT, related_name="payment")
+    session = models.OneToOneField(
+        ChargingSession, on_delete=models.PROTECT, related_name="payment"
+    )
     status = models.CharField(max_length=20, choices=PaymentStatus, default=PaymentStatus.PENDING)
     currency = models.CharField(max_length=3)
     amount_held = models.PositiveIntegerField(help_text="Pre-authorised amount, minor units.")
     amount_captured = models.PositiveIntegerField(default=0)
     amount_refunded = models.PositiveIntegerField(default=0)
-    shortfall = models.PositiveIntegerField(default=0, help_text="Final cost above the hold, not charged.")
+    shortfall = models.PositiveIntegerField(
+        default=0, help_text="Final cost above the hold, not charged."
+    )
     stripe_payment_intent_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
     client_secret = models.CharField(max_length=128, blank=True, editable=False)
     card_brand = models.CharField(max_length=20, blank=True)
@@ -92,7 +104,11 @@ class Payment(models.Model):
     def amount_released(self) -> int:
         if self.status in (PaymentStatus.CANCELED,):
             return self.amount_held
-        if self.status in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED):
+        if self.status in (
+            PaymentStatus.CAPTURED,
+            PaymentStatus.PARTIALLY_REFUNDED,
+            PaymentStatus.REFUNDED,
+        ):
             return self.amount_held - self.amount_captured
         return 0
 
@@ -181,7 +197,11 @@ class ReceiptCounter(models.Model):
     last = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["operator", "year"], name="one_counter_per_operator_year")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["operator", "year"], name="one_counter_per_operator_year"
+            )
+        ]
 
 
 class Receipt(models.Model):
@@ -191,13 +211,17 @@ class Receipt(models.Model):
     sequence = models.PositiveIntegerField()
     number = models.CharField(max_length=40, unique=True)
     issued_at = models.DateTimeField()
-    total_incl_vat = models.PositiveIntegerField(help_text="Minor units; equals the amount captured.")
+    total_incl_vat = models.PositiveIntegerField(
+        help_text="Minor units; equals the amount captured."
+    )
     pdf = models.BinaryField(editable=False)
     emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["operator", "year", "sequence"], name="receipt_number_unique"),
+            models.UniqueConstraint(
+                fields=["operator", "year", "sequence"], name="receipt_number_unique"
+            ),
         ]
         ordering = ["-issued_at"]
         permissions = [("export_receipts", "Can export receipts and payments (CSV)")]

@@ -69,7 +69,9 @@ def _client(api_key: str, api_base: str, timeout: int) -> stripe.StripeClient:
 
 
 def client() -> stripe.StripeClient:
-    return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS)
+    return _client(
+        settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS
+    )
 
 
 def _call(fn, *args, bad_card_on_404: bool = False, **kwargs):
@@ -80,9 +82,13 @@ def _call(fn, *args, bad_card_on_404: bool = False, **kwargs):
     except stripe.InvalidRequestError as exc:
         if exc.param == "payment_method" or (bad_card_on_404 and exc.http_status == 404):
             # What the browser sent is not a usable card: the driver can fix that, we cannot.
-            raise PaymentDeclined("The card details could not be used. Please enter them again.") from exc
+            raise PaymentDeclined(
+                "The card details could not be used. Please enter them again."
+            ) from exc
         # A request Stripe refuses (a capture of a canceled intent, an amount too large) is refused again.
-        raise PaymentGatewayError(str(exc), permanent=exc.http_status in (400, 402, 404, 409)) from exc
+        raise PaymentGatewayError(
+            str(exc), permanent=exc.http_status in (400, 402, 404, 409)
+        ) from exc
     except (stripe.AuthenticationError, stripe.PermissionError, stripe.IdempotencyError) as exc:
         raise PaymentGatewayError(str(exc) or exc.__class__.__name__, permanent=True) from exc
     except stripe.StripeError as exc:  # 5xx, 429, connection errors and timeouts
@@ -112,13 +118,22 @@ def _state(obj, *, card: bool = True) -> IntentState:
     error = (pi.get("last_payment_error") or {}).get("message") or ""
     received = pi.get("amount_received")
     return IntentState(
-        id=pi["id"], status=pi["status"], amount=int(pi["amount"]), client_secret=pi.get("client_secret") or "",
-        card_brand=brand, card_last4=last4, wallet=wallet, capture_before=capture_before, error_message=error,
+        id=pi["id"],
+        status=pi["status"],
+        amount=int(pi["amount"]),
+        client_secret=pi.get("client_secret") or "",
+        card_brand=brand,
+        card_last4=last4,
+        wallet=wallet,
+        capture_before=capture_before,
+        error_message=error,
         amount_received=int(received) if received is not None else None,
     )
 
 
-def create(*, amount: int, currency: str, payment_method: str, metadata: dict, idempotency_key: str) -> IntentState:
+def create(
+    *, amount: int, currency: str, payment_method: str, metadata: dict, idempotency_key: str
+) -> IntentState:
     """Create a PaymentIntent that will only hold the amount. Nothing is held until confirm()."""
     pi = _call(
         client().v1.payment_intents.create,
@@ -141,7 +156,9 @@ def confirm(payment_intent_id: str, *, return_url: str, idempotency_key: str) ->
     # localstripe takes no parameters here; Stripe wants to know where 3-D Secure returns to.
     params = {} if settings.STRIPE_API_BASE else {"return_url": return_url}
     pi = _call(
-        client().v1.payment_intents.confirm, payment_intent_id, params=params,
+        client().v1.payment_intents.confirm,
+        payment_intent_id,
+        params=params,
         options={"idempotency_key": idempotency_key},
     )
     return _state(pi)
@@ -162,40 +179,67 @@ def capture(payment_intent_id: str, *, amount: int, idempotency_key: str) -> Int
 
 
 def cancel(payment_intent_id: str, *, idempotency_key: str) -> IntentState:
-    pi = _call(client().v1.payment_intents.cancel, payment_intent_id, options={"idempotency_key": idempotency_key})
+    pi = _call(
+        client().v1.payment_intents.cancel,
+        payment_intent_id,
+        options={"idempotency_key": idempotency_key},
+    )
     return _state(pi, card=False)
 
 
 def _refund_state(obj) -> RefundState:
     refund = obj.to_dict()
-    return RefundState(id=refund["id"], amount=int(refund["amount"]), status=refund.get("status") or "",
-                       reference=(refund.get("metadata") or {}).get("refund", ""))
+    return RefundState(
+        id=refund["id"],
+        amount=int(refund["amount"]),
+        status=refund.get("status") or "",
+        reference=(refund.get("metadata") or {}).get("refund", ""),
+    )
 
 
-def refund(payment_intent_id: str, *, amount: int, reference: str, reason: str, idempotency_key: str) -> RefundState:
+def refund(
+    payment_intent_id: str, *, amount: int, reference: str, reason: str, idempotency_key: str
+) -> RefundState:
     """Give back part or all of a captured amount. `reference` (our Refund id) goes into metadata."""
-    params = {"payment_intent": payment_intent_id, "amount": amount, "metadata": {"refund": reference}}
-    if not settings.STRIPE_API_BASE and reason in ("duplicate", "fraudulent", "requested_by_customer"):
+    params = {
+        "payment_intent": payment_intent_id,
+        "amount": amount,
+        "metadata": {"refund": reference},
+    }
+    if not settings.STRIPE_API_BASE and reason in (
+        "duplicate",
+        "fraudulent",
+        "requested_by_customer",
+    ):
         params["reason"] = reason  # localstripe refuses the parameter; Stripe knows these three
-    return _refund_state(_call(client().v1.refunds.create, params=params,
-                               options={"idempotency_key": idempotency_key}))
+    return _refund_state(
+        _call(
+            client().v1.refunds.create, params=params, options={"idempotency_key": idempotency_key}
+        )
+    )
 
 
 def refunds(payment_intent_id: str) -> list[RefundState]:
     """Every refund of the intent, ours and others (Stripe's dashboard), newest first."""
-    listed = _call(client().v1.refunds.list, params={"payment_intent": payment_intent_id, "limit": 100})
+    listed = _call(
+        client().v1.refunds.list, params={"payment_intent": payment_intent_id, "limit": 100}
+    )
     return [_refund_state(r) for r in listed.data]
 
 
 def register_domain(domain_name: str) -> str:
     """Register a domain for Apple Pay and Google Pay (Stripe's PaymentMethodDomain). Returns its id."""
-    return _call(client().v1.payment_method_domains.create, params={"domain_name": domain_name})["id"]
+    return _call(client().v1.payment_method_domains.create, params={"domain_name": domain_name})[
+        "id"
+    ]
 
 
 def verify_webhook(payload: bytes, signature: str) -> dict:
     """Check a webhook's signature; raise ValueError if it is not Stripe's (or localstripe's)."""
     try:
-        stripe.WebhookSignature.verify_header(payload.decode(), signature, settings.STRIPE_WEBHOOK_SECRET)
+        stripe.WebhookSignature.verify_header(
+            payload.decode(), signature, settings.STRIPE_WEBHOOK_SECRET
+        )
     except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
         raise ValueError("bad signature") from exc
     return json.loads(payload)

@@ -23,9 +23,11 @@ def _money(cents: int | Decimal, currency: str) -> str:
 def receipt_issue(*, payment_id: int) -> Receipt | None:
     """Issue the one receipt of a captured payment (a retry returns the existing one)."""
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().select_related(
-            "session__evse__location__operator", "session__connector"
-        ).get(pk=payment_id)
+        payment = (
+            Payment.objects.select_for_update()
+            .select_related("session__evse__location__operator", "session__connector")
+            .get(pk=payment_id)
+        )
         existing = Receipt.objects.filter(payment=payment).first()
         if existing or payment.status != P.CAPTURED:
             return existing
@@ -37,20 +39,29 @@ def receipt_issue(*, payment_id: int) -> Receipt | None:
         counter.last += 1
         counter.save(update_fields=["last"])
         receipt = Receipt(
-            payment=payment, operator=operator, year=year, sequence=counter.last,
+            payment=payment,
+            operator=operator,
+            year=year,
+            sequence=counter.last,
             number=f"{operator.receipt_prefix}-{year}-{counter.last:06d}",
-            issued_at=issued_at, total_incl_vat=payment.amount_captured,
+            issued_at=issued_at,
+            total_incl_vat=payment.amount_captured,
         )
         receipt.pdf = render_pdf(receipt)
         receipt.save()
-        payment.session.events.create(kind="receipt_issued", message=receipt.number,
-                                      amount=receipt.total_incl_vat)
+        payment.session.events.create(
+            kind="receipt_issued", message=receipt.number, amount=receipt.total_incl_vat
+        )
     return receipt
 
 
 def receipt_email(*, receipt_id: int) -> None:
     with transaction.atomic():
-        receipt = Receipt.objects.select_for_update().select_related("payment__session").get(pk=receipt_id)
+        receipt = (
+            Receipt.objects.select_for_update()
+            .select_related("payment__session")
+            .get(pk=receipt_id)
+        )
         session = receipt.payment.session
         if receipt.emailed_at or not session.email:
             return
@@ -116,7 +127,12 @@ def render_pdf(receipt: Receipt) -> bytes:
     row("Energy", f"{Decimal(session.kwh):.3f} kWh")
     y -= 3 * mm
     line("Price components", bold=True)
-    labels = {"ENERGY": "Energy", "TIME": "Charging time", "PARKING_TIME": "Idle time", "FLAT": "Session fee"}
+    labels = {
+        "ENERGY": "Energy",
+        "TIME": "Charging time",
+        "PARKING_TIME": "Idle time",
+        "FLAT": "Session fee",
+    }
     units = {"ENERGY": "kWh", "TIME": "h", "PARKING_TIME": "h", "FLAT": ""}
     vat_by_rate: dict[str, list[Decimal]] = {}
     for comp in breakdown.get("components", []):
@@ -143,7 +159,11 @@ def render_pdf(receipt: Receipt) -> bytes:
         row("Reduced to the operator's final record", f"-{_money(lowered, cur)}")
     row("Charged", _money(payment.amount_captured, cur), bold=True)
     y -= 3 * mm
-    method = payment.wallet.replace("_", " ").title() if payment.wallet else (payment.card_brand or "card").title()
+    method = (
+        payment.wallet.replace("_", " ").title()
+        if payment.wallet
+        else (payment.card_brand or "card").title()
+    )
     row("Paid with", f"{method} ending {payment.card_last4}" if payment.card_last4 else method)
     row("Amount held", _money(payment.amount_held, cur))
     row("Released to you", _money(payment.amount_held - payment.amount_captured, cur))

@@ -6,7 +6,9 @@ from .states import ACTIVE_SESSION_STATUSES
 
 def session_for_driver(public_id) -> ChargingSession | None:
     return (
-        ChargingSession.objects.select_related("evse__location__operator", "connector", "payment", "payment__receipt")
+        ChargingSession.objects.select_related(
+            "evse__location__operator", "connector", "payment", "payment__receipt"
+        )
         .filter(public_id=public_id)
         .first()
     )

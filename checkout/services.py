@@ -22,7 +22,14 @@ from django.utils import timezone
 
 from stations import tariffs
 from stations.csms import get_adapter
-from stations.csms.base import CsmsError, Limits, SessionStatus as CsmsStatus, SessionUpdate, StartResult, StartStatus
+from stations.csms.base import (
+    CsmsError,
+    Limits,
+    SessionStatus as CsmsStatus,
+    SessionUpdate,
+    StartResult,
+    StartStatus,
+)
 from stations.models import Connector, Evse
 
 from . import payments, tasks
@@ -97,9 +104,16 @@ def flag_task_failure(subject: str, key, message: str) -> None:
 # --- checkout -----------------------------------------------------------------------------------
 
 
-def session_create(*, evse: Evse, connector: Connector, hold_amount: int, email: str = "",
-                   language: str = "en", attempt: str | None = None, tariff_shown: int | None = None
-                   ) -> ChargingSession:
+def session_create(
+    *,
+    evse: Evse,
+    connector: Connector,
+    hold_amount: int,
+    email: str = "",
+    language: str = "en",
+    attempt: str | None = None,
+    tariff_shown: int | None = None,
+) -> ChargingSession:
     """Open a purchase for an EVSE. Refuses an EVSE that is busy, out of order or already paid for.
 
     `attempt` is the browser's id for one press of Pay: the same press sent twice (a double tap,
@@ -110,10 +124,14 @@ def session_create(*, evse: Evse, connector: Connector, hold_amount: int, email:
     operator = evse.location.operator
     tariff = connector.tariff_at(timezone.now())
     if tariff_shown is not None and tariff_shown != tariff.pk:
-        raise CheckoutError("The price of this charger has just changed. Please reload the page to see the new "
-                            "price. Nothing has been charged.")
+        raise CheckoutError(
+            "The price of this charger has just changed. Please reload the page to see the new "
+            "price. Nothing has been charged."
+        )
     if connector.evse_id != evse.pk:
-        raise CheckoutError("That connector does not belong to this charger. Nothing has been charged.")
+        raise CheckoutError(
+            "That connector does not belong to this charger. Nothing has been charged."
+        )
     if hold_amount not in operator.hold_amounts:
         raise CheckoutError("Please choose one of the amounts offered. Nothing has been charged.")
     if evse.status != Evse.Status.AVAILABLE:
@@ -130,10 +148,16 @@ def session_create(*, evse: Evse, connector: Connector, hold_amount: int, email:
                 csms_reference=f"DP{uuid.uuid4().hex[:22].upper()}",
                 checkout_attempt=attempt or None,
             )
-            Payment.objects.create(session=session, currency=tariff.currency, amount_held=hold_amount)
+            Payment.objects.create(
+                session=session, currency=tariff.currency, amount_held=hold_amount
+            )
             record_event(session, "created", to_status=S.CREATED, amount=hold_amount)
     except IntegrityError:
-        same = ChargingSession.objects.filter(checkout_attempt=attempt, evse=evse).first() if attempt else None
+        same = (
+            ChargingSession.objects.filter(checkout_attempt=attempt, evse=evse).first()
+            if attempt
+            else None
+        )
         if same is not None:
             return same
         raise CheckoutError(
@@ -173,7 +197,13 @@ def payment_authorize(*, session_id: int, payment_method_id: str) -> Payment:
             payment.write_in_flight = "confirm"
             payment.save()
             set_session_status(session, S.AUTHORIZING)
-            record_event(session, "stripe_intent_created", stripe_id=state.id, amount=state.amount, message=state.status)
+            record_event(
+                session,
+                "stripe_intent_created",
+                stripe_id=state.id,
+                amount=state.amount,
+                message=state.status,
+            )
 
     with transaction.atomic():
         session = lock_session(pk=session_id)
@@ -207,7 +237,10 @@ def payment_refresh(*, session_id: int) -> Payment:
     with transaction.atomic():
         session = lock_session(pk=session_id)
         payment = lock_payment(session=session)
-        if payment.status not in (P.PENDING, P.REQUIRES_ACTION) or not payment.stripe_payment_intent_id:
+        if (
+            payment.status not in (P.PENDING, P.REQUIRES_ACTION)
+            or not payment.stripe_payment_intent_id
+        ):
             return payment
         state = payments.retrieve(payment.stripe_payment_intent_id)
         _apply_intent(session, payment, state)
@@ -220,8 +253,12 @@ def _apply_intent(session: ChargingSession, payment: Payment, state: payments.In
     payment.wallet = state.wallet or payment.wallet
     if state.status == "requires_capture":
         if state.amount != payment.amount_held:
-            log.error("intent %s holds %s, expected %s", state.id, state.amount, payment.amount_held)
-        set_payment_status(payment, P.AUTHORIZED, amount=state.amount, capture_before=state.capture_before)
+            log.error(
+                "intent %s holds %s, expected %s", state.id, state.amount, payment.amount_held
+            )
+        set_payment_status(
+            payment, P.AUTHORIZED, amount=state.amount, capture_before=state.capture_before
+        )
         set_session_status(session, S.AUTHORIZED)
         queue_on_commit(tasks.session_start, session.pk)
     elif state.status in ("requires_action", "requires_confirmation", "processing"):
@@ -266,13 +303,17 @@ def session_request_start(*, session_id: int) -> None:
         if result.status != StartStatus.REJECTED:
             _wait_for_start(session, result.wait_seconds or settings.CSMS_START_TIMEOUT_SECONDS)
     if result.status == StartStatus.REJECTED:
-        session_fail(session_id=session.pk, reason=result.message or "The charger refused to start.")
+        session_fail(
+            session_id=session.pk, reason=result.message or "The charger refused to start."
+        )
 
 
 def _wait_for_start(session: ChargingSession, seconds: float) -> None:
     """Give the charger `seconds` more to start; after that the hold is released."""
     deadline = timezone.now() + timedelta(seconds=seconds)
-    if session.status == S.STARTING and (session.start_deadline is None or deadline > session.start_deadline):
+    if session.status == S.STARTING and (
+        session.start_deadline is None or deadline > session.start_deadline
+    ):
         session.start_deadline = deadline
         session.save(update_fields=["start_deadline", "updated_at"])
         queue_on_commit(tasks.session_start_timeout, session.pk, countdown=seconds)
@@ -285,18 +326,26 @@ def session_apply_start_result(reference: str, result: StartResult) -> None:
         if session is None:
             log.warning("start result for unknown session reference %s", reference)
             return
-        record_event(session, "csms_start_result", message=f"{result.status} {result.message}".strip())
+        record_event(
+            session, "csms_start_result", message=f"{result.status} {result.message}".strip()
+        )
         if result.status == StartStatus.ACCEPTED:
             if session.status == S.FAILED:
                 # We gave the money back already: a charge starting now would be unpaid.
-                record_event(session, "late_start_accepted", message="charger accepted after the session failed")
+                record_event(
+                    session,
+                    "late_start_accepted",
+                    message="charger accepted after the session failed",
+                )
                 queue_on_commit(tasks.csms_stop, session.csms_reference)
             else:
                 # Accepted: the session record comes next; allow it the usual time to arrive.
                 _wait_for_start(session, settings.CSMS_START_TIMEOUT_SECONDS)
             return
     if result.status == StartStatus.REJECTED:
-        session_fail(session_id=session.pk, reason=result.message or "The charger refused to start.")
+        session_fail(
+            session_id=session.pk, reason=result.message or "The charger refused to start."
+        )
 
 
 def start_overdue(now) -> Q:
@@ -309,12 +358,16 @@ def start_overdue(now) -> Q:
 
 def session_is_live(reference: str) -> bool:
     """Whether the purchase with this CSMS reference may charge now (a CSMS asking to authorise)."""
-    return ChargingSession.objects.filter(csms_reference=reference, status__in=[S.STARTING, S.CHARGING]).exists()
+    return ChargingSession.objects.filter(
+        csms_reference=reference, status__in=[S.STARTING, S.CHARGING]
+    ).exists()
 
 
 def session_check_start_timeout(*, session_id: int, now=None) -> None:
     """The charger had its time to start: if it has not, give the driver's money back."""
-    session = ChargingSession.objects.filter(start_overdue(now or timezone.now()), pk=session_id).first()
+    session = ChargingSession.objects.filter(
+        start_overdue(now or timezone.now()), pk=session_id
+    ).first()
     if session:
         session_fail(session_id=session_id, reason="The charger did not respond.")
 
@@ -372,26 +425,40 @@ def session_apply_update(update: SessionUpdate) -> None:
     """What the CSMS reports: progress, and the final record that lets us capture."""
     with acting_as("csms"), transaction.atomic():
         # Every progress report checks the spending cap: read the hold and the operator's margin with it.
-        session = lock_session("payment", "evse__location__operator", csms_reference=update.reference)
+        session = lock_session(
+            "payment", "evse__location__operator", csms_reference=update.reference
+        )
         if session is None:
             log.warning("CSMS update for unknown session reference %s", update.reference)
             return
         if update.credit:
             # The CSMS takes back a final record: whatever we captured stands until staff decide.
-            flag_attention(session, f"the CSMS sent a credit record ({update.cdr.get('id', '')}): "
-                           "check whether a refund is due")
+            flag_attention(
+                session,
+                f"the CSMS sent a credit record ({update.cdr.get('id', '')}): "
+                "check whether a refund is due",
+            )
             return
         if session.status == S.FINISHED:
             if update.final and not session.cdr:
                 # We closed it ourselves (the CSMS never sent its record in time): staff compare.
                 session.cdr = update.cdr
                 session.save(update_fields=["cdr", "updated_at"])
-                flag_attention(session, "the CSMS sent its final record after we had closed the session")
+                flag_attention(
+                    session, "the CSMS sent its final record after we had closed the session"
+                )
             return  # a duplicate or late record: the capture was already decided
         if session.status == S.FAILED:
-            if update.status == CsmsStatus.ACTIVE and not session.events.filter(kind="late_start_stopped").exists():
+            if (
+                update.status == CsmsStatus.ACTIVE
+                and not session.events.filter(kind="late_start_stopped").exists()
+            ):
                 # It started after we gave the money back: stop it rather than charge unpaid energy.
-                record_event(session, "late_start_stopped", message="charger started after the session failed")
+                record_event(
+                    session,
+                    "late_start_stopped",
+                    message="charger started after the session failed",
+                )
                 queue_on_commit(tasks.csms_stop, session.csms_reference)
             return
         if update.status == CsmsStatus.INVALID:
@@ -399,29 +466,47 @@ def session_apply_update(update: SessionUpdate) -> None:
             if session.status == S.STARTING:
                 session_fail(session_id=session.pk, reason="The charger could not start.")
             else:
-                flag_attention(session, "the CSMS declared the session invalid: no final record will come")
+                flag_attention(
+                    session, "the CSMS declared the session invalid: no final record will come"
+                )
             return
         session.kwh = update.kwh
         session.parking_minutes = update.parking_minutes
         session.started_at = update.started_at or session.started_at
         session.csms_session_id = update.csms_session_id or session.csms_session_id
         session.measured_at = update.measured_at or timezone.now()
-        if update.status in (CsmsStatus.ACTIVE, CsmsStatus.COMPLETED) and session.status == S.STARTING:
+        if (
+            update.status in (CsmsStatus.ACTIVE, CsmsStatus.COMPLETED)
+            and session.status == S.STARTING
+        ):
             set_session_status(session, S.CHARGING)
-        if update.status == CsmsStatus.COMPLETED and not update.final and session.status in (S.CHARGING, S.STOPPING):
+        if (
+            update.status == CsmsStatus.COMPLETED
+            and not update.final
+            and session.status in (S.CHARGING, S.STOPPING)
+        ):
             # The charge is over (our Stop, a full car, a pulled cable): wait for the final record,
             # asking nothing more of the charger; the sweep bills this reading if that never comes.
             if session.status == S.CHARGING:
                 set_session_status(session, S.STOPPING, stop_requested_at=timezone.now())
             if not session.events.filter(kind="csms_ended").exists():
-                record_event(session, "csms_ended", message="the charge has ended; waiting for its final record")
+                record_event(
+                    session,
+                    "csms_ended",
+                    message="the charge has ended; waiting for its final record",
+                )
         if update.final:
             session.ended_at = update.ended_at or timezone.now()
             session.cdr = update.cdr
-        session.cost_incl_vat = price_session(session, end=session.ended_at or update.measured_at).total_incl_vat
+        session.cost_incl_vat = price_session(
+            session, end=session.ended_at or update.measured_at
+        ).total_incl_vat
         session.save()
         if not update.final and session.status == S.CHARGING and _near_cap(session):
-            _stop(session, why=f"spending cap: {session.cost_incl_vat} of {session.payment.amount_held / 100:.2f}")
+            _stop(
+                session,
+                why=f"spending cap: {session.cost_incl_vat} of {session.payment.amount_held / 100:.2f}",
+            )
         if update.final and session.status in (S.CHARGING, S.STOPPING):
             set_session_status(session, S.FINISHED)
             queue_on_commit(tasks.payment_capture, session.payment.pk)
@@ -441,7 +526,10 @@ def session_close_unconfirmed(*, session_id: int, why: str) -> None:
         session.ended_at = session.measured_at or session.started_at or timezone.now()
         session.save()
         set_session_status(session, S.FINISHED)
-        flag_attention(session, f"closed without the CSMS's final record ({why}); billed the last meter reading")
+        flag_attention(
+            session,
+            f"closed without the CSMS's final record ({why}); billed the last meter reading",
+        )
         queue_on_commit(tasks.payment_capture, session.payment.pk)
 
 
@@ -475,7 +563,12 @@ def _mark_write(payment: Payment, operation: str, amount: int | None = None) -> 
         return True
     payment.write_in_flight, payment.write_amount = operation, amount
     payment.save(update_fields=["write_in_flight", "write_amount", "updated_at"])
-    record_event(payment.session, f"{operation}_requested", amount=amount, stripe_id=payment.stripe_payment_intent_id or "")
+    record_event(
+        payment.session,
+        f"{operation}_requested",
+        amount=amount,
+        stripe_id=payment.stripe_payment_intent_id or "",
+    )
     return False
 
 
@@ -492,15 +585,24 @@ def payment_cancel(*, payment_id: int, reason: str) -> None:
 
     with transaction.atomic():
         payment = lock_payment(pk=payment_id)
-        if payment.status not in (P.PENDING, P.REQUIRES_ACTION, P.AUTHORIZED) or payment.write_in_flight != "cancel":
+        if (
+            payment.status not in (P.PENDING, P.REQUIRES_ACTION, P.AUTHORIZED)
+            or payment.write_in_flight != "cancel"
+        ):
             return
         state = payments.retrieve(payment.stripe_payment_intent_id, card=False) if resumed else None
         if state is None or state.status not in ("canceled", "succeeded"):
-            state = payments.cancel(payment.stripe_payment_intent_id, idempotency_key=f"payment-{payment.pk}-cancel")
+            state = payments.cancel(
+                payment.stripe_payment_intent_id, idempotency_key=f"payment-{payment.pk}-cancel"
+            )
         payment.write_in_flight, payment.write_amount = "", None
-        if state.status == "succeeded":  # captured elsewhere (Stripe's dashboard): nothing to release
+        if (
+            state.status == "succeeded"
+        ):  # captured elsewhere (Stripe's dashboard): nothing to release
             payment.save()
-            flag_attention(payment.session, "asked to release a hold that was already captured at Stripe")
+            flag_attention(
+                payment.session, "asked to release a hold that was already captured at Stripe"
+            )
             return
         set_payment_status(payment, P.CANCELED, message=reason, amount=payment.amount_held)
 
@@ -509,7 +611,11 @@ def _csms_cost(cdr: dict) -> int | None:
     """The total incl. VAT of the CSMS's final record, in cents, if it states one."""
     total = (cdr or {}).get("total_cost")
     try:
-        return _cents(Decimal(str(total["incl_vat"]))) if isinstance(total, dict) and total.get("incl_vat") is not None else None
+        return (
+            _cents(Decimal(str(total["incl_vat"])))
+            if isinstance(total, dict) and total.get("incl_vat") is not None
+            else None
+        )
     except ArithmeticError:
         return None
 
@@ -524,10 +630,17 @@ def _settle_with_csms(session: ChargingSession, ours: int) -> int:
     if theirs is None:
         return ours
     if abs(theirs - ours) > settings.CSMS_COST_TOLERANCE_CENTS:
-        flag_attention(session, f"the CSMS's final record says {theirs / 100:.2f}, our price is {ours / 100:.2f}")
+        flag_attention(
+            session,
+            f"the CSMS's final record says {theirs / 100:.2f}, our price is {ours / 100:.2f}",
+        )
     if theirs < ours:
-        record_event(session, "csms_cost_lower", message=f"charging the CSMS's {theirs / 100:.2f} "
-                     f"instead of our {ours / 100:.2f}", amount=theirs)
+        record_event(
+            session,
+            "csms_cost_lower",
+            message=f"charging the CSMS's {theirs / 100:.2f} instead of our {ours / 100:.2f}",
+            amount=theirs,
+        )
         return theirs
     return ours
 
@@ -547,12 +660,17 @@ def payment_capture(*, payment_id: int) -> None:
             session.save()
             cost = _settle_with_csms(session, _cents(priced.total_incl_vat))
             if cost <= 0:
-                record_event(session, "zero_cost", message="nothing to charge: hold canceled instead")
+                record_event(
+                    session, "zero_cost", message="nothing to charge: hold canceled instead"
+                )
                 queue_on_commit(tasks.payment_cancel, payment.pk, "Nothing to charge.")
                 return
             if cost > payment.amount_held:
-                flag_attention(session, f"final cost {cost / 100:.2f} is above the hold; "
-                               f"{(cost - payment.amount_held) / 100:.2f} not charged")
+                flag_attention(
+                    session,
+                    f"final cost {cost / 100:.2f} is above the hold; "
+                    f"{(cost - payment.amount_held) / 100:.2f} not charged",
+                )
             payment.shortfall = max(0, cost - payment.amount_held)
             payment.save(update_fields=["shortfall", "updated_at"])
             _mark_write(payment, "capture", min(cost, payment.amount_held))
@@ -565,16 +683,23 @@ def payment_capture(*, payment_id: int) -> None:
         amount = payment.write_amount
         state = payments.retrieve(payment.stripe_payment_intent_id, card=False) if resumed else None
         if state is None or state.status == "requires_capture":
-            state = payments.capture(payment.stripe_payment_intent_id, amount=amount,
-                                     idempotency_key=f"payment-{payment.pk}-capture")
+            state = payments.capture(
+                payment.stripe_payment_intent_id,
+                amount=amount,
+                idempotency_key=f"payment-{payment.pk}-capture",
+            )
         payment.write_in_flight, payment.write_amount = "", None
         if state.status == "canceled":  # the authorisation lapsed or was canceled at Stripe
             set_payment_status(payment, P.CANCELED, message="the hold was gone when we captured")
-            flag_attention(session, "the hold had expired or was canceled before capture: nothing was charged")
+            flag_attention(
+                session, "the hold had expired or was canceled before capture: nothing was charged"
+            )
             return
         if state.status != "succeeded":
             payment.save()
-            raise payments.PaymentGatewayError(f"capture left the intent {state.status}", permanent=True)
+            raise payments.PaymentGatewayError(
+                f"capture left the intent {state.status}", permanent=True
+            )
         captured = state.amount_received if state.amount_received is not None else amount
         set_payment_status(payment, P.CAPTURED, amount=captured, amount_captured=captured)
         queue_on_commit(tasks.receipt_issue, payment.pk)

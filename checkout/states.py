@@ -50,7 +50,14 @@ PAYMENT_TRANSITIONS: dict[str, set[str]] = {
 }
 
 # A session in one of these holds its EVSE: nobody else may pay for it.
-ACTIVE_SESSION_STATUSES = [S.CREATED, S.AUTHORIZING, S.AUTHORIZED, S.STARTING, S.CHARGING, S.STOPPING]
+ACTIVE_SESSION_STATUSES = [
+    S.CREATED,
+    S.AUTHORIZING,
+    S.AUTHORIZED,
+    S.STARTING,
+    S.CHARGING,
+    S.STOPPING,
+]
 
 
 class IllegalTransition(Exception):

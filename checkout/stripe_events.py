@@ -25,13 +25,25 @@ def dispute_record(*, payment: Payment, dispute: dict) -> Dispute:
         session = lock_session(pk=payment.session_id)
         record, created = Dispute.objects.update_or_create(
             stripe_dispute_id=dispute["id"],
-            defaults={"payment": payment, "amount": int(dispute.get("amount") or 0),
-                      "reason": dispute.get("reason") or "", "status": dispute.get("status") or ""},
+            defaults={
+                "payment": payment,
+                "amount": int(dispute.get("amount") or 0),
+                "reason": dispute.get("reason") or "",
+                "status": dispute.get("status") or "",
+            },
         )
         if created:
-            flag_attention(session, f"the driver's bank opened a dispute ({record.reason or 'no reason given'})")
-        record_event(session, "dispute", amount=record.amount, stripe_id=record.stripe_dispute_id,
-                     message=record.status)
+            flag_attention(
+                session,
+                f"the driver's bank opened a dispute ({record.reason or 'no reason given'})",
+            )
+        record_event(
+            session,
+            "dispute",
+            amount=record.amount,
+            stripe_id=record.stripe_dispute_id,
+            message=record.status,
+        )
     return record
 
 
@@ -55,7 +67,9 @@ def payment_sync(*, payment_id: int) -> str:
         services.payment_canceled_at_stripe(payment_id=payment_id)
         return "hold canceled at Stripe"
     if state.status == "succeeded" and payment.write_in_flight == "capture":
-        services.payment_capture(payment_id=payment_id)  # the capture's answer was lost; this records it
+        services.payment_capture(
+            payment_id=payment_id
+        )  # the capture's answer was lost; this records it
         return "capture recorded"
     return f"intent {state.status}: nothing to do"
 
@@ -69,7 +83,9 @@ def stripe_event_process(*, event_pk: int) -> None:
     obj = (event.payload.get("data") or {}).get("object") or {}
     kind = obj.get("object")
     intent_id = obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
-    payment = Payment.objects.filter(stripe_payment_intent_id=intent_id).first() if intent_id else None
+    payment = (
+        Payment.objects.filter(stripe_payment_intent_id=intent_id).first() if intent_id else None
+    )
     if payment is None:
         outcome = f"no payment for {intent_id or 'this object'}: stored for staff"
         log.warning("stripe event %s (%s): %s", event.event_id, event.type, outcome)
@@ -80,8 +96,9 @@ def stripe_event_process(*, event_pk: int) -> None:
         outcome = f"payment {payment.pk}: {refunds_check(payment_id=payment.pk)}"
     else:
         outcome = f"payment {payment.pk}: {payment_sync(payment_id=payment.pk)}"
-    StripeEvent.objects.filter(pk=event_pk, processed_at=None).update(processed_at=timezone.now(),
-                                                                      outcome=outcome[:300])
+    StripeEvent.objects.filter(pk=event_pk, processed_at=None).update(
+        processed_at=timezone.now(), outcome=outcome[:300]
+    )
 
 
 def refunds_check(*, payment_id: int) -> str:
@@ -90,11 +107,16 @@ def refunds_check(*, payment_id: int) -> str:
     ours = set(payment.refunds.values_list("stripe_refund_id", flat=True))
     # Some Stripe stand-ins show a partial capture as a refund of the uncaptured rest: not a refund.
     release = payment.amount_held - payment.amount_captured
-    foreign = [r for r in payments.refunds(payment.stripe_payment_intent_id)
-               if r.id not in ours and not r.reference and r.amount != release]
+    foreign = [
+        r
+        for r in payments.refunds(payment.stripe_payment_intent_id)
+        if r.id not in ours and not r.reference and r.amount != release
+    ]
     if foreign:
         with transaction.atomic():
-            flag_attention(lock_session(pk=payment.session_id),
-                  f"refunds made at Stripe, not here: {', '.join(r.id for r in foreign)}")
+            flag_attention(
+                lock_session(pk=payment.session_id),
+                f"refunds made at Stripe, not here: {', '.join(r.id for r in foreign)}",
+            )
         return f"{len(foreign)} refund(s) made outside this app"
     return "refunds match"

@@ -35,14 +35,20 @@ def money_task(subject: str):
     """
 
     def wrap(fn):
-        @shared_task(bind=True, name=f"checkout.tasks.{fn.__name__}", acks_late=True, max_retries=MAX_RETRIES)
+        @shared_task(
+            bind=True, name=f"checkout.tasks.{fn.__name__}", acks_late=True, max_retries=MAX_RETRIES
+        )
         @functools.wraps(fn)
         def task(self, *args):
             try:
                 return fn(*args)
             except TRANSIENT as exc:
                 if exc.permanent or self.request.retries >= self.max_retries:
-                    why = "failed permanently" if exc.permanent else f"gave up after {self.max_retries} retries"
+                    why = (
+                        "failed permanently"
+                        if exc.permanent
+                        else f"gave up after {self.max_retries} retries"
+                    )
                     log.error("%s%r %s: %s", fn.__name__, args, why, exc)
                     services.flag_task_failure(subject, args[0], f"{fn.__name__} {why}: {exc}")
                     return None

@@ -36,7 +36,12 @@ def record_event(session: ChargingSession, kind: str, **fields) -> None:
 def flag_attention(session: ChargingSession, why: str) -> None:
     """Ask staff to look at this session (shown and filterable in the admin); keep the first reason."""
     log.warning("session %s needs attention: %s", session.pk, why)
-    cleared = session.events.filter(kind="attention_cleared").order_by("-pk").values_list("pk", flat=True).first()
+    cleared = (
+        session.events.filter(kind="attention_cleared")
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
     if session.events.filter(kind="attention", message=why[:500], pk__gt=cleared or 0).exists():
         return  # a sweep retrying the same failure every minute says it once (until staff clear it)
     record_event(session, "attention", message=why[:500])
@@ -49,8 +54,13 @@ def set_session_status(session: ChargingSession, target: str, **changes) -> bool
     if session.status == target:
         return False
     check_transition(SESSION_TRANSITIONS, session.status, target)
-    record_event(session, "session_status", from_status=session.status, to_status=target,
-           message=changes.get("failure_reason", ""))
+    record_event(
+        session,
+        "session_status",
+        from_status=session.status,
+        to_status=target,
+        message=changes.get("failure_reason", ""),
+    )
     session.status = target
     for name, value in changes.items():
         setattr(session, name, value)
@@ -58,13 +68,21 @@ def set_session_status(session: ChargingSession, target: str, **changes) -> bool
     return True
 
 
-def set_payment_status(payment: Payment, target: str, *, message: str = "", amount: int | None = None,
-                        **changes) -> bool:
+def set_payment_status(
+    payment: Payment, target: str, *, message: str = "", amount: int | None = None, **changes
+) -> bool:
     if payment.status == target:
         return False
     check_transition(PAYMENT_TRANSITIONS, payment.status, target)
-    record_event(payment.session, "payment_status", from_status=payment.status, to_status=target, amount=amount,
-           stripe_id=payment.stripe_payment_intent_id or "", message=message[:500])
+    record_event(
+        payment.session,
+        "payment_status",
+        from_status=payment.status,
+        to_status=target,
+        amount=amount,
+        stripe_id=payment.stripe_payment_intent_id or "",
+        message=message[:500],
+    )
     payment.status = target
     for name, value in changes.items():
         setattr(payment, name, value)

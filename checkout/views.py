@@ -30,7 +30,9 @@ def _evse_or_invalid(request, code, *, count=False):
         evse = qr.verify(code)
     except qr.InvalidCode as exc:
         # Possible tampering or a voided sticker: log it, count it, and let no payment happen.
-        log.warning("invalid QR code scanned: reason=%s code=%r evse=%s", exc.reason, code[:80], exc.evse)
+        log.warning(
+            "invalid QR code scanned: reason=%s code=%r evse=%s", exc.reason, code[:80], exc.evse
+        )
         if count:
             scans.scan_seen(code, error=exc)
         return None, render(request, "checkout/invalid_code.html", status=404)
@@ -83,15 +85,21 @@ def pay(request, code):
     if not form.is_valid():
         first = next(iter(form.errors.values()))[0]
         return _error(f"{first} Nothing has been charged.")
-    connector = evse.connectors.select_related("tariff").filter(pk=form.cleaned_data["connector"]).first()
+    connector = (
+        evse.connectors.select_related("tariff").filter(pk=form.cleaned_data["connector"]).first()
+    )
     if connector is None:
         return _error("That connector does not belong to this charger. Nothing has been charged.")
     try:
         with services.acting_as("driver"):
             session = services.session_create(
-                evse=evse, connector=connector, hold_amount=form.cleaned_data["hold_amount"],
-                email=form.cleaned_data["email"], language=get_language() or "en",
-                attempt=form.cleaned_data["attempt"] or None, tariff_shown=form.cleaned_data["tariff"],
+                evse=evse,
+                connector=connector,
+                hold_amount=form.cleaned_data["hold_amount"],
+                email=form.cleaned_data["email"],
+                language=get_language() or "en",
+                attempt=form.cleaned_data["attempt"] or None,
+                tariff_shown=form.cleaned_data["tariff"],
             )
             payment = services.payment_authorize(
                 session_id=session.pk, payment_method_id=form.cleaned_data["payment_method"]
@@ -101,29 +109,48 @@ def pay(request, code):
     except PaymentGatewayError:
         log.exception("payment gateway error at checkout")
         with services.acting_as("driver"):
-            services.session_fail(session_id=session.pk, reason="The payment service could not be reached.")
-        return _error("The payment service did not answer. Nothing will be charged: if an amount was held on "
-                      "your card, it is being released. Please try again.", status=503, held=True)
+            services.session_fail(
+                session_id=session.pk, reason="The payment service could not be reached."
+            )
+        return _error(
+            "The payment service did not answer. Nothing will be charged: if an amount was held on "
+            "your card, it is being released. Please try again.",
+            status=503,
+            held=True,
+        )
     return _payment_response(session, payment)
 
 
 def _payment_response(session, payment):
     status_url = reverse("checkout:status", args=[session.public_id])
     if payment.status == P.FAILED:
-        return _error(f"{payment.decline_message or 'Your card was declined.'} Nothing has been charged.",
-                      status=402)
+        return _error(
+            f"{payment.decline_message or 'Your card was declined.'} Nothing has been charged.",
+            status=402,
+        )
     session.refresh_from_db(fields=["status", "failure_reason"])
     if session.status == S.FAILED:
         # Abandoned authentication, or the same press of Pay arriving again after it failed.
-        if payment.status == P.CANCELED or (payment.status == P.PENDING and not payment.stripe_payment_intent_id):
+        if payment.status == P.CANCELED or (
+            payment.status == P.PENDING and not payment.stripe_payment_intent_id
+        ):
             return _error(f"{session.failure_reason} Nothing has been charged.", status=409)
-        return _error(f"{session.failure_reason} Nothing will be charged: if an amount was held on your card, "
-                      "it is being released.", status=409, held=True)
+        return _error(
+            f"{session.failure_reason} Nothing will be charged: if an amount was held on your card, "
+            "it is being released.",
+            status=409,
+            held=True,
+        )
     if payment.status == P.REQUIRES_ACTION:
-        return JsonResponse({
-            "ok": True, "next": "authenticate", "client_secret": payment.client_secret,
-            "confirm_url": reverse("checkout:confirm", args=[session.public_id]), "status_url": status_url,
-        })
+        return JsonResponse(
+            {
+                "ok": True,
+                "next": "authenticate",
+                "client_secret": payment.client_secret,
+                "confirm_url": reverse("checkout:confirm", args=[session.public_id]),
+                "status_url": status_url,
+            }
+        )
     return JsonResponse({"ok": True, "next": "status", "status_url": status_url})
 
 
@@ -137,12 +164,18 @@ def confirm(request, public_id):
         with services.acting_as("driver"):
             payment = services.payment_refresh(session_id=session.pk)
     except PaymentGatewayError:
-        return _error("We could not confirm your payment yet. If an amount is held, it is released "
-                      "automatically when charging does not start.", status=503, held=True)
+        return _error(
+            "We could not confirm your payment yet. If an amount is held, it is released "
+            "automatically when charging does not start.",
+            status=503,
+            held=True,
+        )
     if payment.status == P.REQUIRES_ACTION:
         # Authentication abandoned or failed without a final answer: release whatever may be held.
         with services.acting_as("driver"):
-            services.session_fail(session_id=session.pk, reason="Card authentication was not completed.")
+            services.session_fail(
+                session_id=session.pk, reason="Card authentication was not completed."
+            )
         payment.refresh_from_db()
     return _payment_response(session, payment)
 
@@ -150,7 +183,9 @@ def confirm(request, public_id):
 def _duration(session) -> str:
     if not session.started_at:
         return "–"
-    minutes = max(0, int(((session.ended_at or timezone.now()) - session.started_at).total_seconds() // 60))
+    minutes = max(
+        0, int(((session.ended_at or timezone.now()) - session.started_at).total_seconds() // 60)
+    )
     return f"{minutes // 60} h {minutes % 60} min"
 
 
@@ -188,16 +223,18 @@ def status_json(request, public_id):
         raise Http404
     ctx = _status_context(session)
     payment = ctx["payment"]
-    return JsonResponse({
-        "status": session.status,
-        "payment_status": payment.status,
-        "kwh": f"{session.kwh:.2f}",
-        "cost": f"{session.cost_incl_vat:.2f}",
-        "started_at": session.started_at.isoformat() if session.started_at else None,
-        "ended_at": session.ended_at.isoformat() if session.ended_at else None,
-        "receipt": bool(ctx["receipt"]),
-        "settled": ctx["settled"],
-    })
+    return JsonResponse(
+        {
+            "status": session.status,
+            "payment_status": payment.status,
+            "kwh": f"{session.kwh:.2f}",
+            "cost": f"{session.cost_incl_vat:.2f}",
+            "started_at": session.started_at.isoformat() if session.started_at else None,
+            "ended_at": session.ended_at.isoformat() if session.ended_at else None,
+            "receipt": bool(ctx["receipt"]),
+            "settled": ctx["settled"],
+        }
+    )
 
 
 @require_POST

@@ -16,7 +16,9 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=True)
-SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-secret-key" if DEBUG else environ.Env.NOTSET)
+SECRET_KEY = env.str(
+    "SECRET_KEY", default="dev-only-insecure-secret-key" if DEBUG else environ.Env.NOTSET
+)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -67,7 +69,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'd
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Web, worker and beat share the file: wait for the writer instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -118,7 +122,9 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A task taken by a worker that then died (acks_late) is handed out again after this long.
     # It must exceed the longest countdown we schedule (retry backoff, start timeout): a task
     # still waiting for its ETA past it is delivered twice (harmless: tasks are idempotent).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+    }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -135,7 +141,9 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="http://127.0.0.1:8420")
 # The browser talks to Stripe.js in production, to localstripe's shim when STRIPE_API_BASE is set.
 STRIPE_JS_URL = env.str(
     "STRIPE_JS_URL",
-    default=f"{STRIPE_API_BASE}/js.stripe.com/v3/" if STRIPE_API_BASE else "https://js.stripe.com/v3/",
+    default=f"{STRIPE_API_BASE}/js.stripe.com/v3/"
+    if STRIPE_API_BASE
+    else "https://js.stripe.com/v3/",
 )
 STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
 
@@ -169,7 +177,9 @@ SIMULATOR_SLOW_START_SECONDS = env.float("SIMULATOR_SLOW_START_SECONDS", default
 
 # QR stickers are signed with their own keys (newest first), never SECRET_KEY, so rotating
 # SECRET_KEY does not void printed stickers.
-QR_SIGNING_KEYS = env.list("QR_SIGNING_KEYS", default=["dev-only-qr-key"] if DEBUG else environ.Env.NOTSET)
+QR_SIGNING_KEYS = env.list(
+    "QR_SIGNING_KEYS", default=["dev-only-qr-key"] if DEBUG else environ.Env.NOTSET
+)
 
 LOGGING = {
     "version": 1,

@@ -9,11 +9,24 @@ from django.utils.safestring import mark_safe
 
 from . import qr
 from .admin_ops import EvseActivityMixin, ReadOnlyMixin, TamperFilter, TariffPreviewMixin
-from .admin_stickers import EvseStickerMixin, LocationStickerMixin, StickerFilter  # also registers PrintBatch
+from .admin_stickers import (
+    EvseStickerMixin,
+    LocationStickerMixin,
+    StickerFilter,
+)  # also registers PrintBatch
 from .csms.base import CsmsError
 from . import tasks as ocpi_tasks
 from .csms.ocpi import credentials as ocpi_credentials, locations as ocpi_locations
-from .models import Connector, Evse, Location, OcpiCdr, OcpiConnection, OcpiSession, Operator, Tariff
+from .models import (
+    Connector,
+    Evse,
+    Location,
+    OcpiCdr,
+    OcpiConnection,
+    OcpiSession,
+    Operator,
+    Tariff,
+)
 
 
 @admin.register(Operator)
@@ -46,16 +59,33 @@ class ConnectorInline(admin.TabularInline):
 
 @admin.register(Evse)
 class EvseAdmin(EvseStickerMixin, EvseActivityMixin, admin.ModelAdmin):
-    list_display = ["evse_id", "location", "status", "sticker_version", "printed_version", "scans_recent",
-                    "checkouts_recent", "conversion", "tamper", "sim_behaviour"]
+    list_display = [
+        "evse_id",
+        "location",
+        "status",
+        "sticker_version",
+        "printed_version",
+        "scans_recent",
+        "checkouts_recent",
+        "conversion",
+        "tamper",
+        "sim_behaviour",
+    ]
     list_filter = ["status", TamperFilter, StickerFilter, "location__operator", "sim_behaviour"]
     search_fields = ["evse_id", "uid", "location__name"]
-    readonly_fields = ["sticker_version", "qr_code"]  # only printing changes the version (it voids the old sticker)
+    readonly_fields = [
+        "sticker_version",
+        "qr_code",
+    ]  # only printing changes the version (it voids the old sticker)
     inlines = [ConnectorInline]
 
     def get_urls(self):
         own = [
-            path("<int:pk>/qr.<str:kind>", self.admin_site.admin_view(self.qr_download), name="stations_evse_qr"),
+            path(
+                "<int:pk>/qr.<str:kind>",
+                self.admin_site.admin_view(self.qr_download),
+                name="stations_evse_qr",
+            ),
         ]
         return own + super().get_urls()
 
@@ -66,7 +96,9 @@ class EvseAdmin(EvseStickerMixin, EvseActivityMixin, admin.ModelAdmin):
         content_type = {"svg": "image/svg+xml", "png": "image/png"}[kind]
         response = HttpResponse(qr.render(evse, kind), content_type=content_type)
         safe_name = evse.evse_id.replace("*", "-")
-        response["Content-Disposition"] = f'attachment; filename="qr-{safe_name}-v{evse.sticker_version}.{kind}"'
+        response["Content-Disposition"] = (
+            f'attachment; filename="qr-{safe_name}-v{evse.sticker_version}.{kind}"'
+        )
         return response
 
     @admin.display(description="QR code")
@@ -84,7 +116,9 @@ class EvseAdmin(EvseStickerMixin, EvseActivityMixin, admin.ModelAdmin):
 
 
 class OcpiConnectionChangeForm(forms.ModelForm):
-    versions_url = forms.URLField(required=False, assume_scheme="https", help_text="The CPO's OCPI versions endpoint.")
+    versions_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="The CPO's OCPI versions endpoint."
+    )
 
     class Meta:
         model = OcpiConnection
@@ -93,15 +127,19 @@ class OcpiConnectionChangeForm(forms.ModelForm):
 
 class OcpiConnectionForm(OcpiConnectionChangeForm):
     token_a = forms.CharField(
-        required=False, widget=forms.PasswordInput, label="Token A",
+        required=False,
+        widget=forms.PasswordInput,
+        label="Token A",
         help_text="The token the CPO gave us for registering. Leave the versions URL and this empty to "
-                  "invite the CPO instead: a Token A for it is shown once after saving.",
+        "invite the CPO instead: a Token A for it is shown once after saving.",
     )
 
     def clean(self):
         data = super().clean()
         if bool(data.get("versions_url")) != bool(data.get("token_a")):
-            raise forms.ValidationError("Give both the CPO's versions URL and its Token A, or neither (to invite).")
+            raise forms.ValidationError(
+                "Give both the CPO's versions URL and its Token A, or neither (to invite)."
+            )
         return data
 
 
@@ -114,10 +152,30 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
     """Connections to CPO platforms. Tokens are secrets: only their last characters are shown."""
 
     form = OcpiConnectionForm
-    list_display = ["name", "state", "party", "operator", "version", "synced_at", "last_error", "updated_at"]
+    list_display = [
+        "name",
+        "state",
+        "party",
+        "operator",
+        "version",
+        "synced_at",
+        "last_error",
+        "updated_at",
+    ]
     list_filter = ["state"]
-    readonly_fields = ["state", "party", "business_name", "version", "endpoints_table", "our_token", "their_token",
-                       "synced_at", "last_error", "created_at", "updated_at"]
+    readonly_fields = [
+        "state",
+        "party",
+        "business_name",
+        "version",
+        "endpoints_table",
+        "our_token",
+        "their_token",
+        "synced_at",
+        "last_error",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["sync_now"]
 
     def get_fields(self, request, obj=None):
@@ -130,10 +188,15 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
         # Queued, not run here: a large network takes longer than a request may.
         ready = ocpi_locations.syncable(queryset)
         for connection in queryset.exclude(pk__in=ready.values("pk")):
-            messages.error(request, f"{connection.name}: needs to be connected and to have an operator.")
+            messages.error(
+                request, f"{connection.name}: needs to be connected and to have an operator."
+            )
         for connection in ready:
             ocpi_tasks.ocpi_sync.delay(connection.pk)
-            messages.success(request, f"{connection.name}: pull queued. 'Synced at' and 'last error' show the outcome.")
+            messages.success(
+                request,
+                f"{connection.name}: pull queued. 'Synced at' and 'last error' show the outcome.",
+            )
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is not None:
@@ -154,10 +217,16 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="endpoints")
     def endpoints_table(self, connection):
-        rows = [(e.get("identifier", ""), e.get("role", ""), e.get("url", "")) for e in connection.endpoints]
+        rows = [
+            (e.get("identifier", ""), e.get("role", ""), e.get("url", ""))
+            for e in connection.endpoints
+        ]
         if not rows:
             return "-"
-        return format_html("<table>{}</table>", format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
+        return format_html(
+            "<table>{}</table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -165,8 +234,11 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
         if not form.cleaned_data.get("token_a"):
             obj.state, obj.token_ours = OcpiConnection.State.INVITED, ocpi_credentials.new_token()
             obj.save()
-            messages.warning(request, f"Give the CPO our versions URL {ocpi_credentials.versions_url()} and this "
-                                      f"Token A, shown only now: {obj.token_ours}")
+            messages.warning(
+                request,
+                f"Give the CPO our versions URL {ocpi_credentials.versions_url()} and this "
+                f"Token A, shown only now: {obj.token_ours}",
+            )
             return None
         obj.state, obj.token_ours = OcpiConnection.State.PENDING, ocpi_credentials.new_token()
         obj.token_theirs = form.cleaned_data["token_a"]
@@ -178,10 +250,16 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
     def _register(self, request, pk):
         try:
             connected = ocpi_credentials.connection_register(connection_id=pk)
-            messages.success(request, f"Connected to {connected.business_name or connected.name} "
-                                      f"(OCPI {connected.version}).")
+            messages.success(
+                request,
+                f"Connected to {connected.business_name or connected.name} "
+                f"(OCPI {connected.version}).",
+            )
         except (CsmsError, ocpi_credentials.CredentialsInvalid) as exc:
-            messages.error(request, f"Registration with the CPO failed: {exc}. The connection is kept as pending.")
+            messages.error(
+                request,
+                f"Registration with the CPO failed: {exc}. The connection is kept as pending.",
+            )
 
 
 class UnmatchedFilter(admin.SimpleListFilter):
@@ -202,8 +280,15 @@ class UnmatchedFilter(admin.SimpleListFilter):
 
 @admin.register(OcpiSession)
 class OcpiSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["__str__", "connection", "session_id", "start_response", "start_result", "stop_result",
-                    "updated_at"]
+    list_display = [
+        "__str__",
+        "connection",
+        "session_id",
+        "start_response",
+        "start_result",
+        "stop_result",
+        "updated_at",
+    ]
     list_filter = [UnmatchedFilter, "connection", "start_result"]
     search_fields = ["reference", "session_id", "token_uid"]
 

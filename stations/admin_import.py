@@ -15,26 +15,42 @@ from django.urls import path, reverse
 from . import imports
 from .models import Operator
 
-PERMISSIONS = [f"stations.{action}_{model}" for model in ("location", "evse", "connector", "tariff")
-               for action in ("add", "change")]
+PERMISSIONS = [
+    f"stations.{action}_{model}"
+    for model in ("location", "evse", "connector", "tariff")
+    for action in ("add", "change")
+]
 SHOWN_ERRORS = 200  # a wholly wrong file can have thousands: the first ones tell what to fix
 
 
 class ImportForm(forms.Form):
-    operator = forms.ModelChoiceField(Operator.objects.order_by("name"),
-                                      help_text="The locations, EVSEs and tariffs in the file belong to it.")
-    file = forms.FileField(label="CSV file", help_text=(
-        f"UTF-8, separated by ; or , with a header row; one row per connector; at most {imports.MAX_ROWS} rows "
-        f"and {imports.MAX_BYTES // (1024 * 1024)} MB."))
+    operator = forms.ModelChoiceField(
+        Operator.objects.order_by("name"),
+        help_text="The locations, EVSEs and tariffs in the file belong to it.",
+    )
+    file = forms.FileField(
+        label="CSV file",
+        help_text=(
+            f"UTF-8, separated by ; or , with a header row; one row per connector; at most {imports.MAX_ROWS} rows "
+            f"and {imports.MAX_BYTES // (1024 * 1024)} MB."
+        ),
+    )
 
 
 def urls(model_admin) -> list:
     """URLs to put before the LocationAdmin's own."""
     site = model_admin.admin_site
     return [
-        path("import/", site.admin_view(lambda request: import_view(model_admin, request)),
-             name="stations_location_import"),
-        path("import/template.csv", site.admin_view(template_view), name="stations_location_import_template"),
+        path(
+            "import/",
+            site.admin_view(lambda request: import_view(model_admin, request)),
+            name="stations_location_import",
+        ),
+        path(
+            "import/template.csv",
+            site.admin_view(template_view),
+            name="stations_location_import_template",
+        ),
     ]
 
 
@@ -55,9 +71,13 @@ def import_view(model_admin, request):
     errors = []
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        result = imports.import_stations(operator=form.cleaned_data["operator"], file=form.cleaned_data["file"])
+        result = imports.import_stations(
+            operator=form.cleaned_data["operator"], file=form.cleaned_data["file"]
+        )
         if result.ok:
-            model_admin.message_user(request, f"{form.cleaned_data['operator']}: {result.summary()}", messages.SUCCESS)
+            model_admin.message_user(
+                request, f"{form.cleaned_data['operator']}: {result.summary()}", messages.SUCCESS
+            )
             return HttpResponseRedirect(reverse("admin:stations_location_changelist"))
         errors = result.errors
     context = {

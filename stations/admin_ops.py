@@ -73,11 +73,20 @@ class EvseActivityMixin:
             reasons.append(f"scans dropped: {signal.recent} against {signal.expected:.0f} expected")
         if signal.suspicious:
             reasons.append(f"{signal.suspicious} scans of voided or invalid codes")
-        return format_html('<strong style="color:#b00">{}</strong>', "; ".join(reasons)) if reasons else "ok"
+        return (
+            format_html('<strong style="color:#b00">{}</strong>', "; ".join(reasons))
+            if reasons
+            else "ok"
+        )
 
 
 # An example charge for the preview: an hour, 11 kWh, ten minutes idle after.
-EXAMPLE = {"hours": 1, "kwh": Decimal("11"), "parking_minutes": Decimal("10"), "max_power_kw": Decimal("11")}
+EXAMPLE = {
+    "hours": 1,
+    "kwh": Decimal("11"),
+    "parking_minutes": Decimal("10"),
+    "max_power_kw": Decimal("11"),
+}
 
 
 class TariffPreviewMixin:
@@ -88,11 +97,23 @@ class TariffPreviewMixin:
         try:
             lines = tariffs.price_lines(tariff.ocpi)
             start = timezone.now().replace(minute=0, second=0, microsecond=0)
-            usage = tariffs.Usage(start=start, end=start + timedelta(hours=EXAMPLE["hours"]), kwh=EXAMPLE["kwh"],
-                                  parking_minutes=EXAMPLE["parking_minutes"], max_power_kw=EXAMPLE["max_power_kw"])
+            usage = tariffs.Usage(
+                start=start,
+                end=start + timedelta(hours=EXAMPLE["hours"]),
+                kwh=EXAMPLE["kwh"],
+                parking_minutes=EXAMPLE["parking_minutes"],
+                max_power_kw=EXAMPLE["max_power_kw"],
+            )
             example = tariffs.quote(tariff.ocpi, usage, tz=settings.TIME_ZONE)
         except tariffs.TariffError as exc:
             return f"This tariff cannot be priced: {exc}"
-        table = render_to_string("checkout/_price_table.html", {"price_lines": lines, "currency": tariff.currency})
-        return format_html("{}<p>Example, starting now: 1 hour, 11 kWh, 10 minutes idle: <strong>{} {}</strong> "
-                           "incl. VAT.</p>", table, example.total_incl_vat, tariff.currency)
+        table = render_to_string(
+            "checkout/_price_table.html", {"price_lines": lines, "currency": tariff.currency}
+        )
+        return format_html(
+            "{}<p>Example, starting now: 1 hour, 11 kWh, 10 minutes idle: <strong>{} {}</strong> "
+            "incl. VAT.</p>",
+            table,
+            example.total_incl_vat,
+            tariff.currency,
+        )

@@ -31,7 +31,10 @@ class StickerPrintForm(forms.Form):
     def __init__(self, *args, count: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["layout"].choices = [
-            (key, f"{layout.name}: {layout.pages(count)} page{'s' if layout.pages(count) != 1 else ''}")
+            (
+                key,
+                f"{layout.name}: {layout.pages(count)} page{'s' if layout.pages(count) != 1 else ''}",
+            )
             for key, layout in stickers.LAYOUTS.items()
         ]
 
@@ -43,13 +46,22 @@ def pdf_response(model_admin, request, batch):
         count = stickers.render_pdf(batch, out)
     except stickers.StaleBatch as exc:  # another print of the same EVSE came in between
         out.close()
-        model_admin.message_user(request, f"Print {batch.pk} is out of date: {exc}. Print again.", messages.ERROR)
+        model_admin.message_user(
+            request, f"Print {batch.pk} is out of date: {exc}. Print again.", messages.ERROR
+        )
         return None
     out.seek(0)
-    model_admin.message_user(request, f"Print {batch.pk}: {count} sticker{'s' if count != 1 else ''} "
-                                      f"({batch.layout}). Stick them on soon: reprinted chargers' old stickers are void.")
-    return FileResponse(out, as_attachment=True, filename=f"qr-stickers-{batch.pk}-{batch.layout}.pdf",
-                        content_type="application/pdf")
+    model_admin.message_user(
+        request,
+        f"Print {batch.pk}: {count} sticker{'s' if count != 1 else ''} "
+        f"({batch.layout}). Stick them on soon: reprinted chargers' old stickers are void.",
+    )
+    return FileResponse(
+        out,
+        as_attachment=True,
+        filename=f"qr-stickers-{batch.pk}-{batch.layout}.pdf",
+        content_type="application/pdf",
+    )
 
 
 class StickerPrintMixin:
@@ -73,7 +85,9 @@ class StickerPrintMixin:
             return None
         form = StickerPrintForm(request.POST if "post" in request.POST else None, count=count)
         if form.is_valid():
-            batch = stickers.print_batch_create(evses=evses, layout=form.cleaned_data["layout"], user=request.user)
+            batch = stickers.print_batch_create(
+                evses=evses, layout=form.cleaned_data["layout"], user=request.user
+            )
             return pdf_response(self, request, batch)
         reprinted = stickers.reprinted(evses).order_by("evse_id")  # voided by a print
         context = {
@@ -89,6 +103,7 @@ class StickerPrintMixin:
             "action": "print_stickers",
         }
         return TemplateResponse(request, "admin/stations/print_stickers.html", context)
+
 
 class EvseStickerMixin(StickerPrintMixin):
     """For the EVSE admin: the action, the "Sticker" filter and a printed-version column."""
@@ -144,7 +159,11 @@ class PrintedStickerInline(ReadOnlyMixin, admin.TabularInline):
 
     @admin.display(description="still on the charger")
     def on_the_charger(self, sticker):
-        return "yes" if sticker.sticker_version == sticker.evse.sticker_version else "no (reprinted since)"
+        return (
+            "yes"
+            if sticker.sticker_version == sticker.evse.sticker_version
+            else "no (reprinted since)"
+        )
 
 
 @admin.register(PrintBatch)
@@ -157,7 +176,13 @@ class PrintBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     inlines = [PrintedStickerInline]
 
     def get_urls(self):
-        own = [path("<int:pk>/pdf/", self.admin_site.admin_view(self.pdf_view), name="stations_printbatch_pdf")]
+        own = [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="stations_printbatch_pdf",
+            )
+        ]
         return own + super().get_urls()
 
     def pdf_view(self, request, pk):
@@ -165,17 +190,26 @@ class PrintBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if not request.user.has_perm("stations.print_sticker"):
             raise PermissionDenied
         batch = get_object_or_404(PrintBatch, pk=pk)
-        return pdf_response(self, request, batch) or redirect("admin:stations_printbatch_change", pk)
+        return pdf_response(self, request, batch) or redirect(
+            "admin:stations_printbatch_change", pk
+        )
 
     @admin.display(description="PDF")
     def download(self, batch):
         if not batch.pk or stickers.batch_is_stale(batch):
             return "Voided by a later print or a new signing key: print these EVSEs again."
-        return format_html('<a href="{}">Download the PDF again</a> (no new version: the same stickers)',
-                           reverse("admin:stations_printbatch_pdf", args=[batch.pk]))
+        return format_html(
+            '<a href="{}">Download the PDF again</a> (no new version: the same stickers)',
+            reverse("admin:stations_printbatch_pdf", args=[batch.pk]),
+        )
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("created_by").annotate(sticker_count=Count("stickers"))
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("created_by")
+            .annotate(sticker_count=Count("stickers"))
+        )
 
     @admin.display(description="stickers", ordering="sticker_count")
     def sticker_count(self, batch):

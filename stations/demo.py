@@ -10,7 +10,9 @@ AC_TARIFF = {
     "id": "DEMO-AC",
     "currency": "EUR",
     "type": "AD_HOC_PAYMENT",
-    "elements": [{"price_components": [{"type": "ENERGY", "price": "0.4500", "vat": 21.0, "step_size": 1}]}],
+    "elements": [
+        {"price_components": [{"type": "ENERGY", "price": "0.4500", "vat": 21.0, "step_size": 1}]}
+    ],
 }
 
 # DC: a start fee, a price per kWh, and a per-minute idle fee once the car has been connected
@@ -20,12 +22,16 @@ DC_TARIFF = {
     "currency": "EUR",
     "type": "AD_HOC_PAYMENT",
     "elements": [
-        {"price_components": [
-            {"type": "ENERGY", "price": "0.5900", "vat": 21.0, "step_size": 1},
-            {"type": "FLAT", "price": "1.0000", "vat": 21.0, "step_size": 1},
-        ]},
-        {"price_components": [{"type": "TIME", "price": "6.0000", "vat": 21.0, "step_size": 60}],
-         "restrictions": {"min_duration": 3600}},
+        {
+            "price_components": [
+                {"type": "ENERGY", "price": "0.5900", "vat": 21.0, "step_size": 1},
+                {"type": "FLAT", "price": "1.0000", "vat": 21.0, "step_size": 1},
+            ]
+        },
+        {
+            "price_components": [{"type": "TIME", "price": "6.0000", "vat": 21.0, "step_size": 60}],
+            "restrictions": {"min_duration": 3600},
+        },
     ],
 }
 
@@ -46,18 +52,35 @@ def seed() -> list[Evse]:
             default_hold=3500,
         ),
     )
-    ac_tariff, _ = Tariff.objects.update_or_create(operator=operator, name="AC ad hoc", defaults={"ocpi": AC_TARIFF})
-    dc_tariff, _ = Tariff.objects.update_or_create(operator=operator, name="DC ad hoc", defaults={"ocpi": DC_TARIFF})
+    ac_tariff, _ = Tariff.objects.update_or_create(
+        operator=operator, name="AC ad hoc", defaults={"ocpi": AC_TARIFF}
+    )
+    dc_tariff, _ = Tariff.objects.update_or_create(
+        operator=operator, name="DC ad hoc", defaults={"ocpi": DC_TARIFF}
+    )
     garage, _ = Location.objects.update_or_create(
-        operator=operator, name="Central Station Garage",
-        defaults=dict(address="Stationsplein 1", postal_code="1012 AB", city="Amsterdam", country="NL"),
+        operator=operator,
+        name="Central Station Garage",
+        defaults=dict(
+            address="Stationsplein 1", postal_code="1012 AB", city="Amsterdam", country="NL"
+        ),
     )
     hub, _ = Location.objects.update_or_create(
-        operator=operator, name="A10 Fast Charging Hub",
-        defaults=dict(address="Ringweg-Zuid 12", postal_code="1083 HP", city="Amsterdam", country="NL"),
+        operator=operator,
+        name="A10 Fast Charging Hub",
+        defaults=dict(
+            address="Ringweg-Zuid 12", postal_code="1083 HP", city="Amsterdam", country="NL"
+        ),
     )
     rows = [
-        ("NL*DPY*E0001*1", garage, Connector.Standard.TYPE2, Connector.PowerType.AC_3_PHASE, "22", ac_tariff),
+        (
+            "NL*DPY*E0001*1",
+            garage,
+            Connector.Standard.TYPE2,
+            Connector.PowerType.AC_3_PHASE,
+            "22",
+            ac_tariff,
+        ),
         ("NL*DPY*E0002*1", hub, Connector.Standard.CCS, Connector.PowerType.DC, "150", dc_tariff),
     ]
     evses = []
@@ -66,8 +89,11 @@ def seed() -> list[Evse]:
             evse_id=evse_id, defaults=dict(location=location, uid=evse_id.replace("*", "-"))
         )
         Connector.objects.update_or_create(
-            evse=evse, connector_id="1",
-            defaults=dict(standard=standard, power_type=power_type, max_power_kw=Decimal(kw), tariff=tariff),
+            evse=evse,
+            connector_id="1",
+            defaults=dict(
+                standard=standard, power_type=power_type, max_power_kw=Decimal(kw), tariff=tariff
+            ),
         )
         evses.append(evse)
     return evses

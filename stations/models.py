@@ -23,7 +23,8 @@ class Operator(models.Model):
     support_contact = models.CharField(max_length=200, blank=True)
     currency = models.CharField(max_length=3, default="EUR")
     hold_amounts = models.JSONField(
-        default=list, help_text="Amounts drivers may hold, in minor units (cents), e.g. [2000, 3500, 5000]."
+        default=list,
+        help_text="Amounts drivers may hold, in minor units (cents), e.g. [2000, 3500, 5000].",
     )
     default_hold = models.PositiveIntegerField(help_text="Pre-selected hold, in minor units.")
     # The hold is a spending cap: charging stops once the running cost comes within this margin of it
@@ -35,7 +36,9 @@ class Operator(models.Model):
         default=100, help_text="...or within this many minor units of it, whichever is larger."
     )
     languages = models.CharField(
-        max_length=40, default="en", help_text="Languages on stickers, most used first, e.g. nl,en (en, nl, de, fr, es, it).",
+        max_length=40,
+        default="en",
+        help_text="Languages on stickers, most used first, e.g. nl,en (en, nl, de, fr, es, it).",
     )
 
     def __str__(self):
@@ -55,12 +58,17 @@ class Location(models.Model):
         "OcpiConnection", null=True, blank=True, on_delete=models.PROTECT, related_name="locations"
     )
     ocpi_id = models.CharField("OCPI location id", max_length=36, blank=True)
-    ocpi = models.JSONField(default=dict, blank=True, editable=False, help_text="The Location as the CPO last sent it.")
+    ocpi = models.JSONField(
+        default=dict, blank=True, editable=False, help_text="The Location as the CPO last sent it."
+    )
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["ocpi_connection", "ocpi_id"], condition=models.Q(ocpi_connection__isnull=False),
-                                    name="location_unique_per_ocpi_connection"),
+            models.UniqueConstraint(
+                fields=["ocpi_connection", "ocpi_id"],
+                condition=models.Q(ocpi_connection__isnull=False),
+                name="location_unique_per_ocpi_connection",
+            ),
         ]
 
     def __str__(self):
@@ -76,23 +84,34 @@ class Tariff(models.Model):
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="tariffs")
     name = models.CharField(max_length=200)
-    ocpi = models.JSONField(help_text="OCPI 2.2.1 Tariff object: currency, elements, min_price, max_price.")
+    ocpi = models.JSONField(
+        help_text="OCPI 2.2.1 Tariff object: currency, elements, min_price, max_price."
+    )
     ocpi_connection = models.ForeignKey(
         "OcpiConnection", null=True, blank=True, on_delete=models.PROTECT, related_name="tariffs"
     )
     ocpi_id = models.CharField("OCPI tariff id", max_length=36, blank=True)
     # A price change planned ahead: from `valid_until` on, connectors with this tariff are priced
     # with `replaced_by`. A session keeps the tariff its driver saw at checkout.
-    valid_until = models.DateTimeField(null=True, blank=True, help_text="When the replacement takes over.")
+    valid_until = models.DateTimeField(
+        null=True, blank=True, help_text="When the replacement takes over."
+    )
     replaced_by = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaces",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="replaces",
         help_text="The tariff that applies from 'valid until' on.",
     )
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["ocpi_connection", "ocpi_id"], condition=models.Q(ocpi_connection__isnull=False),
-                                    name="tariff_unique_per_ocpi_connection"),
+            models.UniqueConstraint(
+                fields=["ocpi_connection", "ocpi_id"],
+                condition=models.Q(ocpi_connection__isnull=False),
+                name="tariff_unique_per_ocpi_connection",
+            ),
         ]
 
     def __str__(self):
@@ -105,21 +124,29 @@ class Tariff(models.Model):
         except TariffError as exc:
             raise ValidationError({"ocpi": str(exc)}) from exc
         if bool(self.valid_until) != bool(self.replaced_by_id):
-            raise ValidationError("Give both 'valid until' and the tariff that replaces it, or neither.")
+            raise ValidationError(
+                "Give both 'valid until' and the tariff that replaces it, or neither."
+            )
         if self.replaced_by_id:
             seen, nxt = {self.pk}, self.replaced_by
             while nxt is not None:
                 if nxt.pk in seen:
-                    raise ValidationError({"replaced_by": "A tariff cannot (in the end) replace itself."})
+                    raise ValidationError(
+                        {"replaced_by": "A tariff cannot (in the end) replace itself."}
+                    )
                 if nxt.operator_id != self.operator_id:
-                    raise ValidationError({"replaced_by": "The replacement must belong to the same operator."})
+                    raise ValidationError(
+                        {"replaced_by": "The replacement must belong to the same operator."}
+                    )
                 seen.add(nxt.pk)
                 nxt = nxt.replaced_by
 
     def in_force(self, at) -> "Tariff":
         """The tariff that prices a session starting at `at`: this one, or a replacement."""
         tariff, hops = self, 0
-        while tariff.valid_until and at >= tariff.valid_until and tariff.replaced_by_id and hops < 50:
+        while (
+            tariff.valid_until and at >= tariff.valid_until and tariff.replaced_by_id and hops < 50
+        ):
             tariff, hops = tariff.replaced_by, hops + 1
         return tariff
 
@@ -145,14 +172,20 @@ class Evse(models.Model):
     location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="evses")
     uid = models.CharField(max_length=36, unique=True, help_text="Stable key (OCPI EVSE uid).")
     evse_id = models.CharField(
-        "EVSE ID", max_length=48, unique=True, help_text="eMI3 id printed on the charger, e.g. NL*DPY*E0001*1."
+        "EVSE ID",
+        max_length=48,
+        unique=True,
+        help_text="eMI3 id printed on the charger, e.g. NL*DPY*E0001*1.",
     )
     status = models.CharField(max_length=20, choices=Status, default=Status.AVAILABLE)
     sticker_version = models.PositiveIntegerField(
         default=1, help_text="Reprinting a sticker raises this and voids the old QR code."
     )
     sim_behaviour = models.CharField(
-        "simulator behaviour", max_length=10, choices=SimBehaviour, default=SimBehaviour.ACCEPT,
+        "simulator behaviour",
+        max_length=10,
+        choices=SimBehaviour,
+        default=SimBehaviour.ACCEPT,
         help_text="Only used by the simulated CSMS.",
     )
 
@@ -160,7 +193,10 @@ class Evse(models.Model):
         verbose_name = "EVSE"
         verbose_name_plural = "EVSEs"
         permissions = [
-            ("print_sticker", "Can print and reprint QR stickers (a reprint voids the old sticker)"),
+            (
+                "print_sticker",
+                "Can print and reprint QR stickers (a reprint voids the old sticker)",
+            ),
         ]
 
     def __str__(self):
@@ -194,7 +230,9 @@ class Connector(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["evse", "connector_id"], name="connector_unique_per_evse"),
+            models.UniqueConstraint(
+                fields=["evse", "connector_id"], name="connector_unique_per_evse"
+            ),
         ]
 
     def __str__(self):
@@ -238,20 +276,30 @@ class OcpiConnection(models.Model):
     state = models.CharField(max_length=20, choices=State, default=State.PENDING)
     versions_url = models.URLField(blank=True, help_text="The CPO's OCPI versions endpoint.")
     version = models.CharField(max_length=10, blank=True)
-    endpoints = models.JSONField(default=list, blank=True, help_text="Their modules, as their version details list them.")
+    endpoints = models.JSONField(
+        default=list, blank=True, help_text="Their modules, as their version details list them."
+    )
     country_code = models.CharField(max_length=2, blank=True)
     party_id = models.CharField(max_length=3, blank=True)
     business_name = models.CharField(max_length=100, blank=True)
     token_ours = models.CharField(max_length=64, unique=True, editable=False)
     token_theirs = models.CharField(max_length=64, blank=True, editable=False)
     # OCPI 2.2.1 sends tokens base64-encoded; some platforms still send (and expect) the raw token.
-    raw_token = models.BooleanField(default=False, help_text="Send our token to this peer without base64.")
+    raw_token = models.BooleanField(
+        default=False, help_text="Send our token to this peer without base64."
+    )
     last_error = models.CharField(max_length=300, blank=True)
     operator = models.ForeignKey(
-        Operator, null=True, blank=True, on_delete=models.PROTECT, related_name="ocpi_connections",
+        Operator,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="ocpi_connections",
         help_text="The seller of the chargers this CPO runs: synced locations and tariffs belong to it.",
     )
-    synced_at = models.DateTimeField(null=True, blank=True, help_text="Start of the last complete pull.")
+    synced_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the last complete pull."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -263,7 +311,9 @@ class OcpiConnection(models.Model):
 
     def endpoint(self, identifier: str, role: str | None = None) -> str | None:
         for endpoint in self.endpoints:
-            if endpoint.get("identifier") == identifier and (role is None or endpoint.get("role") == role):
+            if endpoint.get("identifier") == identifier and (
+                role is None or endpoint.get("role") == role
+            ):
                 return endpoint.get("url")
         return None
 
@@ -275,19 +325,33 @@ class OcpiSession(models.Model):
     nothing of ours (kept for staff, never dropped).
     """
 
-    connection = models.ForeignKey(OcpiConnection, on_delete=models.PROTECT, related_name="sessions")
+    connection = models.ForeignKey(
+        OcpiConnection, on_delete=models.PROTECT, related_name="sessions"
+    )
     reference = models.CharField(max_length=64, unique=True, null=True, blank=True)
     # The last path segment of our response_url: unguessable, so only the CPO we told can answer.
     command_id = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
-    token_uid = models.CharField(max_length=36, blank=True, help_text="The AD_HOC_USER token we started with.")
+    token_uid = models.CharField(
+        max_length=36, blank=True, help_text="The AD_HOC_USER token we started with."
+    )
     country_code = models.CharField(max_length=2, blank=True)
     party_id = models.CharField(max_length=3, blank=True)
     session_id = models.CharField("CPO session id", max_length=36, blank=True)
-    start_response = models.CharField(max_length=20, blank=True, help_text="CommandResponse to START_SESSION.")
-    start_timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds the CPO said it needs.")
-    start_result = models.CharField(max_length=30, blank=True, help_text="CommandResult of START_SESSION.")
-    stop_result = models.CharField(max_length=30, blank=True, help_text="CommandResult of STOP_SESSION.")
-    data = models.JSONField(default=dict, blank=True, help_text="The Session as the CPO last sent it.")
+    start_response = models.CharField(
+        max_length=20, blank=True, help_text="CommandResponse to START_SESSION."
+    )
+    start_timeout = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds the CPO said it needs."
+    )
+    start_result = models.CharField(
+        max_length=30, blank=True, help_text="CommandResult of START_SESSION."
+    )
+    stop_result = models.CharField(
+        max_length=30, blank=True, help_text="CommandResult of STOP_SESSION."
+    )
+    data = models.JSONField(
+        default=dict, blank=True, help_text="The Session as the CPO last sent it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -303,7 +367,9 @@ class OcpiCdr(models.Model):
     """A charge detail record a CPO posted; `session` is empty when it matched nothing of ours."""
 
     connection = models.ForeignKey(OcpiConnection, on_delete=models.PROTECT, related_name="cdrs")
-    session = models.ForeignKey(OcpiSession, null=True, blank=True, on_delete=models.PROTECT, related_name="cdrs")
+    session = models.ForeignKey(
+        OcpiSession, null=True, blank=True, on_delete=models.PROTECT, related_name="cdrs"
+    )
     country_code = models.CharField(max_length=2)
     party_id = models.CharField(max_length=3)
     cdr_id = models.CharField("CDR id", max_length=39)
@@ -315,7 +381,9 @@ class OcpiCdr(models.Model):
         verbose_name = "OCPI CDR"
         ordering = ["-received_at"]
         constraints = [
-            models.UniqueConstraint(fields=["connection", "country_code", "party_id", "cdr_id"], name="cdr_unique"),
+            models.UniqueConstraint(
+                fields=["connection", "country_code", "party_id", "cdr_id"], name="cdr_unique"
+            ),
         ]
 
     def __str__(self):
@@ -325,7 +393,9 @@ class OcpiCdr(models.Model):
 class PrintBatch(models.Model):
     """One print of QR stickers: who printed which EVSEs, at which sticker versions, with which key."""
 
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     layout = models.CharField(max_length=20)
 
@@ -341,11 +411,15 @@ class PrintedSticker(models.Model):
     batch = models.ForeignKey(PrintBatch, on_delete=models.CASCADE, related_name="stickers")
     evse = models.ForeignKey(Evse, on_delete=models.CASCADE, related_name="printed_stickers")
     sticker_version = models.PositiveIntegerField()
-    key_id = models.CharField(max_length=16, help_text="Fingerprint of the signing key (never the key).")
+    key_id = models.CharField(
+        max_length=16, help_text="Fingerprint of the signing key (never the key)."
+    )
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["batch", "evse"], name="one_sticker_per_evse_per_batch"),
+            models.UniqueConstraint(
+                fields=["batch", "evse"], name="one_sticker_per_evse_per_batch"
+            ),
         ]
 
 
@@ -356,11 +430,15 @@ class ScanDay(models.Model):
     sticker, `invalid` scans whose signature does not verify: both may mean a fake sticker.
     """
 
-    evse = models.ForeignKey(Evse, null=True, blank=True, on_delete=models.CASCADE, related_name="scan_days")
+    evse = models.ForeignKey(
+        Evse, null=True, blank=True, on_delete=models.CASCADE, related_name="scan_days"
+    )
     day = models.DateField()
     valid = models.PositiveIntegerField(default=0)
     voided = models.PositiveIntegerField(default=0)
     invalid = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["evse", "day"], name="one_scan_row_per_evse_day")]
+        constraints = [
+            models.UniqueConstraint(fields=["evse", "day"], name="one_scan_row_per_evse_day")
+        ]

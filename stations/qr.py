@@ -18,7 +18,9 @@ from django.conf import settings
 
 from stations.models import Evse
 
-_PATH_RE = re.compile(r"^(?P<pk>[1-9][0-9]{0,11})-(?P<version>[1-9][0-9]{0,5})-(?P<tag>[a-z2-7]{16})$")
+_PATH_RE = re.compile(
+    r"^(?P<pk>[1-9][0-9]{0,11})-(?P<version>[1-9][0-9]{0,5})-(?P<tag>[a-z2-7]{16})$"
+)
 
 
 class InvalidCode(Exception):
@@ -63,7 +65,9 @@ def verify(code: str) -> Evse:
     if not match:
         raise InvalidCode("malformed")
     pk, version, tag = int(match["pk"]), int(match["version"]), match["tag"]
-    if not any(hmac.compare_digest(_tag(key, pk, version), tag) for key in settings.QR_SIGNING_KEYS):
+    if not any(
+        hmac.compare_digest(_tag(key, pk, version), tag) for key in settings.QR_SIGNING_KEYS
+    ):
         raise InvalidCode("bad_tag")
     evse = Evse.objects.select_related("location__operator").filter(pk=pk).first()
     if evse is None:

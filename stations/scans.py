@@ -90,7 +90,9 @@ class Signals:
 def signals(evse_ids=None, today=None) -> dict[int, Signals]:
     """Tamper signals per EVSE (every EVSE when `evse_ids` is None), from the admin's own counts."""
     evses = Evse.objects.all() if evse_ids is None else Evse.objects.filter(pk__in=list(evse_ids))
-    rows = with_activity(evses, today).values_list("pk", "scans_recent", "scans_history", "scans_suspicious")
+    rows = with_activity(evses, today).values_list(
+        "pk", "scans_recent", "scans_history", "scans_suspicious"
+    )
     return {pk: Signals(recent, history, suspicious) for pk, recent, history, suspicious in rows}
 
 
@@ -112,7 +114,11 @@ def with_activity(evses, today=None):
     since = timezone.make_aware(datetime.combine(recent_from, time.min))
 
     def scans(expression, **days):
-        total = ScanDay.objects.filter(evse=OuterRef("pk"), **days).values("evse").annotate(t=Sum(expression))
+        total = (
+            ScanDay.objects.filter(evse=OuterRef("pk"), **days)
+            .values("evse")
+            .annotate(t=Sum(expression))
+        )
         return Coalesce(Subquery(total.values("t")), 0)
 
     def count(queryset):

@@ -60,19 +60,52 @@ class Layout:
 # Label-sheet geometry as sold (Avery codes for reference; other brands sell the same grids).
 LAYOUTS: dict[str, Layout] = {
     "a4-2x4": Layout(
-        "A4 sheet, 8 labels 99.1 × 67.7 mm (2 × 4, as Avery L7165)", A4, 2, 4,
-        (99.1 * mm, 67.7 * mm), (4.65 * mm, 13.1 * mm), (101.6 * mm, 67.7 * mm), 4 * mm, "row", 1.0,
+        "A4 sheet, 8 labels 99.1 × 67.7 mm (2 × 4, as Avery L7165)",
+        A4,
+        2,
+        4,
+        (99.1 * mm, 67.7 * mm),
+        (4.65 * mm, 13.1 * mm),
+        (101.6 * mm, 67.7 * mm),
+        4 * mm,
+        "row",
+        1.0,
     ),
     "a4-3x8": Layout(
-        "A4 sheet, 24 labels 63.5 × 33.9 mm (3 × 8, as Avery L7159)", A4, 3, 8,
-        (63.5 * mm, 33.9 * mm), (7.25 * mm, 12.9 * mm), (66.0 * mm, 33.9 * mm), 1.5 * mm, "row", 0.62,
+        "A4 sheet, 24 labels 63.5 × 33.9 mm (3 × 8, as Avery L7159)",
+        A4,
+        3,
+        8,
+        (63.5 * mm, 33.9 * mm),
+        (7.25 * mm, 12.9 * mm),
+        (66.0 * mm, 33.9 * mm),
+        1.5 * mm,
+        "row",
+        0.62,
     ),
     "single-a6": Layout(
-        "One per page, A6 105 × 148 mm", A6, 1, 1, A6, (0, 0), A6, 7 * mm, "column", 1.45,
+        "One per page, A6 105 × 148 mm",
+        A6,
+        1,
+        1,
+        A6,
+        (0, 0),
+        A6,
+        7 * mm,
+        "column",
+        1.45,
     ),
     "single-100x150": Layout(
-        "One per page, 100 × 150 mm (4 × 6 in label printer)", (100 * mm, 150 * mm), 1, 1,
-        (100 * mm, 150 * mm), (0, 0), (100 * mm, 150 * mm), 6 * mm, "column", 1.4,
+        "One per page, 100 × 150 mm (4 × 6 in label printer)",
+        (100 * mm, 150 * mm),
+        1,
+        1,
+        (100 * mm, 150 * mm),
+        (0, 0),
+        (100 * mm, 150 * mm),
+        6 * mm,
+        "column",
+        1.4,
     ),
 }
 
@@ -143,18 +176,34 @@ def print_batch_create(*, evses, layout: str, user) -> PrintBatch:
     which voids the QR on its old sticker; the row locks make two prints of one EVSE take turns."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}")
-    ids = list(evses.values_list("pk", flat=True)) if isinstance(evses, QuerySet) else [e.pk for e in evses]
+    ids = (
+        list(evses.values_list("pk", flat=True))
+        if isinstance(evses, QuerySet)
+        else [e.pk for e in evses]
+    )
     if not ids:
         raise ValueError("no EVSEs to print")
     with transaction.atomic():
-        ids = list(Evse.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
-        printed = PrintedSticker.objects.filter(evse_id__in=ids).values_list("evse_id", flat=True).distinct()
+        ids = list(
+            Evse.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        printed = (
+            PrintedSticker.objects.filter(evse_id__in=ids)
+            .values_list("evse_id", flat=True)
+            .distinct()
+        )
         Evse.objects.filter(pk__in=list(printed)).update(sticker_version=F("sticker_version") + 1)
         batch = PrintBatch.objects.create(created_by=user, layout=layout)
         key = qr.key_id()
         versions = Evse.objects.filter(pk__in=ids).values_list("pk", "sticker_version")
         PrintedSticker.objects.bulk_create(
-            (PrintedSticker(batch=batch, evse_id=pk, sticker_version=version, key_id=key) for pk, version in versions),
+            (
+                PrintedSticker(batch=batch, evse_id=pk, sticker_version=version, key_id=key)
+                for pk, version in versions
+            ),
             batch_size=500,
         )
     return batch
@@ -165,7 +214,9 @@ def print_batch_create(*, evses, layout: str, user) -> PrintBatch:
 
 def batch_is_stale(batch: PrintBatch) -> bool:
     """Whether a later print or a new signing key voided any sticker of this batch."""
-    return batch.stickers.exclude(sticker_version=F("evse__sticker_version"), key_id=qr.key_id()).exists()
+    return batch.stickers.exclude(
+        sticker_version=F("evse__sticker_version"), key_id=qr.key_id()
+    ).exists()
 
 
 def render_pdf(batch: PrintBatch, out) -> int:
@@ -188,7 +239,9 @@ def render_pdf(batch: PrintBatch, out) -> int:
     for sticker in stickers:
         evse = sticker.evse
         if (sticker.sticker_version, sticker.key_id) != (evse.sticker_version, key):
-            raise StaleBatch(f"{evse.evse_id} has a newer sticker or the signing key changed since print {batch.pk}")
+            raise StaleBatch(
+                f"{evse.evse_id} has a newer sticker or the signing key changed since print {batch.pk}"
+            )
         slot = count % layout.per_page
         if slot == 0 and count:
             pdf.showPage()
@@ -245,15 +298,32 @@ def _texts(evse: Evse, scale: float) -> tuple[list[_Text], list[_Text]]:
     langs = languages(operator)
     s = scale
     head = [
-        _Text(PHRASES[lang][0], "Helvetica-Bold" if i == 0 else "Helvetica", (13 if i == 0 else 10) * s, 7, drop=i)
+        _Text(
+            PHRASES[lang][0],
+            "Helvetica-Bold" if i == 0 else "Helvetica",
+            (13 if i == 0 else 10) * s,
+            7,
+            drop=i,
+        )
         for i, lang in enumerate(langs)
     ]
     body = [_Text(evse.evse_id, "Helvetica-Bold", 20 * s, 8, max_lines=2, gap=0.25)]
     body += [
-        _Text(PHRASES[lang][1], "Helvetica", 7 * s, 5, prose=True, drop=10 + i, max_lines=2, gap=0.1 if i else 0.2)
+        _Text(
+            PHRASES[lang][1],
+            "Helvetica",
+            7 * s,
+            5,
+            prose=True,
+            drop=10 + i,
+            max_lines=2,
+            gap=0.1 if i else 0.2,
+        )
         for i, lang in enumerate(langs)
     ]
-    body.append(_Text(short_url(evse), "Courier-Bold", 9 * s, 6, max_lines=2, url=True, foot=True, gap=0.4))
+    body.append(
+        _Text(short_url(evse), "Courier-Bold", 9 * s, 6, max_lines=2, url=True, foot=True, gap=0.4)
+    )
     body.append(_Text(operator.name, "Helvetica-Bold", 7 * s, 5, max_lines=2, foot=True, gap=0.3))
     if operator.support_contact:
         body.append(_Text(operator.support_contact, "Helvetica", 7 * s, 5, max_lines=2, foot=True))
@@ -262,6 +332,7 @@ def _texts(evse: Evse, scale: float) -> tuple[list[_Text], list[_Text]]:
 
 def _wrap(item: _Text, size: float, width: float) -> list[str]:
     """Lines of `item` at `size`: broken at spaces (a URL after its host), words too long by character."""
+
     def fits(text):
         return stringWidth(text, item.font, size) <= width
 
@@ -282,7 +353,10 @@ def _wrap(item: _Text, size: float, width: float) -> list[str]:
         current = part
         while len(current) > 1 and not fits(current):
             cut = max((k for k in range(1, len(current)) if fits(current[:k])), default=1)
-            soft = max((k for k in range(max(1, cut // 2), cut + 1) if current[k - 1] in BREAK_AFTER), default=0)
+            soft = max(
+                (k for k in range(max(1, cut // 2), cut + 1) if current[k - 1] in BREAK_AFTER),
+                default=0,
+            )
             cut = soft or cut  # after a separator when there is one not too far back
             lines.append(current[:cut])
             current = current[cut:]
@@ -326,7 +400,9 @@ def _fit(items: list[_Text], width: float, height: float) -> list:
     return laid
 
 
-def _draw_lines(pdf: canvas.Canvas, laid, x: float, top: float, width: float, centred: bool) -> None:
+def _draw_lines(
+    pdf: canvas.Canvas, laid, x: float, top: float, width: float, centred: bool
+) -> None:
     y = top
     for item, size, lines in laid:
         y -= item.gap * size
@@ -348,7 +424,9 @@ def _draw_column(pdf, laid, x, bottom, top, width, centred):
     _draw_lines(pdf, foot, x, bottom + _height(foot), width, centred)
 
 
-def draw_sticker(pdf: canvas.Canvas, evse: Evse, layout: Layout, x: float, y: float, w: float, h: float) -> None:
+def draw_sticker(
+    pdf: canvas.Canvas, evse: Evse, layout: Layout, x: float, y: float, w: float, h: float
+) -> None:
     """One sticker in the label box at x, y (bottom left), w × h."""
     pad = layout.padding
     x, y, w, h = x + pad, y + pad, w - 2 * pad, h - 2 * pad

@@ -115,8 +115,14 @@ class Usage:
             value = getattr(self, name)
             if not isinstance(value, datetime) or value.utcoffset() is None:
                 raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
-        for name in ("kwh", "parking_minutes", "max_current_a", "max_power_kw",
-                     "min_current_a", "min_power_kw"):
+        for name in (
+            "kwh",
+            "parking_minutes",
+            "max_current_a",
+            "max_power_kw",
+            "min_current_a",
+            "min_power_kw",
+        ):
             value = _decimal(getattr(self, name), name, optional=name != "kwh")
             if value is not None and value < 0:
                 raise ValueError(f"{name} must not be negative, got {value}")
@@ -124,10 +130,12 @@ class Usage:
         duration = self.end.astimezone(timezone.utc) - self.start.astimezone(timezone.utc)
         if duration < timedelta(0):
             raise ValueError(
-                f"end ({self.end.isoformat()}) is before start ({self.start.isoformat()})")
+                f"end ({self.end.isoformat()}) is before start ({self.start.isoformat()})"
+            )
         if self.parking_minutes * 60 > _seconds(duration):
             raise ValueError(
-                f"parking_minutes ({self.parking_minutes}) exceeds the session duration")
+                f"parking_minutes ({self.parking_minutes}) exceeds the session duration"
+            )
 
 
 @dataclass(frozen=True)
@@ -202,8 +210,10 @@ class _Restrictions:
     @property
     def calendar(self) -> bool:
         """Depends on local wall-clock time / date."""
-        return any(v is not None for v in (self.start_time, self.end_time, self.start_date,
-                                           self.end_date, self.days))
+        return any(
+            v is not None
+            for v in (self.start_time, self.end_time, self.start_date, self.end_date, self.days)
+        )
 
 
 @dataclass(frozen=True)
@@ -233,8 +243,10 @@ def _parse_price(value, where: str):
         return None
     if not isinstance(value, dict):
         raise TariffError(f"{where} must be a Price object with excl_vat, got {value!r}")
-    return (_number(value.get("excl_vat"), f"{where}.excl_vat", optional=False),
-            _number(value.get("incl_vat"), f"{where}.incl_vat"))
+    return (
+        _number(value.get("excl_vat"), f"{where}.excl_vat", optional=False),
+        _number(value.get("incl_vat"), f"{where}.incl_vat"),
+    )
 
 
 def _parse_component(raw, where: str) -> _Component:
@@ -249,8 +261,12 @@ def _parse_component(raw, where: str) -> _Component:
         step = int(step)
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise TariffError(f"{where}.step_size must be a non-negative integer, got {step!r}")
-    return _Component(kind, _number(raw.get("price"), f"{where}.price", optional=False),
-                      _number(raw.get("vat"), f"{where}.vat"), int(step))
+    return _Component(
+        kind,
+        _number(raw.get("price"), f"{where}.price", optional=False),
+        _number(raw.get("vat"), f"{where}.vat"),
+        int(step),
+    )
 
 
 def _parse_clock(value, where: str) -> time | None:
@@ -281,20 +297,34 @@ def _parse_restrictions(raw, where: str) -> _Restrictions:
     if days is not None:
         if not isinstance(days, list) or any(d not in _DAYS for d in days):
             raise TariffError(
-                f"{where}.day_of_week must be a list of {'/'.join(_DAYS)}, got {days!r}")
+                f"{where}.day_of_week must be a list of {'/'.join(_DAYS)}, got {days!r}"
+            )
         days = frozenset(_DAYS.index(d) for d in days)
     reservation = raw.get("reservation")
     if reservation is not None and reservation not in _RESERVATION:
         raise TariffError(f"{where}.reservation must be one of {_RESERVATION}, got {reservation!r}")
-    num = {k: _number(raw.get(k), f"{where}.{k}") for k in (
-        "min_kwh", "max_kwh", "min_current", "max_current", "min_power", "max_power",
-        "min_duration", "max_duration")}
+    num = {
+        k: _number(raw.get(k), f"{where}.{k}")
+        for k in (
+            "min_kwh",
+            "max_kwh",
+            "min_current",
+            "max_current",
+            "min_power",
+            "max_power",
+            "min_duration",
+            "max_duration",
+        )
+    }
     return _Restrictions(
         start_time=_parse_clock(raw.get("start_time"), f"{where}.start_time"),
         end_time=_parse_clock(raw.get("end_time"), f"{where}.end_time"),
         start_date=_parse_date(raw.get("start_date"), f"{where}.start_date"),
         end_date=_parse_date(raw.get("end_date"), f"{where}.end_date"),
-        days=days, reservation=reservation, **num)
+        days=days,
+        reservation=reservation,
+        **num,
+    )
 
 
 def _parse(tariff) -> _Tariff:
@@ -314,8 +344,10 @@ def _parse(tariff) -> _Tariff:
         raw_components = raw.get("price_components")
         if not isinstance(raw_components, list) or not raw_components:
             raise TariffError(f"{where}.price_components must be a non-empty list")
-        components = tuple(_parse_component(c, f"{where}.price_components[{j}]")
-                           for j, c in enumerate(raw_components))
+        components = tuple(
+            _parse_component(c, f"{where}.price_components[{j}]")
+            for j, c in enumerate(raw_components)
+        )
         restrictions = _parse_restrictions(raw.get("restrictions"), f"{where}.restrictions")
         if restrictions.reservation:  # reservation costs: not part of an ad hoc session
             continue
@@ -323,9 +355,12 @@ def _parse(tariff) -> _Tariff:
         for c in components:
             first.setdefault(c.type, c)
         elements.append(_Element(first, components, restrictions))
-    return _Tariff(currency.upper(), tuple(elements),
-                   _parse_price(tariff.get("min_price"), "min_price"),
-                   _parse_price(tariff.get("max_price"), "max_price"))
+    return _Tariff(
+        currency.upper(),
+        tuple(elements),
+        _parse_price(tariff.get("min_price"), "min_price"),
+        _parse_price(tariff.get("max_price"), "max_price"),
+    )
 
 
 # --------------------------------------------------------------------------- session timeline
@@ -412,8 +447,9 @@ def _segments(tariff: _Tariff, usage: Usage, zone: tzinfo) -> list[_Segment]:
 
     segments = []
     for (t0, e0), (t1, e1) in zip(ordered, ordered[1:]):
-        local = (start + timedelta(microseconds=int((t0 * 1_000_000).to_integral_value(
-            ROUND_CEILING)))).astimezone(zone)
+        local = (
+            start + timedelta(microseconds=int((t0 * 1_000_000).to_integral_value(ROUND_CEILING)))
+        ).astimezone(zone)
         segments.append(_Segment(t0, e0, t1 - t0, e1 - e0, e1 > e0 or t1 <= charging_end, local))
     if not segments:  # empty session: still evaluate the start (a FLAT fee may apply)
         segments.append(_Segment(_ZERO, _ZERO, _ZERO, _ZERO, True, start.astimezone(zone)))
@@ -501,8 +537,9 @@ def quote(tariff: dict, usage: Usage, tz: str | None = None) -> Quote:
         active = [el for el in parsed.elements if _holds(el.restrictions, seg, usage)]
 
         def pick(dimension):
-            return next((el.components[dimension] for el in active if dimension in el.components),
-                        None)
+            return next(
+                (el.components[dimension] for el in active if dimension in el.components), None
+            )
 
         if flat is None:
             flat = pick(FLAT)
@@ -529,21 +566,34 @@ def quote(tariff: dict, usage: Usage, tz: str | None = None) -> Quote:
         lines[(FLAT, flat.price, flat.vat)] = [flat, Decimal(1)]
 
     components = []
-    for (dimension, _, _), (component, volume) in sorted(lines.items(),
-                                                         key=lambda kv: _ORDER[kv[0][0]]):
+    for (dimension, _, _), (component, volume) in sorted(
+        lines.items(), key=lambda kv: _ORDER[kv[0][0]]
+    ):
         if dimension in (TIME, PARKING_TIME):
             volume = volume / _SECONDS_PER_HOUR
         excl, incl = _money(component, volume)
-        components.append(PricedComponent(dimension, volume.quantize(_Q6, ROUND_HALF_UP),
-                                          component.price, component.vat, excl, incl))
+        components.append(
+            PricedComponent(
+                dimension,
+                volume.quantize(_Q6, ROUND_HALF_UP),
+                component.price,
+                component.vat,
+                excl,
+                incl,
+            )
+        )
 
     excl = sum((c.excl_vat for c in components), _ZERO)
     incl = sum((c.incl_vat for c in components), _ZERO)
     # Spec: both the excl. and incl. VAT totals are bounded independently.
     excl, incl = _clamp(excl, incl, parsed.min_price, max)
     excl, incl = _clamp(excl, incl, parsed.max_price, min)
-    return Quote(parsed.currency, tuple(components),
-                 excl.quantize(_Q2, ROUND_HALF_UP), incl.quantize(_Q2, ROUND_HALF_UP))
+    return Quote(
+        parsed.currency,
+        tuple(components),
+        excl.quantize(_Q2, ROUND_HALF_UP),
+        incl.quantize(_Q2, ROUND_HALF_UP),
+    )
 
 
 # --------------------------------------------------------------------------- price display
@@ -557,8 +607,11 @@ def _duration_text(seconds: Decimal) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else "",
-             f"{secs} s" if secs else ""]
+    parts = [
+        f"{hours} h" if hours else "",
+        f"{minutes} min" if minutes else "",
+        f"{secs} s" if secs else "",
+    ]
     return " ".join(p for p in parts if p) or "0 min"
 
 
@@ -628,15 +681,17 @@ def price_lines(tariff: dict) -> list[dict]:
             per_minute = None
             if c.type in (TIME, PARKING_TIME):
                 per_minute = (incl / 60).quantize(_Q6, ROUND_HALF_UP)
-            lines.append({
-                "type": c.type,
-                "price_excl_vat": c.price,
-                "price_incl_vat": incl,
-                "vat": c.vat,
-                "unit": _UNIT[c.type],
-                "per_minute_incl_vat": per_minute,
-                "step_size": c.step_size,
-                "restrictions": text,
-            })
+            lines.append(
+                {
+                    "type": c.type,
+                    "price_excl_vat": c.price,
+                    "price_incl_vat": incl,
+                    "vat": c.vat,
+                    "unit": _UNIT[c.type],
+                    "per_minute_incl_vat": per_minute,
+                    "step_size": c.step_size,
+                    "restrictions": text,
+                }
+            )
     lines.sort(key=lambda line: _ORDER[line["type"]])  # stable: element order kept per type
     return lines

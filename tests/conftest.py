@@ -37,12 +37,15 @@ def requires_postgres():
 @pytest.fixture
 def pay(stripe, django_capture_on_commit_callbacks):
     """Pay for a connector in process, running what the payment queues (the start) at once."""
+
     def pay(connector, card="4242424242424242", hold=2000, email=""):
         with django_capture_on_commit_callbacks(execute=True):
             session = services.session_create(
                 evse=connector.evse, connector=connector, hold_amount=hold, email=email
             )
-            services.payment_authorize(session_id=session.pk, payment_method_id=stripe.card_token(card))
+            services.payment_authorize(
+                session_id=session.pk, payment_method_id=stripe.card_token(card)
+            )
         session.refresh_from_db()
         return session
 
@@ -52,6 +55,7 @@ def pay(stripe, django_capture_on_commit_callbacks):
 @pytest.fixture
 def tick(django_capture_on_commit_callbacks):
     """Advance the simulated chargers to `at`, running what their reports queue at once."""
+
     def tick(at):
         with django_capture_on_commit_callbacks(execute=True):
             simulator.tick(now=at)

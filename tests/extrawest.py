@@ -48,16 +48,38 @@ def require() -> None:
 class ExtrawestCpo:
     """The peer process. Country code, party id and business name are what it registers as."""
 
-    def __init__(self, *, country_code: str = "NL", party_id: str = "EXA", name: str = "Extrawest CPO",
-                 token_a: str | None = None, start_timeout: float = 60):
+    def __init__(
+        self,
+        *,
+        country_code: str = "NL",
+        party_id: str = "EXA",
+        name: str = "Extrawest CPO",
+        token_a: str | None = None,
+        start_timeout: float = 60,
+    ):
         self.token_a = token_a or secrets.token_hex(8)  # the Token A an eMSP registers with
         self.country_code, self.party_id, self.name = country_code, party_id, name
         # Its stderr, gone when it stops; appended to (the child writes while we may read).
         self._log = tempfile.TemporaryFile(mode="a+", prefix="extrawest-cpo-", suffix=".log")
         self.process = subprocess.Popen(
-            [str(PYTHON), str(APP), "--port", "0", "--token-a", self.token_a, "--country-code", country_code,
-             "--party-id", party_id, "--name", name],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=APP.parent,
+            [
+                str(PYTHON),
+                str(APP),
+                "--port",
+                "0",
+                "--token-a",
+                self.token_a,
+                "--country-code",
+                country_code,
+                "--party-id",
+                party_id,
+                "--name",
+                name,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            cwd=APP.parent,
         )
         line = self.process.stdout.readline()  # "LISTENING <port>" once the socket is bound
         if not line.startswith("LISTENING "):
@@ -104,7 +126,9 @@ class ExtrawestCpo:
     def _control(self, method: str, path: str, json=None):
         answer = requests.request(method, f"{self.base_url}/control/{path}", json=json, timeout=60)
         if answer.status_code >= 400:
-            raise RuntimeError(f"extrawest CPO control {method} {path}: HTTP {answer.status_code} {answer.text}")
+            raise RuntimeError(
+                f"extrawest CPO control {method} {path}: HTTP {answer.status_code} {answer.text}"
+            )
         return answer.json()
 
     def state(self) -> dict:
@@ -126,9 +150,15 @@ class ExtrawestCpo:
         receiver = [e for e in matches if e.get("role") == "RECEIVER"]
         return (receiver or matches or [{}])[0].get("url")
 
-    def configure(self, start_response: str = "ACCEPTED", command_result: str | None = "ACCEPTED",
-                  command_timeout: int = 30, stop_response: str = "ACCEPTED", stop_result: str | None = "ACCEPTED",
-                  result_delay: float = 0) -> dict:
+    def configure(
+        self,
+        start_response: str = "ACCEPTED",
+        command_result: str | None = "ACCEPTED",
+        command_timeout: int = 30,
+        stop_response: str = "ACCEPTED",
+        stop_result: str | None = "ACCEPTED",
+        result_delay: float = 0,
+    ) -> dict:
         """How START_SESSION (and STOP_SESSION) commands are answered from now on (sticky, not one-shot).
 
         start_response: the CommandResponse result (ACCEPTED, REJECTED, NOT_SUPPORTED, UNKNOWN_SESSION),
@@ -138,9 +168,18 @@ class ExtrawestCpo:
         result_delay: seconds before the CommandResult is posted.
         A START_SESSION for a location it does not have (set_locations) is answered REJECTED with
         status_code 2003, as extrawest does."""
-        return self._control("POST", "configure", {
-            "start_response": start_response, "command_result": command_result, "command_timeout": command_timeout,
-            "stop_response": stop_response, "stop_result": stop_result, "result_delay": result_delay})
+        return self._control(
+            "POST",
+            "configure",
+            {
+                "start_response": start_response,
+                "command_result": command_result,
+                "command_timeout": command_timeout,
+                "stop_response": stop_response,
+                "stop_result": stop_result,
+                "result_delay": result_delay,
+            },
+        )
 
     def commands(self) -> list[dict]:
         """Commands received, in order: {"command", "body" (as sent), "parsed" (as extrawest read it),
@@ -155,7 +194,9 @@ class ExtrawestCpo:
     def command_results_sent(self) -> list[dict]:
         """The CommandResult POSTs it made: {url, body, status, response} each."""
         urls = {c["response_url"] for c in self.commands()}
-        return [r for r in self.requests_seen()["sent"] if r["method"] == "POST" and r["url"] in urls]
+        return [
+            r for r in self.requests_seen()["sent"] if r["method"] == "POST" and r["url"] in urls
+        ]
 
     def push_session(self, session: dict) -> dict:
         """PUT a Session to the eMSP with extrawest's push code (URL from its own COUNTRY_CODE/PARTY_ID
@@ -170,14 +211,26 @@ class ExtrawestCpo:
 
     def patch_session(self, country_code: str, party_id: str, session_id: str, patch: dict) -> dict:
         """A plain PATCH of a Session to the eMSP (extrawest cannot send one), with the eMSP's token."""
-        return self.call_emsp("PATCH", json=patch, module="sessions", path=f"/{country_code}/{party_id}/{session_id}")
+        return self.call_emsp(
+            "PATCH", json=patch, module="sessions", path=f"/{country_code}/{party_id}/{session_id}"
+        )
 
-    def call_emsp(self, method: str, url: str | None = None, *, json=None, module: str | None = None,
-                  path: str = "") -> dict:
+    def call_emsp(
+        self,
+        method: str,
+        url: str | None = None,
+        *,
+        json=None,
+        module: str | None = None,
+        path: str = "",
+    ) -> dict:
         """Any raw OCPI call to the eMSP, from the peer, with the token the eMSP issued it:
         to `url`, or to the eMSP's `module` endpoint + `path`. Returns {status, headers, body, url}."""
-        return self._control("POST", "call", {"method": method, "url": url, "module": module, "path": path,
-                                              "json": json})
+        return self._control(
+            "POST",
+            "call",
+            {"method": method, "url": url, "module": module, "path": path, "json": json},
+        )
 
     def set_locations(self, locations: list[dict]) -> None:
         """What its Locations sender serves (paginated: offset, limit, date_from, date_to; Link rel=next,
@@ -190,7 +243,7 @@ class ExtrawestCpo:
 
     def requests_seen(self) -> dict:
         """{"seen": requests it received (method, path, query, headers, body, status),
-            "sent": requests it made (method, url, headers, body, status, response_headers, response)}."""
+        "sent": requests it made (method, url, headers, body, status, response_headers, response)}."""
         return self._control("GET", "requests")
 
 

@@ -7,7 +7,9 @@ from stations.models import Connector, Evse, Location, Operator, Tariff
 ENERGY_TARIFF = {
     "id": "T-ENERGY",
     "currency": "EUR",
-    "elements": [{"price_components": [{"type": "ENERGY", "price": "0.50", "vat": 21.0, "step_size": 1}]}],
+    "elements": [
+        {"price_components": [{"type": "ENERGY", "price": "0.50", "vat": 21.0, "step_size": 1}]}
+    ],
 }
 
 
@@ -63,4 +65,6 @@ class ConnectorFactory(factory.django.DjangoModelFactory):
     standard = Connector.Standard.TYPE2
     power_type = Connector.PowerType.AC_3_PHASE
     max_power_kw = Decimal("22")
-    tariff = factory.SubFactory(TariffFactory, operator=factory.SelfAttribute("..evse.location.operator"))
+    tariff = factory.SubFactory(
+        TariffFactory, operator=factory.SelfAttribute("..evse.location.operator")
+    )

@@ -32,7 +32,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import requests
 
 FAULTS = ("500", "429", "timeout", "lost", "lost_timeout", "hold")
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "server",
+    "date",
+}
 
 
 @dataclass
@@ -72,7 +80,9 @@ class FaultProxy:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="faultproxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="faultproxy", daemon=True
+        )
         self._thread.start()
 
     # --- rules ----------------------------------------------------------------------------------
@@ -111,8 +121,11 @@ class FaultProxy:
         """Requests that reached localstripe (and, by default, that it accepted)."""
         pattern = re.compile(path_regex)
         return sum(
-            1 for c in self.calls()
-            if c.forwarded and c.method == method.upper() and pattern.search(c.path)
+            1
+            for c in self.calls()
+            if c.forwarded
+            and c.method == method.upper()
+            and pattern.search(c.path)
             and (not ok_only or 200 <= c.status < 300)
         )
 
@@ -156,9 +169,14 @@ class FaultProxy:
                     proxy._record(Call(method, path, False, 0, fault))
                     time.sleep(proxy.client_timeout + 0.5)
                     return self._close()
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                upstream = requests.request(method, proxy.upstream + self.path, data=body, headers=headers,
-                                            timeout=30)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length")
+                }
+                upstream = requests.request(
+                    method, proxy.upstream + self.path, data=body, headers=headers, timeout=30
+                )
                 proxy._record(Call(method, path, True, upstream.status_code, fault))
                 if fault == "lost":
                     return self._error(500)
@@ -178,7 +196,9 @@ class FaultProxy:
 
             def _error(self, status: int):
                 kind = "rate_limit_error" if status == 429 else "api_error"
-                payload = json.dumps({"error": {"type": kind, "message": f"injected {status}"}}).encode()
+                payload = json.dumps(
+                    {"error": {"type": kind, "message": f"injected {status}"}}
+                ).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -198,13 +218,19 @@ class FaultProxy:
 
 
 @contextmanager
-def stripe_behind_proxy(settings, localstripe, *, timeout: float | None = None) -> Iterator[FaultProxy]:
+def stripe_behind_proxy(
+    settings, localstripe, *, timeout: float | None = None
+) -> Iterator[FaultProxy]:
     """Point the app (pytest-django `settings`) at a FaultProxy in front of `localstripe`.
 
     With `timeout`, the app gives up on Stripe after that many seconds and the proxy's silences last
     longer than that; without it, both keep their defaults.
     """
-    proxy = FaultProxy(localstripe.base) if timeout is None else FaultProxy(localstripe.base, client_timeout=timeout)
+    proxy = (
+        FaultProxy(localstripe.base)
+        if timeout is None
+        else FaultProxy(localstripe.base, client_timeout=timeout)
+    )
     settings.STRIPE_API_BASE = proxy.base
     if timeout is not None:
         settings.STRIPE_TIMEOUT_SECONDS = timeout

@@ -6,9 +6,12 @@ from pathlib import Path
 import pytest
 
 # The team's shared/ folder lies beside the checkout (in CI too); OCPI_EXAMPLES_DIR overrides it.
-EXAMPLES = Path(os.environ.get(
-    "OCPI_EXAMPLES_DIR", Path(__file__).resolve().parents[2] / "shared/ocpi-examples/v2.2.1-d2/examples"
-))
+EXAMPLES = Path(
+    os.environ.get(
+        "OCPI_EXAMPLES_DIR",
+        Path(__file__).resolve().parents[2] / "shared/ocpi-examples/v2.2.1-d2/examples",
+    )
+)
 
 
 def examples() -> Path:

@@ -37,7 +37,11 @@ class CpoPeer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}/ocpi/cpo"
-        self.versions = versions if versions is not None else [{"version": "2.2.1", "url": f"{self.base}/2.2.1"}]
+        self.versions = (
+            versions
+            if versions is not None
+            else [{"version": "2.2.1", "url": f"{self.base}/2.2.1"}]
+        )
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -59,21 +63,41 @@ class CpoPeer:
         url = next(e["url"] for e in details["endpoints"] if e["identifier"] == "credentials")
         token_b = secrets.token_hex(8)
         self.tokens.add(token_b)
-        answer = requests.post(url, json=self.credentials(token_b), headers={"Authorization": self.header(emsp_token_a)},
-                               timeout=10)
+        answer = requests.post(
+            url,
+            json=self.credentials(token_b),
+            headers={"Authorization": self.header(emsp_token_a)},
+            timeout=10,
+        )
         body = answer.json()
         if answer.ok and body["status_code"] == 1000:
             self.emsp_token = body["data"]["token"]
         return {"http": answer.status_code, **body}
 
     def credentials(self, token: str) -> dict:
-        return {"token": token, "url": self.versions_url, "roles": [{
-            "role": "CPO", "party_id": "EXA", "country_code": "NL",
-            "business_details": {"name": "Example Operator"}}]}
+        return {
+            "token": token,
+            "url": self.versions_url,
+            "roles": [
+                {
+                    "role": "CPO",
+                    "party_id": "EXA",
+                    "country_code": "NL",
+                    "business_details": {"name": "Example Operator"},
+                }
+            ],
+        }
 
     def _get(self, url: str):
-        answer = requests.get(url, headers={"Authorization": self.header(self.emsp_token),
-                                            "X-Request-ID": "cpo-1", "X-Correlation-ID": "cpo-1"}, timeout=10)
+        answer = requests.get(
+            url,
+            headers={
+                "Authorization": self.header(self.emsp_token),
+                "X-Request-ID": "cpo-1",
+                "X-Correlation-ID": "cpo-1",
+            },
+            timeout=10,
+        )
         answer.raise_for_status()
         body = answer.json()
         assert body["status_code"] == 1000, body
@@ -119,12 +143,37 @@ class CpoPeer:
                 if self.command == "GET" and path == "/versions":
                     return self._send(200, {"status_code": 1000, "data": peer.versions})
                 if self.command == "GET" and path == "/2.2.1":
-                    return self._send(200, {"status_code": 1000, "data": {"version": "2.2.1", "endpoints": [
-                        {"identifier": "credentials", "role": "RECEIVER", "url": f"{peer.base}/2.2.1/credentials"},
-                        {"identifier": "locations", "role": "SENDER", "url": f"{peer.base}/2.2.1/locations"},
-                        {"identifier": "commands", "role": "RECEIVER", "url": f"{peer.base}/2.2.1/commands"},
-                        {"identifier": "tariffs", "role": "SENDER", "url": f"{peer.base}/2.2.1/tariffs"},
-                    ]}})
+                    return self._send(
+                        200,
+                        {
+                            "status_code": 1000,
+                            "data": {
+                                "version": "2.2.1",
+                                "endpoints": [
+                                    {
+                                        "identifier": "credentials",
+                                        "role": "RECEIVER",
+                                        "url": f"{peer.base}/2.2.1/credentials",
+                                    },
+                                    {
+                                        "identifier": "locations",
+                                        "role": "SENDER",
+                                        "url": f"{peer.base}/2.2.1/locations",
+                                    },
+                                    {
+                                        "identifier": "commands",
+                                        "role": "RECEIVER",
+                                        "url": f"{peer.base}/2.2.1/commands",
+                                    },
+                                    {
+                                        "identifier": "tariffs",
+                                        "role": "SENDER",
+                                        "url": f"{peer.base}/2.2.1/tariffs",
+                                    },
+                                ],
+                            },
+                        },
+                    )
                 if self.command == "POST" and path.startswith("/2.2.1/commands/"):
                     peer.commands.append((path.rsplit("/", 1)[1], body))
                     return self._send(200, {"status_code": 1000, "data": peer.command_response})
@@ -138,7 +187,10 @@ class CpoPeer:
                     try:
                         peer.emsp_versions_seen = peer._get(body["url"])
                     except Exception as exc:  # noqa: BLE001 - reported to the eMSP as OCPI says
-                        return self._send(200, {"status_code": 3001, "status_message": f"cannot use your API: {exc}"})
+                        return self._send(
+                            200,
+                            {"status_code": 3001, "status_message": f"cannot use your API: {exc}"},
+                        )
                     token_c = secrets.token_hex(8)
                     peer.tokens = {token_c}  # Token A stops working
                     return self._send(200, {"status_code": 1000, "data": peer.credentials(token_c)})
@@ -149,13 +201,22 @@ class CpoPeer:
                 offset = int(query.get("offset", ["0"])[0])
                 limit = min(int(query.get("limit", [str(peer.page_limit)])[0]), peer.page_limit)
                 date_from = query.get("date_from", [""])[0]
-                items = [i for i in peer.lists[module] if not date_from or i["last_updated"] >= date_from]
+                items = [
+                    i for i in peer.lists[module] if not date_from or i["last_updated"] >= date_from
+                ]
                 headers = {"X-Total-Count": str(len(items)), "X-Limit": str(peer.page_limit)}
                 if offset + limit < len(items):
-                    next_query = urlencode({**{k: v[0] for k, v in query.items()}, "offset": offset + limit,
-                                            "limit": limit})
+                    next_query = urlencode(
+                        {
+                            **{k: v[0] for k, v in query.items()},
+                            "offset": offset + limit,
+                            "limit": limit,
+                        }
+                    )
                     headers["Link"] = f'<{peer.base}/2.2.1/{module}?{next_query}>; rel="next"'
-                return self._send(200, {"status_code": 1000, "data": items[offset:offset + limit]}, headers)
+                return self._send(
+                    200, {"status_code": 1000, "data": items[offset : offset + limit]}, headers
+                )
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 

@@ -22,7 +22,9 @@ def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | N
     deadline = time.monotonic() + timeout
     while True:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode} before {url} answered")
+            raise RuntimeError(
+                f"{process.args} exited with {process.returncode} before {url} answered"
+            )
         try:
             requests.get(url, timeout=2)
             return
@@ -40,34 +42,49 @@ class LocalStripe:
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "localstripe", "--port", str(self.port), "--from-scratch"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ},
         )
         wait_for_http(f"{self.base}/js.stripe.com/v3/", process=self.process)
 
     def intent(self, intent_id: str) -> dict:
-        response = requests.get(f"{self.base}/v1/payment_intents/{intent_id}",
-                                auth=("sk_test_localstripe", ""), timeout=10)
+        response = requests.get(
+            f"{self.base}/v1/payment_intents/{intent_id}",
+            auth=("sk_test_localstripe", ""),
+            timeout=10,
+        )
         response.raise_for_status()
         return response.json()
 
     def charge(self, charge_id: str) -> dict:
-        response = requests.get(f"{self.base}/v1/charges/{charge_id}", auth=("sk_test_localstripe", ""), timeout=10)
+        response = requests.get(
+            f"{self.base}/v1/charges/{charge_id}", auth=("sk_test_localstripe", ""), timeout=10
+        )
         response.raise_for_status()
         return response.json()
 
     def authenticate(self, intent_id: str, client_secret: str, success: bool = True) -> None:
         response = requests.post(
             f"{self.base}/v1/payment_intents/{intent_id}/_authenticate?success={'true' if success else 'false'}",
-            json={"key": "pk_test_localstripe", "client_secret": client_secret}, timeout=10,
+            json={"key": "pk_test_localstripe", "client_secret": client_secret},
+            timeout=10,
         )
         response.raise_for_status()
 
     def card_token(self, number: str) -> str:
         """What the browser's card element hands us: a card id from POST /v1/tokens with the public key."""
-        response = requests.post(f"{self.base}/v1/tokens", data={
-            "card[number]": number, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123",
-            "key": "pk_test_localstripe",
-        }, timeout=10)
+        response = requests.post(
+            f"{self.base}/v1/tokens",
+            data={
+                "card[number]": number,
+                "card[exp_month]": "12",
+                "card[exp_year]": "2034",
+                "card[cvc]": "123",
+                "key": "pk_test_localstripe",
+            },
+            timeout=10,
+        )
         response.raise_for_status()
         return response.json()["card"]["id"]
 
@@ -83,12 +100,25 @@ def signed(client, settings, event: dict, secret=None):
     """POST a webhook event signed the way Stripe signs it (t=..., v1=HMAC-SHA256)."""
     body = json.dumps(event)
     timestamp = int(time.time())
-    signature = hmac.new((secret or settings.STRIPE_WEBHOOK_SECRET).encode(), f"{timestamp}.{body}".encode(),
-                         hashlib.sha256).hexdigest()
-    return client.post("/webhooks/stripe/", body, content_type="application/json",
-                       HTTP_STRIPE_SIGNATURE=f"t={timestamp},v1={signature}")
+    signature = hmac.new(
+        (secret or settings.STRIPE_WEBHOOK_SECRET).encode(),
+        f"{timestamp}.{body}".encode(),
+        hashlib.sha256,
+    ).hexdigest()
+    return client.post(
+        "/webhooks/stripe/",
+        body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=f"t={timestamp},v1={signature}",
+    )
 
 
-def intent_event(event_id, intent_id, status="requires_capture", type="payment_intent.amount_capturable_updated"):
-    return {"id": event_id, "object": "event", "type": type,
-            "data": {"object": {"id": intent_id, "object": "payment_intent", "status": status}}}
+def intent_event(
+    event_id, intent_id, status="requires_capture", type="payment_intent.amount_capturable_updated"
+):
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": type,
+        "data": {"object": {"id": intent_id, "object": "payment_intent", "status": status}},
+    }

@@ -20,10 +20,13 @@ def _listening(port: int) -> bool:
 POSTGRES = _listening(5432)
 REDIS = _listening(6379)
 if CI and not (POSTGRES and REDIS):
-    raise RuntimeError("CI runs the tests against PostgreSQL and Redis on 127.0.0.1, and one is not up")
+    raise RuntimeError(
+        "CI runs the tests against PostgreSQL and Redis on 127.0.0.1, and one is not up"
+    )
 
 os.environ.setdefault(
-    "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/directpay" if POSTGRES else "sqlite:///var/test.sqlite3"
+    "DATABASE_URL",
+    "postgres://postgres@127.0.0.1:5432/directpay" if POSTGRES else "sqlite:///var/test.sqlite3",
 )
 # In-process tests run Celery tasks eagerly; the tests that matter run a real worker on Redis.
 os.environ["CELERY_BROKER_URL"] = "memory://"

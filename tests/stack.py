@@ -43,14 +43,24 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 ARTIFACTS = BASE_DIR / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 SIM_BEHAVIOURS = ("accept", "reject", "occupied", "timeout", "slow")
 # Worker process name -> (queue, threads; None = the stack's worker_concurrency), as in Procfile.dev.
-WORKERS = {"worker": ("money", None), "csms": ("csms", 2), "receipts": ("receipts", 1), "simulator": ("simulator", 1)}
+WORKERS = {
+    "worker": ("money", None),
+    "csms": ("csms", 2),
+    "receipts": ("receipts", 1),
+    "simulator": ("simulator", 1),
+}
 
 VISA = "4242424242424242"
 
@@ -74,7 +84,13 @@ def require_stack(*, browser: bool = False) -> None:
         pytest.skip(message)
 
 
-def poll(condition: Callable[[], object], *, timeout: float, interval: float = 0.25, what: str = "condition"):
+def poll(
+    condition: Callable[[], object],
+    *,
+    timeout: float,
+    interval: float = 0.25,
+    what: str = "condition",
+):
     """Call `condition` until it returns something truthy (and return that) or the deadline passes."""
     deadline = time.monotonic() + timeout
     while True:
@@ -82,17 +98,28 @@ def poll(condition: Callable[[], object], *, timeout: float, interval: float = 0
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last value: {value!r})")
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what} (last value: {value!r})"
+            )
         time.sleep(interval)
 
 
 class Stack:
     """Web (gunicorn), Celery worker and beat, localstripe, PostgreSQL and Redis: the product."""
 
-    def __init__(self, *, speedup: float = 60, tick_seconds: float = 1, start_timeout_seconds: int = 10,
-                 web: str = "gunicorn", stripe_proxy: bool = False, stripe_timeout_seconds: int = 20,
-                 worker_pool: str = "threads", worker_concurrency: int = 2,
-                 visibility_timeout_seconds: int | None = None):
+    def __init__(
+        self,
+        *,
+        speedup: float = 60,
+        tick_seconds: float = 1,
+        start_timeout_seconds: int = 10,
+        web: str = "gunicorn",
+        stripe_proxy: bool = False,
+        stripe_timeout_seconds: int = 20,
+        worker_pool: str = "threads",
+        worker_concurrency: int = 2,
+        visibility_timeout_seconds: int | None = None,
+    ):
         """`stripe_proxy`: the children reach localstripe through a FaultProxy (`stack.proxy`) run by
         the test process, so a test can inject Stripe faults and count the requests that got through;
         `stripe_timeout_seconds` is then the app's Stripe timeout and the proxy's "timeout" silence.
@@ -151,7 +178,9 @@ class Stack:
         self.localstripe = LocalStripe()
         stripe_api_base = self.localstripe.base
         if self.stripe_proxy:
-            self.proxy = FaultProxy(self.localstripe.base, client_timeout=self.stripe_timeout_seconds)
+            self.proxy = FaultProxy(
+                self.localstripe.base, client_timeout=self.stripe_timeout_seconds
+            )
             stripe_api_base = self.proxy.base
 
         venv_bin = str(Path(sys.executable).parent)
@@ -188,9 +217,23 @@ class Stack:
         self.manage("seed_demo")
 
         if self.web == "gunicorn":
-            web = [sys.executable, "-m", "gunicorn", "directpay.wsgi", "--bind", f"127.0.0.1:{self.port}",
-                   "--workers", "2", "--threads", "4", "--timeout", "60", "--access-logfile", "-",
-                   "--no-control-socket"]
+            web = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "directpay.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--timeout",
+                "60",
+                "--access-logfile",
+                "-",
+                "--no-control-socket",
+            ]
         else:
             web = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"]
         self._spawn("web", web)
@@ -198,8 +241,21 @@ class Stack:
         # One worker per queue, as the Procfile runs them; "worker" is the money worker.
         for name in WORKERS:
             self._spawn(name, self._worker_command(name))
-        self._spawn("beat", [sys.executable, "-m", "celery", "-A", "directpay", "beat",
-                             "-s", str(self.tmp / "beat-schedule"), "--loglevel", "info"])
+        self._spawn(
+            "beat",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "directpay",
+                "beat",
+                "-s",
+                str(self.tmp / "beat-schedule"),
+                "--loglevel",
+                "info",
+            ],
+        )
         for name in WORKERS:
             self._wait_for_log(name, " ready.", timeout=60)
         self._wait_for_log("beat", "beat: Starting", timeout=60)
@@ -221,7 +277,11 @@ class Stack:
         self._log_files.clear()
         if self._db_created:
             with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.db_name)))
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(self.db_name)
+                    )
+                )
             self._db_created = False
         if self.redis_db is not None:
             try:
@@ -240,13 +300,23 @@ class Stack:
 
     def manage(self, *args: str, timeout: float = 120) -> str:
         """Run a management command against the stack (its database, broker, localstripe)."""
-        result = subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env,
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=BASE_DIR,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         with open(self.log_dir / "manage.log", "a") as log:
-            log.write(f"$ manage.py {' '.join(args)} -> {result.returncode}\n{result.stdout}{result.stderr}\n")
+            log.write(
+                f"$ manage.py {' '.join(args)} -> {result.returncode}\n{result.stdout}{result.stderr}\n"
+            )
         if result.returncode != 0:
-            raise RuntimeError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n"
-                               f"{result.stdout}\n{result.stderr}")
+            raise RuntimeError(
+                f"manage.py {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
         return result.stdout
 
     def checkout_url(self, evse_id: str) -> str:
@@ -290,14 +360,20 @@ class Stack:
     def set_sim_behaviour(self, evse_id: str, behaviour: str) -> None:
         """How the simulated charger answers a start: accept, reject, occupied, timeout or slow."""
         assert behaviour in SIM_BEHAVIOURS, behaviour
-        rows = self.query("UPDATE stations_evse SET sim_behaviour = %s WHERE evse_id = %s RETURNING id",
-                          (behaviour, evse_id))
+        rows = self.query(
+            "UPDATE stations_evse SET sim_behaviour = %s WHERE evse_id = %s RETURNING id",
+            (behaviour, evse_id),
+        )
         assert len(rows) == 1, f"no EVSE {evse_id}"
 
     def payment_intents(self) -> list[dict]:
         """Every PaymentIntent localstripe knows (for checks that no hold exists)."""
-        response = requests.get(f"{self.localstripe.base}/v1/payment_intents", params={"limit": 100},
-                                auth=("sk_test_localstripe", ""), timeout=10)
+        response = requests.get(
+            f"{self.localstripe.base}/v1/payment_intents",
+            params={"limit": 100},
+            auth=("sk_test_localstripe", ""),
+            timeout=10,
+        )
         response.raise_for_status()
         return response.json()["data"]
 
@@ -310,7 +386,9 @@ class Stack:
         parts = []
         for path in sorted(self.log_dir.glob("*.log")) if self.log_dir.exists() else []:
             text = path.read_text(errors="replace").splitlines()
-            parts.append(f"===== {path.name} (last {min(lines, len(text))} of {len(text)} lines) =====")
+            parts.append(
+                f"===== {path.name} (last {min(lines, len(text))} of {len(text)} lines) ====="
+            )
             parts.extend(text[-lines:])
         for name, process in self.processes.items():
             if process.poll() is not None:
@@ -360,15 +438,35 @@ class Stack:
 
     def _worker_command(self, name: str) -> list[str]:
         queue, concurrency = WORKERS[name]
-        return [sys.executable, "-m", "celery", "-A", "directpay", "worker",
-                "--queues", queue, "--concurrency", str(concurrency or self.worker_concurrency),
-                "--pool", self.worker_pool, "--loglevel", "info", "--hostname", f"{queue}-{self.db_name}@%h"]
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "directpay",
+            "worker",
+            "--queues",
+            queue,
+            "--concurrency",
+            str(concurrency or self.worker_concurrency),
+            "--pool",
+            self.worker_pool,
+            "--loglevel",
+            "info",
+            "--hostname",
+            f"{queue}-{self.db_name}@%h",
+        ]
 
     def _spawn(self, name: str, args: list[str], *, append: bool = False) -> None:
         log = open(self.log_dir / f"{name}.log", "a" if append else "w")
         self._log_files.append(log)
         self.processes[name] = subprocess.Popen(
-            args, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            args,
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stop() reaches gunicorn's and celery's children
         )
 
@@ -458,11 +556,18 @@ class Driver:
         self.status_url = None
 
     def pay(self, card=VISA, hold=None, email="", payment_method=None):
-        response = self.http.post(self.checkout_url + "/pay", data={
-            "csrfmiddlewaretoken": self.csrf, "connector": self.connector,
-            "hold_amount": str(hold or self.holds[0]), "email": email,
-            "payment_method": payment_method or self.stack.localstripe.card_token(card),
-        }, headers={"X-CSRFToken": self.csrf}, timeout=60)
+        response = self.http.post(
+            self.checkout_url + "/pay",
+            data={
+                "csrfmiddlewaretoken": self.csrf,
+                "connector": self.connector,
+                "hold_amount": str(hold or self.holds[0]),
+                "email": email,
+                "payment_method": payment_method or self.stack.localstripe.card_token(card),
+            },
+            headers={"X-CSRFToken": self.csrf},
+            timeout=60,
+        )
         answer = response.json()
         if answer.get("ok"):
             self.status_url = self.stack.url(answer["status_url"])
@@ -481,6 +586,11 @@ class Driver:
         return poll(check, timeout=timeout, interval=0.5, what=what)
 
     def stop(self):
-        response = self.http.post(self.status_url + "stop", data={"csrfmiddlewaretoken": self.csrf},
-                                  headers={"X-CSRFToken": self.csrf}, allow_redirects=False, timeout=10)
+        response = self.http.post(
+            self.status_url + "stop",
+            data={"csrfmiddlewaretoken": self.csrf},
+            headers={"X-CSRFToken": self.csrf},
+            allow_redirects=False,
+            timeout=10,
+        )
         assert response.status_code == 302, response.status_code

@@ -48,8 +48,14 @@ class TaskQueue:
     def names(self) -> list[str]:
         return [q.name for q in self.pending]
 
-    def run(self, *, rng: random.Random | None = None, duplicate_rate: float = 0.0, skip: tuple[str, ...] = (),
-            max_steps: int = 100_000) -> int:
+    def run(
+        self,
+        *,
+        rng: random.Random | None = None,
+        duplicate_rate: float = 0.0,
+        skip: tuple[str, ...] = (),
+        max_steps: int = 100_000,
+    ) -> int:
         """Run until the queue is empty (tasks named in `skip` are dropped, like an expired message)."""
         steps = 0
         while self.pending:
@@ -66,7 +72,9 @@ class TaskQueue:
         return steps
 
     def _deliver(self, item: Queued) -> None:
-        result = item.task.apply(args=item.args, kwargs=item.kwargs, retries=item.retries, throw=False)
+        result = item.task.apply(
+            args=item.args, kwargs=item.kwargs, retries=item.retries, throw=False
+        )
         self.ran.append(item)
         if result.state == "FAILURE" and isinstance(result.result, Requeue):
             self.retried += 1

@@ -14,7 +14,6 @@ from stations.models import SimulatedSession
 from tests.factories import ConnectorFactory
 
 
-
 @pytest.fixture
 def finished(connector, pay, tick, django_capture_on_commit_callbacks):
     """A session charged for half an hour (11 kWh = 6.66 EUR), stopped and captured."""
@@ -37,9 +36,11 @@ def finished(connector, pay, tick, django_capture_on_commit_callbacks):
 def staff_client(client, db):
     """Staff who may look at sessions (and clear flags) but not refund: what Operations will be."""
     user = User.objects.create_user("operator", password="pw-for-test-only", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(
-        content_type__app_label="checkout", codename__in=["view_chargingsession", "view_refund"]
-    ))
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="checkout", codename__in=["view_chargingsession", "view_refund"]
+        )
+    )
     client.force_login(user)
     return client
 
@@ -53,8 +54,12 @@ def change_url(session):
 
 
 def stripe_refunds(stripe, intent_id):
-    response = requests.get(f"{stripe.base}/v1/refunds", params={"payment_intent": intent_id},
-                            auth=("sk_test_localstripe", ""), timeout=10)
+    response = requests.get(
+        f"{stripe.base}/v1/refunds",
+        params={"payment_intent": intent_id},
+        auth=("sk_test_localstripe", ""),
+        timeout=10,
+    )
     response.raise_for_status()
     return response.json()["data"]
 
@@ -65,17 +70,24 @@ def open_refund_page(client, session):
     return response
 
 
-def test_partial_refund_from_the_refund_page(admin_client, finished, stripe, django_capture_on_commit_callbacks):
+def test_partial_refund_from_the_refund_page(
+    admin_client, finished, stripe, django_capture_on_commit_callbacks
+):
     page = open_refund_page(admin_client, finished)
     form = page.context["form"]
     assert form["amount"].value() == "6.66"  # what is still refundable
     assert "Request refund" in page.content.decode()
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(refund_url(finished), {
-            "amount": "3.50", "reason": Refund.Reason.SERVICE_ISSUE, "note": "charger stopped early",
-            "seen": form["seen"].value(),
-        })
+        response = admin_client.post(
+            refund_url(finished),
+            {
+                "amount": "3.50",
+                "reason": Refund.Reason.SERVICE_ISSUE,
+                "note": "charger stopped early",
+                "seen": form["seen"].value(),
+            },
+        )
     assert response.status_code == 302 and response["Location"] == change_url(finished)
 
     refund = Refund.objects.get()
@@ -103,23 +115,37 @@ def test_partial_refund_from_the_refund_page(admin_client, finished, stripe, dja
     page = open_refund_page(admin_client, finished)
     assert page.context["form"]["amount"].value() == "3.16"
     with django_capture_on_commit_callbacks(execute=True):
-        admin_client.post(refund_url(finished), {
-            "amount": "3.16", "reason": Refund.Reason.REQUESTED_BY_CUSTOMER,
-            "seen": page.context["form"]["seen"].value(),
-        })
+        admin_client.post(
+            refund_url(finished),
+            {
+                "amount": "3.16",
+                "reason": Refund.Reason.REQUESTED_BY_CUSTOMER,
+                "seen": page.context["form"]["seen"].value(),
+            },
+        )
     payment.refresh_from_db()
     assert payment.status == P.REFUNDED and payment.amount_refunded == 666
     assert refund_url(finished) not in admin_client.get(change_url(finished)).content.decode()
 
 
-def test_refund_above_what_is_refundable_is_refused(admin_client, finished, django_capture_on_commit_callbacks):
+def test_refund_above_what_is_refundable_is_refused(
+    admin_client, finished, django_capture_on_commit_callbacks
+):
     seen = open_refund_page(admin_client, finished).context["form"]["seen"].value()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        response = admin_client.post(refund_url(finished), {
-            "amount": "6.67", "reason": Refund.Reason.REQUESTED_BY_CUSTOMER, "seen": seen,
-        })
+        response = admin_client.post(
+            refund_url(finished),
+            {
+                "amount": "6.67",
+                "reason": Refund.Reason.REQUESTED_BY_CUSTOMER,
+                "seen": seen,
+            },
+        )
     assert response.status_code == 200
-    assert "A refund must be between 0.01 and 6.66 EUR. Nothing was refunded." in response.content.decode()
+    assert (
+        "A refund must be between 0.01 and 6.66 EUR. Nothing was refunded."
+        in response.content.decode()
+    )
     assert not callbacks
     assert not Refund.objects.exists()
     assert not finished.events.filter(kind="refund_requested").exists()
@@ -130,15 +156,22 @@ def test_refund_above_what_is_refundable_is_refused(admin_client, finished, djan
 @pytest.mark.parametrize("amount", ["1.005", "0", "-1", "abc", ""])
 def test_refund_amount_must_be_cents(admin_client, finished, amount):
     seen = open_refund_page(admin_client, finished).context["form"]["seen"].value()
-    response = admin_client.post(refund_url(finished), {
-        "amount": amount, "reason": Refund.Reason.REQUESTED_BY_CUSTOMER, "seen": seen,
-    })
+    response = admin_client.post(
+        refund_url(finished),
+        {
+            "amount": amount,
+            "reason": Refund.Reason.REQUESTED_BY_CUSTOMER,
+            "seen": seen,
+        },
+    )
     assert response.status_code == 200
     assert response.context["form"].errors["amount"]
     assert not Refund.objects.exists()
 
 
-def test_a_second_submit_of_the_same_page_refunds_once(admin_client, finished, django_capture_on_commit_callbacks):
+def test_a_second_submit_of_the_same_page_refunds_once(
+    admin_client, finished, django_capture_on_commit_callbacks
+):
     seen = open_refund_page(admin_client, finished).context["form"]["seen"].value()
     data = {"amount": "2.00", "reason": Refund.Reason.DUPLICATE, "seen": seen}
     with django_capture_on_commit_callbacks(execute=True):
@@ -154,7 +187,9 @@ def test_a_second_submit_of_the_same_page_refunds_once(admin_client, finished, d
 
 def test_staff_without_refund_permission_get_403(staff_client, finished):
     assert staff_client.get(refund_url(finished)).status_code == 403
-    response = staff_client.post(refund_url(finished), {"amount": "1.00", "reason": "duplicate", "seen": "none"})
+    response = staff_client.post(
+        refund_url(finished), {"amount": "1.00", "reason": "duplicate", "seen": "none"}
+    )
     assert response.status_code == 403
     assert not Refund.objects.exists()
     page = staff_client.get(change_url(finished))
@@ -177,9 +212,15 @@ def test_no_refund_before_capture(admin_client, connector, pay):
 
 
 def test_attention_filter_and_mark_as_dealt_with(admin_client, stripe):
-    flagged = services.session_create(evse=(c := ConnectorFactory()).evse, connector=c, hold_amount=2000)
-    calm = services.session_create(evse=(c := ConnectorFactory()).evse, connector=c, hold_amount=2000)
-    ChargingSession.objects.filter(pk=flagged.pk).update(attention="final cost 36.30 is above the hold")
+    flagged = services.session_create(
+        evse=(c := ConnectorFactory()).evse, connector=c, hold_amount=2000
+    )
+    calm = services.session_create(
+        evse=(c := ConnectorFactory()).evse, connector=c, hold_amount=2000
+    )
+    ChargingSession.objects.filter(pk=flagged.pk).update(
+        attention="final cost 36.30 is above the hold"
+    )
     changelist = reverse("admin:checkout_chargingsession_changelist")
 
     html = admin_client.get(changelist, {"needs_attention": "yes"}).content.decode()
@@ -189,16 +230,25 @@ def test_attention_filter_and_mark_as_dealt_with(admin_client, stripe):
     html = admin_client.get(change_url(flagged)).content.decode()
     assert "final cost 36.30 is above the hold" in html
 
-    response = admin_client.post(changelist, {
-        "action": "mark_dealt_with", "_selected_action": [flagged.pk, calm.pk], "index": 0,
-    }, follow=True)
+    response = admin_client.post(
+        changelist,
+        {
+            "action": "mark_dealt_with",
+            "_selected_action": [flagged.pk, calm.pk],
+            "index": 0,
+        },
+        follow=True,
+    )
     assert "1 session(s) marked as dealt with." in response.content.decode()
     flagged.refresh_from_db()
     assert flagged.attention == ""
     cleared = PaymentEvent.objects.get(kind="attention_cleared")
     assert cleared.session_id == flagged.pk and cleared.actor == "staff:admin"
     assert cleared.message == "final cost 36.30 is above the hold"
-    assert change_url(flagged) not in admin_client.get(changelist, {"needs_attention": "yes"}).content.decode()
+    assert (
+        change_url(flagged)
+        not in admin_client.get(changelist, {"needs_attention": "yes"}).content.decode()
+    )
 
 
 def test_marking_as_dealt_with_needs_the_change_permission(staff_client, stripe):
@@ -207,43 +257,69 @@ def test_marking_as_dealt_with_needs_the_change_permission(staff_client, stripe)
     ChargingSession.objects.filter(pk=session.pk).update(attention="look at me")
     changelist = reverse("admin:checkout_chargingsession_changelist")
     assert "mark_dealt_with" not in staff_client.get(changelist).content.decode()
-    staff_client.post(changelist, {"action": "mark_dealt_with", "_selected_action": [session.pk], "index": 0})
+    staff_client.post(
+        changelist, {"action": "mark_dealt_with", "_selected_action": [session.pk], "index": 0}
+    )
     session.refresh_from_db()
     assert session.attention == "look at me"
     assert not PaymentEvent.objects.filter(kind="attention_cleared").exists()
 
 
 def test_session_page_shows_disputes_and_shortfall(admin_client, finished):
-    Dispute.objects.create(payment=finished.payment, stripe_dispute_id="dp_test_1", amount=666,
-                           reason="fraudulent", status="needs_response")
+    Dispute.objects.create(
+        payment=finished.payment,
+        stripe_dispute_id="dp_test_1",
+        amount=666,
+        reason="fraudulent",
+        status="needs_response",
+    )
     finished.payment.__class__.objects.filter(pk=finished.payment.pk).update(shortfall=1630)
     page = admin_client.get(change_url(finished))
     assert page.status_code == 200
     html = page.content.decode()
     assert "dp_test_1" in html and "needs_response" in html and "6.66 EUR" in html
-    listing = admin_client.get(reverse("admin:checkout_chargingsession_changelist")).content.decode()
+    listing = admin_client.get(
+        reverse("admin:checkout_chargingsession_changelist")
+    ).content.decode()
     assert "16.30 EUR" in listing
 
 
 def test_refund_dispute_and_event_lists(admin_client, finished, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         with services.acting_as("staff:admin"):
-            refunds.payment_refund(payment_id=finished.payment.pk, amount=100, reason="duplicate",
-                                    requested_by="admin")
-    Dispute.objects.create(payment=finished.payment, stripe_dispute_id="dp_test_2", amount=666, status="lost")
-    StripeEvent.objects.create(event_id="evt_orphan", type="charge.refunded", payload={},
-                               outcome="no payment for pi_unknown: stored for staff")
-    StripeEvent.objects.create(event_id="evt_matched", type="payment_intent.succeeded", payload={},
-                               outcome="payment 1: nothing to do")
+            refunds.payment_refund(
+                payment_id=finished.payment.pk, amount=100, reason="duplicate", requested_by="admin"
+            )
+    Dispute.objects.create(
+        payment=finished.payment, stripe_dispute_id="dp_test_2", amount=666, status="lost"
+    )
+    StripeEvent.objects.create(
+        event_id="evt_orphan",
+        type="charge.refunded",
+        payload={},
+        outcome="no payment for pi_unknown: stored for staff",
+    )
+    StripeEvent.objects.create(
+        event_id="evt_matched",
+        type="payment_intent.succeeded",
+        payload={},
+        outcome="payment 1: nothing to do",
+    )
 
-    refund_list = admin_client.get(reverse("admin:checkout_refund_changelist"),
-                                  {"status": "succeeded", "reason": "duplicate"})
+    refund_list = admin_client.get(
+        reverse("admin:checkout_refund_changelist"), {"status": "succeeded", "reason": "duplicate"}
+    )
     assert refund_list.status_code == 200 and "1.00 EUR" in refund_list.content.decode()
     assert Refund.objects.get().stripe_refund_id in refund_list.content.decode()
     disputes = admin_client.get(reverse("admin:checkout_dispute_changelist"), {"status": "lost"})
     assert disputes.status_code == 200 and "dp_test_2" in disputes.content.decode()
-    events = admin_client.get(reverse("admin:checkout_stripeevent_changelist"), {"match": "unmatched"})
+    events = admin_client.get(
+        reverse("admin:checkout_stripeevent_changelist"), {"match": "unmatched"}
+    )
     html = events.content.decode()
     assert "evt_orphan" in html and "evt_matched" not in html
     refund = Refund.objects.get()
-    assert admin_client.get(reverse("admin:checkout_refund_change", args=[refund.pk])).status_code == 200
+    assert (
+        admin_client.get(reverse("admin:checkout_refund_change", args=[refund.pk])).status_code
+        == 200
+    )

@@ -16,7 +16,15 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 from pypdf import PdfReader
 
-from tests.stack import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, EXTRA_LOGS, poll, require_stack, stack_fixture_body
+from tests.stack import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    EXTRA_LOGS,
+    poll,
+    require_stack,
+    stack_fixture_body,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
@@ -40,7 +48,9 @@ def stack(request):
 @pytest.fixture(scope="module")
 def browser(stack):
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         yield browser
         browser.close()
 
@@ -49,15 +59,22 @@ def browser(stack):
 def page(browser, request):
     """A phone: small viewport, touch, mobile user agent behaviour."""
     context = browser.new_context(
-        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True,
-        locale="en-GB", accept_downloads=True,
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="en-GB",
+        accept_downloads=True,
     )
     context.set_default_timeout(15_000)
     page = context.new_page()
     console: list[str] = []
     page.on("console", lambda message: console.append(f"[{message.type}] {message.text}"))
     page.on("pageerror", lambda error: console.append(f"[pageerror] {error}"))
-    page.on("framenavigated", lambda frame: frame == page.main_frame and console.append(f"[navigated] {frame.url}"))
+    page.on(
+        "framenavigated",
+        lambda frame: frame == page.main_frame and console.append(f"[navigated] {frame.url}"),
+    )
     request.node.stash[EXTRA_LOGS] = {"browser console": console}
     yield page
     context.close()
@@ -71,7 +88,11 @@ def artifacts():
 
 def figure(page, name):
     """The value of one of the status page's figures (Energy, Cost so far, Charged, Released...)."""
-    return page.locator(".figures > div").filter(has=page.locator("dt", has_text=re.compile(f"^{name}$"))).locator("dd")
+    return (
+        page.locator(".figures > div")
+        .filter(has=page.locator("dt", has_text=re.compile(f"^{name}$")))
+        .locator("dd")
+    )
 
 
 def open_checkout(page, stack, evse_id):
@@ -116,7 +137,9 @@ def test_pay_charge_stop_and_download_the_receipt(stack, page):
     expect(page.locator(".evse-id")).to_have_text(AC)
     expect(page.get_by_text("Central Station Garage")).to_be_visible()
     # 0.45 EUR/kWh + 21% VAT = 0.5445, shown with 2 or more decimals.
-    expect(page.get_by_role("row", name=re.compile("per kWh"))).to_contain_text(re.compile(r"0\.54(45)? EUR"))
+    expect(page.get_by_role("row", name=re.compile("per kWh"))).to_contain_text(
+        re.compile(r"0\.54(45)? EUR")
+    )
     expect(page.get_by_role("radio")).to_have_count(3)
     for amount in ("20.00 EUR", "35.00 EUR", "50.00 EUR"):
         expect(page.get_by_label(amount)).to_be_visible()
@@ -137,12 +160,18 @@ def test_pay_charge_stop_and_download_the_receipt(stack, page):
     assert session["payment_status"] == "authorized" and session["amount_held"] == 2000
     assert session["card_last4"] == "4242"
     intent = stack.localstripe.intent(session["stripe_payment_intent_id"])
-    assert (intent["status"], intent["amount"], intent["capture_method"]) == ("requires_capture", 2000, "manual")
+    assert (intent["status"], intent["amount"], intent["capture_method"]) == (
+        "requires_capture",
+        2000,
+        "manual",
+    )
 
     # Let it charge: the page's figures move (the simulator delivers 22 kW, 60x faster than the clock).
     expect(page.locator("#kwh")).not_to_have_text("0.00", timeout=SLOW)
     # ...until about a kWh has been delivered (22 kW at 60x: some 3 seconds).
-    page.wait_for_function("parseFloat(document.getElementById('kwh').textContent) >= 1", timeout=SLOW)
+    page.wait_for_function(
+        "parseFloat(document.getElementById('kwh').textContent) >= 1", timeout=SLOW
+    )
     expect(page.locator("#cost")).not_to_have_text("0.00", timeout=SLOW)
     page.screenshot(path=str(ARTIFACTS / "browser-2-charging.png"), full_page=True)
 
@@ -151,7 +180,11 @@ def test_pay_charge_stop_and_download_the_receipt(stack, page):
 
     session = stack.latest_session(AC)
     assert session["status"] == "finished" and session["payment_status"] == "captured"
-    number, total, held = session["receipt_number"], session["receipt_total"], session["amount_held"]
+    number, total, held = (
+        session["receipt_number"],
+        session["receipt_total"],
+        session["amount_held"],
+    )
     assert re.fullmatch(r"DPY-\d{4}-\d{6}", number), number
     assert 0 < total == session["amount_captured"] <= held
     # The total charged is the final cost the session was priced at.
@@ -183,14 +216,22 @@ def test_pay_charge_stop_and_download_the_receipt(stack, page):
     assert net == total <= held
 
     # localstripe's webhook for the capture reached the web app and a worker processed it.
-    poll(lambda: stack.query(
-        "SELECT 1 FROM checkout_stripeevent WHERE type = 'payment_intent.succeeded' AND processed_at IS NOT NULL"
-        " AND payload->'data'->'object'->>'id' = %s", (intent["id"],)), timeout=30,
-        what="the payment_intent.succeeded webhook to be processed")
+    poll(
+        lambda: stack.query(
+            "SELECT 1 FROM checkout_stripeevent WHERE type = 'payment_intent.succeeded' AND processed_at IS NOT NULL"
+            " AND payload->'data'->'object'->>'id' = %s",
+            (intent["id"],),
+        ),
+        timeout=30,
+        what="the payment_intent.succeeded webhook to be processed",
+    )
 
     # The receipt was e-mailed (receipts queue, Django's file e-mail backend).
-    mail = poll(lambda: next((m for m in stack.mails() if number in m), None), timeout=30,
-                what=f"an e-mail with receipt {number}")
+    mail = poll(
+        lambda: next((m for m in stack.mails() if number in m), None),
+        timeout=30,
+        what=f"an e-mail with receipt {number}",
+    )
     assert "To: driver@example.com" in mail
     assert f'filename="{number}.pdf"' in mail
 
@@ -204,9 +245,9 @@ def test_rejected_start_releases_the_hold(stack, page):
         pay_button.click()
         page.wait_for_url(re.compile(r"/s/[0-9a-f-]{36}/$"))
         expect(page.get_by_role("status")).to_have_text("Not started", timeout=SLOW)
-        expect(page.get_by_text(re.compile(r"nothing charged, your hold of 35\.00 EUR was released"))).to_be_visible(
-            timeout=SLOW
-        )
+        expect(
+            page.get_by_text(re.compile(r"nothing charged, your hold of 35\.00 EUR was released"))
+        ).to_be_visible(timeout=SLOW)
         expect(page.get_by_text("The charger refused to start.")).to_be_visible()
         expect(page.get_by_role("button", name="Stop charging")).to_have_count(0)
         page.screenshot(path=str(ARTIFACTS / "browser-4-not-started.png"), full_page=True)
@@ -239,12 +280,18 @@ def test_three_d_secure(stack, page):
     expect(page.get_by_role("status")).to_have_text("Charging", timeout=SLOW)
     session = stack.latest_session(AC)
     assert session["payment_status"] == "authorized" and session["card_last4"] == "3155"
-    assert stack.localstripe.intent(session["stripe_payment_intent_id"])["status"] == "requires_capture"
+    assert (
+        stack.localstripe.intent(session["stripe_payment_intent_id"])["status"]
+        == "requires_capture"
+    )
 
     # Stop, so that the EVSE is free for the next test, and see the money settle.
     stop_and_wait_for_receipt(page)
     session = stack.latest_session(AC)
-    assert session["payment_status"] == "captured" and 0 < session["receipt_total"] <= session["amount_held"]
+    assert (
+        session["payment_status"] == "captured"
+        and 0 < session["receipt_total"] <= session["amount_held"]
+    )
 
 
 def test_declined_card_holds_nothing(stack, page):
@@ -267,7 +314,11 @@ def test_declined_card_holds_nothing(stack, page):
     assert before is None or session["session_id"] != before["session_id"]
     assert (session["status"], session["payment_status"]) == ("failed", "failed")
     # The declined attempt is known to us (its webhooks find the payment), and nothing is held on it.
-    attempts = [pi for pi in stack.payment_intents() if pi["metadata"].get("session") == str(session["public_id"])]
+    attempts = [
+        pi
+        for pi in stack.payment_intents()
+        if pi["metadata"].get("session") == str(session["public_id"])
+    ]
     assert [(pi["id"], pi["status"]) for pi in attempts] == [
         (session["stripe_payment_intent_id"], "requires_payment_method")
     ]
@@ -289,12 +340,18 @@ def test_altered_code_is_not_valid(stack, page):
 @pytest.mark.parametrize("evse_id", [AC, DC])
 def test_checkout_fits_a_360_px_phone(stack, browser, evse_id):
     """DESIGN.md §11: every driver-facing page works at 360 px wide: nothing scrolls sideways."""
-    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True
+    )
     try:
         page = context.new_page()
         assert page.goto(stack.checkout_url(evse_id)).status == 200
-        expect(page.get_by_role("button", name=PAY)).to_be_enabled(timeout=SLOW)  # the card form is mounted
-        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        expect(page.get_by_role("button", name=PAY)).to_be_enabled(
+            timeout=SLOW
+        )  # the card form is mounted
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
         assert overflow <= 0, f"the page is {overflow}px wider than the screen"
         expect(page.get_by_text(evse_id, exact=True)).to_be_in_viewport()
     finally:

@@ -53,23 +53,32 @@ def proxy(settings, localstripe):
 
 
 def intents_for(localstripe, evse_id):
-    data = requests.get(f"{localstripe.base}/v1/payment_intents", params={"limit": 100},
-                        auth=("sk_test_localstripe", ""), timeout=10).json()["data"]
+    data = requests.get(
+        f"{localstripe.base}/v1/payment_intents",
+        params={"limit": 100},
+        auth=("sk_test_localstripe", ""),
+        timeout=10,
+    ).json()["data"]
     return [pi for pi in data if pi["metadata"].get("evse_id") == evse_id]
 
 
 def checkout(connector, card, attempt=None):
     def call():
-        session = services.session_create(evse=connector.evse, connector=connector, hold_amount=2000,
-                                          attempt=attempt)
+        session = services.session_create(
+            evse=connector.evse, connector=connector, hold_amount=2000, attempt=attempt
+        )
         return services.payment_authorize(session_id=session.pk, payment_method_id=card)
+
     return call
 
 
 def test_two_drivers_paying_for_one_evse_at_once(localstripe, proxy, monkeypatch):
     TaskQueue(monkeypatch)  # the start is not the point here
     connector = ConnectorFactory()
-    results = race(checkout(connector, localstripe.card_token(VISA)), checkout(connector, localstripe.card_token(VISA)))
+    results = race(
+        checkout(connector, localstripe.card_token(VISA)),
+        checkout(connector, localstripe.card_token(VISA)),
+    )
     won = [r for r in results if isinstance(r, Payment)]
     lost = [r for r in results if isinstance(r, services.CheckoutError)]
     assert len(won) == 1 and len(lost) == 1, results
@@ -83,7 +92,10 @@ def test_a_double_tapped_pay_opens_one_session_and_one_intent(localstripe, proxy
     TaskQueue(monkeypatch)
     connector = ConnectorFactory()
     card = localstripe.card_token(VISA)
-    results = race(checkout(connector, card, attempt="tap-1234abcd"), checkout(connector, card, attempt="tap-1234abcd"))
+    results = race(
+        checkout(connector, card, attempt="tap-1234abcd"),
+        checkout(connector, card, attempt="tap-1234abcd"),
+    )
     assert all(isinstance(r, Payment) for r in results), results
     assert results[0].pk == results[1].pk
     assert len(intents_for(localstripe, connector.evse.evse_id)) == 1
@@ -93,8 +105,10 @@ def test_a_double_tapped_pay_opens_one_session_and_one_intent(localstripe, proxy
 def hold_first_answer(proxy, path, seconds=1.0):
     """The first matching write reaches Stripe at once, but its answer comes `seconds` later."""
     proxy.fail("POST", path, "hold")
-    threading.Thread(target=lambda: (proxy.wait_held(), threading.Event().wait(seconds), proxy.release()),
-                     daemon=True).start()
+    threading.Thread(
+        target=lambda: (proxy.wait_held(), threading.Event().wait(seconds), proxy.release()),
+        daemon=True,
+    ).start()
 
 
 def finished_session(localstripe, monkeypatch):
@@ -119,9 +133,13 @@ def finished_session(localstripe, monkeypatch):
 def test_two_workers_capturing_at_once_capture_once(localstripe, proxy, monkeypatch):
     session, _ = finished_session(localstripe, monkeypatch)
     payment_id = session.payment.pk
-    hold_first_answer(proxy, r"/capture$")  # the first capture is slow: the second arrives meanwhile
-    results = race(lambda: services.payment_capture(payment_id=payment_id),
-                   lambda: services.payment_capture(payment_id=payment_id))
+    hold_first_answer(
+        proxy, r"/capture$"
+    )  # the first capture is slow: the second arrives meanwhile
+    results = race(
+        lambda: services.payment_capture(payment_id=payment_id),
+        lambda: services.payment_capture(payment_id=payment_id),
+    )
     assert results == [None, None]
     payment = Payment.objects.get(pk=payment_id)
     assert payment.status == P.CAPTURED and payment.amount_captured == 666
@@ -134,8 +152,9 @@ def test_two_refunds_at_once_never_exceed_the_capture(localstripe, proxy, monkey
     services.payment_capture(payment_id=payment_id)
 
     def refund(amount, who):
-        return lambda: refunds.payment_refund(payment_id=payment_id, amount=amount, reason="duplicate",
-                                               requested_by=who)
+        return lambda: refunds.payment_refund(
+            payment_id=payment_id, amount=amount, reason="duplicate", requested_by=who
+        )
 
     hold_first_answer(proxy, r"^/v1/refunds$")
     results = race(refund(400, "ann"), refund(400, "bob"))  # each fits in 6.66; both do not

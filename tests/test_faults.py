@@ -52,9 +52,14 @@ def connector(proxy):
 
 
 def pay(client, localstripe, connector, *, card=VISA, hold=2000):
-    response = client.post(reverse("checkout:pay", args=[qr.code_for(connector.evse)]), {
-        "connector": connector.pk, "hold_amount": hold, "payment_method": localstripe.card_token(card),
-    })
+    response = client.post(
+        reverse("checkout:pay", args=[qr.code_for(connector.evse)]),
+        {
+            "connector": connector.pk,
+            "hold_amount": hold,
+            "payment_method": localstripe.card_token(card),
+        },
+    )
     return response, ChargingSession.objects.filter(evse=connector.evse).order_by("-pk").first()
 
 
@@ -76,14 +81,24 @@ def intents_holding(localstripe, session) -> list[dict]:
     """Intents at Stripe that hold money for this session (requires_capture), whether we know them or not."""
     import requests
 
-    data = requests.get(f"{localstripe.base}/v1/payment_intents", params={"limit": 100},
-                        auth=("sk_test_localstripe", ""), timeout=10).json()["data"]
-    return [pi for pi in data if pi["metadata"].get("session") == str(session.public_id)
-            and pi["status"] == "requires_capture"]
+    data = requests.get(
+        f"{localstripe.base}/v1/payment_intents",
+        params={"limit": 100},
+        auth=("sk_test_localstripe", ""),
+        timeout=10,
+    ).json()["data"]
+    return [
+        pi
+        for pi in data
+        if pi["metadata"].get("session") == str(session.public_id)
+        and pi["status"] == "requires_capture"
+    ]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_capture_under_fault_happens_exactly_once(client, localstripe, proxy, queue, connector, fault):
+def test_capture_under_fault_happens_exactly_once(
+    client, localstripe, proxy, queue, connector, fault
+):
     response, session = pay(client, localstripe, connector)
     assert response.json()["ok"], response.json()
     charge(queue, session)
@@ -102,7 +117,9 @@ def test_capture_under_fault_happens_exactly_once(client, localstripe, proxy, qu
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_cancel_under_fault_releases_the_hold_once(client, localstripe, proxy, queue, connector, fault):
+def test_cancel_under_fault_releases_the_hold_once(
+    client, localstripe, proxy, queue, connector, fault
+):
     Evse.objects.filter(pk=connector.evse_id).update(sim_behaviour=Evse.SimBehaviour.REJECT)
     _, session = pay(client, localstripe, connector)
     proxy.fail("POST", WRITES["cancel"], fault)
@@ -116,8 +133,9 @@ def test_cancel_under_fault_releases_the_hold_once(client, localstripe, proxy, q
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_confirm_under_fault_tells_the_driver_and_leaves_no_hold(client, localstripe, proxy, queue, connector,
-                                                                 fault):
+def test_confirm_under_fault_tells_the_driver_and_leaves_no_hold(
+    client, localstripe, proxy, queue, connector, fault
+):
     proxy.fail("POST", WRITES["confirm"], fault)
     response, session = pay(client, localstripe, connector)
     assert response.status_code == 503
@@ -133,10 +151,16 @@ def test_confirm_under_fault_tells_the_driver_and_leaves_no_hold(client, localst
     assert response.json()["ok"] and again.pk != session.pk
 
 
-def test_the_same_press_arriving_again_gets_the_same_answer(client, localstripe, proxy, queue, connector):
+def test_the_same_press_arriving_again_gets_the_same_answer(
+    client, localstripe, proxy, queue, connector
+):
     proxy.fail("POST", WRITES["confirm"], "lost")  # the hold exists; its answer never arrived
-    data = {"connector": connector.pk, "hold_amount": 2000, "payment_method": localstripe.card_token(VISA),
-            "attempt": "press-0001"}
+    data = {
+        "connector": connector.pk,
+        "hold_amount": 2000,
+        "payment_method": localstripe.card_token(VISA),
+        "attempt": "press-0001",
+    }
     url = reverse("checkout:pay", args=[qr.code_for(connector.evse)])
     first = client.post(url, data)
     again = client.post(url, data)  # the browser resent it, or the driver tapped twice
@@ -146,8 +170,11 @@ def test_the_same_press_arriving_again_gets_the_same_answer(client, localstripe,
     assert ChargingSession.objects.filter(evse=connector.evse).count() == 1
     queue.run()
     again = client.post(url, data)
-    assert again.json() == {"ok": False, "held": False,
-                            "message": "The payment service could not be reached. Nothing has been charged."}
+    assert again.json() == {
+        "ok": False,
+        "held": False,
+        "message": "The payment service could not be reached. Nothing has been charged.",
+    }
 
 
 @pytest.mark.parametrize("fault", ["500", "lost"])
@@ -168,7 +195,9 @@ def test_refund_under_fault_refunds_once(client, localstripe, proxy, queue, conn
     charge(queue, session)
     queue.run()
     proxy.fail("POST", WRITES["refund"], fault)
-    refunds.payment_refund(payment_id=session.payment.pk, amount=300, reason="service_issue", requested_by="ann")
+    refunds.payment_refund(
+        payment_id=session.payment.pk, amount=300, reason="service_issue", requested_by="ann"
+    )
     queue.run()
     payment = Payment.objects.get(pk=session.payment.pk)
     assert payment.status == P.PARTIALLY_REFUNDED
@@ -183,30 +212,46 @@ def test_refunds_never_exceed_the_capture(client, localstripe, proxy, queue, con
     charge(queue, session)
     queue.run()
     payment_id = session.payment.pk
-    refunds.payment_refund(payment_id=payment_id, amount=600, reason="requested_by_customer", requested_by="ann")
+    refunds.payment_refund(
+        payment_id=payment_id, amount=600, reason="requested_by_customer", requested_by="ann"
+    )
     # Still pending at Stripe: the pending amount counts against what is left.
     with pytest.raises(refunds.RefundError, match="between 0.01 and 0.66"):
-        refunds.payment_refund(payment_id=payment_id, amount=67, reason="duplicate", requested_by="bob")
+        refunds.payment_refund(
+            payment_id=payment_id, amount=67, reason="duplicate", requested_by="bob"
+        )
     queue.run()
     refunds.payment_refund(payment_id=payment_id, amount=66, reason="duplicate", requested_by="bob")
     queue.run()
     payment = Payment.objects.get(pk=payment_id)
-    assert payment.status == P.REFUNDED and payment.amount_refunded == payment.amount_captured == 666
+    assert (
+        payment.status == P.REFUNDED and payment.amount_refunded == payment.amount_captured == 666
+    )
     with pytest.raises(refunds.RefundError):
-        refunds.payment_refund(payment_id=payment_id, amount=1, reason="duplicate", requested_by="bob")
+        refunds.payment_refund(
+            payment_id=payment_id, amount=1, reason="duplicate", requested_by="bob"
+        )
     with pytest.raises(refunds.RefundError, match="captured"):
         _, other = pay(client, localstripe, ConnectorFactory())
-        refunds.payment_refund(payment_id=other.payment.pk, amount=1, reason="duplicate", requested_by="bob")
+        refunds.payment_refund(
+            payment_id=other.payment.pk, amount=1, reason="duplicate", requested_by="bob"
+        )
 
 
-def test_permanent_error_stops_retrying_and_is_flagged(client, localstripe, proxy, queue, connector):
+def test_permanent_error_stops_retrying_and_is_flagged(
+    client, localstripe, proxy, queue, connector
+):
     _, session = pay(client, localstripe, connector)
     charge(queue, session)
     # Canceled behind our back (say, in Stripe's dashboard) between the end and the capture.
-    localstripe_cancel = f"{localstripe.base}/v1/payment_intents/{session.payment.stripe_payment_intent_id}/cancel"
+    localstripe_cancel = (
+        f"{localstripe.base}/v1/payment_intents/{session.payment.stripe_payment_intent_id}/cancel"
+    )
     import requests
 
-    requests.post(localstripe_cancel, auth=("sk_test_localstripe", ""), timeout=10).raise_for_status()
+    requests.post(
+        localstripe_cancel, auth=("sk_test_localstripe", ""), timeout=10
+    ).raise_for_status()
     queue.run()
     session.refresh_from_db()
     payment = session.payment
@@ -217,15 +262,18 @@ def test_permanent_error_stops_retrying_and_is_flagged(client, localstripe, prox
     assert queue.retried == 0
 
 
-def test_capture_refused_by_stripe_is_flagged_not_retried(client, localstripe, proxy, queue, connector, monkeypatch,
-                                                          settings):
+def test_capture_refused_by_stripe_is_flagged_not_retried(
+    client, localstripe, proxy, queue, connector, monkeypatch, settings
+):
     from checkout import payments
 
     _, session = pay(client, localstripe, connector)
     charge(queue, session)
 
     def refused(*args, **kwargs):
-        raise payments.PaymentGatewayError("This PaymentIntent could not be captured", permanent=True)
+        raise payments.PaymentGatewayError(
+            "This PaymentIntent could not be captured", permanent=True
+        )
 
     monkeypatch.setattr(payments, "capture", refused)
     queue.run()
@@ -247,18 +295,21 @@ def test_capture_refused_by_stripe_is_flagged_not_retried(client, localstripe, p
 # --- webhooks -----------------------------------------------------------------------------------
 
 
-def test_duplicate_and_out_of_order_webhooks_change_nothing_twice(client, settings, localstripe, proxy, queue,
-                                                                  connector):
+def test_duplicate_and_out_of_order_webhooks_change_nothing_twice(
+    client, settings, localstripe, proxy, queue, connector
+):
     _, session = pay(client, localstripe, connector)
     charge(queue, session)
     queue.run()
     intent = session.payment.stripe_payment_intent_id
     events_before = session.events.count()
     # The older event arrives after the newer one, and each arrives twice.
-    for event in [intent_event("evt_new", intent, "succeeded", "payment_intent.succeeded"),
-                  intent_event("evt_old", intent, "requires_capture"),
-                  intent_event("evt_new", intent, "succeeded", "payment_intent.succeeded"),
-                  intent_event("evt_old", intent, "requires_capture")]:
+    for event in [
+        intent_event("evt_new", intent, "succeeded", "payment_intent.succeeded"),
+        intent_event("evt_old", intent, "requires_capture"),
+        intent_event("evt_new", intent, "succeeded", "payment_intent.succeeded"),
+        intent_event("evt_old", intent, "requires_capture"),
+    ]:
         assert signed(client, settings, event).status_code == 200
     queue.run()
     payment = Payment.objects.get(pk=session.payment.pk)
@@ -268,14 +319,29 @@ def test_duplicate_and_out_of_order_webhooks_change_nothing_twice(client, settin
     assert Receipt.objects.filter(payment=payment).count() == 1
 
 
-def test_dispute_is_recorded_once_and_flagged(client, settings, localstripe, proxy, queue, connector):
+def test_dispute_is_recorded_once_and_flagged(
+    client, settings, localstripe, proxy, queue, connector
+):
     _, session = pay(client, localstripe, connector)
     charge(queue, session)
     queue.run()
     intent = session.payment.stripe_payment_intent_id
-    dispute = {"id": "evt_dispute", "object": "event", "type": "charge.dispute.created", "data": {"object": {
-        "id": "dp_1", "object": "dispute", "amount": 666, "charge": "ch_x", "payment_intent": intent,
-        "reason": "fraudulent", "status": "needs_response"}}}
+    dispute = {
+        "id": "evt_dispute",
+        "object": "event",
+        "type": "charge.dispute.created",
+        "data": {
+            "object": {
+                "id": "dp_1",
+                "object": "dispute",
+                "amount": 666,
+                "charge": "ch_x",
+                "payment_intent": intent,
+                "reason": "fraudulent",
+                "status": "needs_response",
+            }
+        },
+    }
     signed(client, settings, dispute)
     signed(client, settings, dispute)
     queue.run()
@@ -293,9 +359,16 @@ def test_hold_canceled_at_stripe_is_noticed(client, settings, localstripe, proxy
     sim = SimulatedSession.objects.get(reference=session.csms_reference)
     simulator.tick(now=sim.accept_at)
     intent = session.payment.stripe_payment_intent_id
-    requests.post(f"{localstripe.base}/v1/payment_intents/{intent}/cancel", auth=("sk_test_localstripe", ""),
-                  timeout=10).raise_for_status()
-    signed(client, settings, intent_event("evt_canceled", intent, "canceled", "payment_intent.canceled"))
+    requests.post(
+        f"{localstripe.base}/v1/payment_intents/{intent}/cancel",
+        auth=("sk_test_localstripe", ""),
+        timeout=10,
+    ).raise_for_status()
+    signed(
+        client,
+        settings,
+        intent_event("evt_canceled", intent, "canceled", "payment_intent.canceled"),
+    )
     queue.run()
     session.refresh_from_db()
     assert session.payment.status == P.CANCELED
@@ -310,7 +383,9 @@ def later(seconds):
     return timezone.now() + timedelta(seconds=seconds)
 
 
-def test_sweep_releases_a_hold_whose_cancel_was_lost(client, localstripe, proxy, queue, connector, settings):
+def test_sweep_releases_a_hold_whose_cancel_was_lost(
+    client, localstripe, proxy, queue, connector, settings
+):
     Evse.objects.filter(pk=connector.evse_id).update(sim_behaviour=Evse.SimBehaviour.REJECT)
     _, session = pay(client, localstripe, connector)
     queue.run(skip=("payment_cancel",))  # the cancel message is lost
@@ -324,8 +399,9 @@ def test_sweep_releases_a_hold_whose_cancel_was_lost(client, localstripe, proxy,
     assert not intents_holding(localstripe, session)
 
 
-def test_sweep_captures_a_finished_session_whose_capture_was_lost(client, localstripe, proxy, queue, connector,
-                                                                  settings):
+def test_sweep_captures_a_finished_session_whose_capture_was_lost(
+    client, localstripe, proxy, queue, connector, settings
+):
     _, session = pay(client, localstripe, connector)
     charge(queue, session)
     queue.run(skip=("payment_capture",))
@@ -336,7 +412,9 @@ def test_sweep_captures_a_finished_session_whose_capture_was_lost(client, locals
     assert Receipt.objects.filter(payment=payment).count() == 1
 
 
-def test_sweep_issues_a_receipt_that_was_lost(client, localstripe, proxy, queue, connector, settings):
+def test_sweep_issues_a_receipt_that_was_lost(
+    client, localstripe, proxy, queue, connector, settings
+):
     _, session = pay(client, localstripe, connector)
     charge(queue, session)
     queue.run(skip=("receipt_issue",))
@@ -346,8 +424,9 @@ def test_sweep_issues_a_receipt_that_was_lost(client, localstripe, proxy, queue,
     assert Receipt.objects.filter(payment__session=session).count() == 1
 
 
-def test_sweep_asks_again_then_closes_a_session_whose_stop_never_came(client, localstripe, proxy, queue, connector,
-                                                                      settings):
+def test_sweep_asks_again_then_closes_a_session_whose_stop_never_came(
+    client, localstripe, proxy, queue, connector, settings
+):
     _, session = pay(client, localstripe, connector)
     queue.run()
     sim = SimulatedSession.objects.get(reference=session.csms_reference)
@@ -368,7 +447,9 @@ def test_sweep_asks_again_then_closes_a_session_whose_stop_never_came(client, lo
     assert session.payment.amount_captured == 666  # the last meter reading, 11 kWh
     assert "without the CSMS's final record" in session.attention
     # The CSMS's record, arriving after all, changes nothing but is kept for staff.
-    SimulatedSession.objects.filter(pk=sim.pk).update(stop_requested_at=sim.accept_at + timedelta(minutes=31))
+    SimulatedSession.objects.filter(pk=sim.pk).update(
+        stop_requested_at=sim.accept_at + timedelta(minutes=31)
+    )
     simulator.tick(now=sim.accept_at + timedelta(minutes=31))
     session.refresh_from_db()
     assert session.cdr and session.payment.amount_captured == 666
@@ -376,7 +457,9 @@ def test_sweep_asks_again_then_closes_a_session_whose_stop_never_came(client, lo
 
 
 @pytest.mark.parametrize("started", [True, False])
-def test_sweep_settles_a_hold_before_it_expires(client, localstripe, proxy, queue, connector, settings, started):
+def test_sweep_settles_a_hold_before_it_expires(
+    client, localstripe, proxy, queue, connector, settings, started
+):
     if not started:
         Evse.objects.filter(pk=connector.evse_id).update(sim_behaviour=Evse.SimBehaviour.TIMEOUT)
     _, session = pay(client, localstripe, connector)
@@ -385,7 +468,9 @@ def test_sweep_settles_a_hold_before_it_expires(client, localstripe, proxy, queu
         sim = SimulatedSession.objects.get(reference=session.csms_reference)
         simulator.tick(now=sim.accept_at)
         simulator.tick(now=sim.accept_at + timedelta(minutes=30))
-    Payment.objects.filter(session=session).update(capture_before=later(settings.AUTH_EXPIRY_MARGIN_SECONDS - 60))
+    Payment.objects.filter(session=session).update(
+        capture_before=later(settings.AUTH_EXPIRY_MARGIN_SECONDS - 60)
+    )
     sweeps.strays()
     queue.run()
     session.refresh_from_db()

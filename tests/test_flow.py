@@ -17,7 +17,9 @@ VISA_3DS = "4000002500003155"
 DECLINED = "4000000000000341"
 
 
-def test_pay_charge_stop_capture_receipt(connector, pay, tick, stripe, django_capture_on_commit_callbacks):
+def test_pay_charge_stop_capture_receipt(
+    connector, pay, tick, stripe, django_capture_on_commit_callbacks
+):
     session = pay(connector, email="driver@example.com")
     assert session.status == S.STARTING
     assert session.payment.status == P.AUTHORIZED
@@ -54,7 +56,9 @@ def test_pay_charge_stop_capture_receipt(connector, pay, tick, stripe, django_ca
     assert charge["captured"] and charge["amount"] - charge["amount_refunded"] == 666
     receipt = Receipt.objects.get(payment=payment)
     assert receipt.total_incl_vat == 666
-    assert receipt.number == f"{connector.evse.location.operator.receipt_prefix}-{receipt.year}-000001"
+    assert (
+        receipt.number == f"{connector.evse.location.operator.receipt_prefix}-{receipt.year}-000001"
+    )
     assert bytes(receipt.pdf).startswith(b"%PDF")
     assert mail.outbox and mail.outbox[0].to == ["driver@example.com"]
     assert mail.outbox[0].attachments[0][0] == f"{receipt.number}.pdf"
@@ -62,14 +66,18 @@ def test_pay_charge_stop_capture_receipt(connector, pay, tick, stripe, django_ca
     assert "receipt_issued" in kinds and "csms_start" in kinds
 
 
-def test_capture_is_capped_at_the_hold(connector, pay, tick, stripe, django_capture_on_commit_callbacks):
+def test_capture_is_capped_at_the_hold(
+    connector, pay, tick, stripe, django_capture_on_commit_callbacks
+):
     session = pay(connector, hold=2000)
     sim = SimulatedSession.objects.get(reference=session.csms_reference)
     tick(sim.accept_at)
     # 3 hours at 22 kW = 66 kWh, but the car holds 60: 60 * 0.605 = 36.30 EUR > 20 EUR hold.
     with django_capture_on_commit_callbacks(execute=True):
         services.session_request_stop(session_id=session.pk)
-    SimulatedSession.objects.filter(pk=sim.pk).update(stop_requested_at=sim.accept_at + timedelta(hours=3))
+    SimulatedSession.objects.filter(pk=sim.pk).update(
+        stop_requested_at=sim.accept_at + timedelta(hours=3)
+    )
     tick(sim.accept_at + timedelta(hours=3))
     session.refresh_from_db()
     payment = session.payment
@@ -78,17 +86,25 @@ def test_capture_is_capped_at_the_hold(connector, pay, tick, stripe, django_capt
     assert payment.shortfall == 3630 - 2000
 
 
-def test_zero_cost_cancels_the_hold(connector, pay, tick, stripe, django_capture_on_commit_callbacks):
+def test_zero_cost_cancels_the_hold(
+    connector, pay, tick, stripe, django_capture_on_commit_callbacks
+):
     session = pay(connector)
     ChargingSession.objects.filter(pk=session.pk).update(status=S.STOPPING)
     session.refresh_from_db()
     from stations.csms.base import SessionStatus, SessionUpdate
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.session_apply_update(SessionUpdate(
-            reference=session.csms_reference, status=SessionStatus.COMPLETED, kwh=Decimal(0),
-            started_at=timezone.now(), ended_at=timezone.now(), final=True,
-        ))
+        services.session_apply_update(
+            SessionUpdate(
+                reference=session.csms_reference,
+                status=SessionStatus.COMPLETED,
+                kwh=Decimal(0),
+                started_at=timezone.now(),
+                ended_at=timezone.now(),
+                final=True,
+            )
+        )
     session.payment.refresh_from_db()
     assert session.payment.status == P.CANCELED
     assert stripe.intent(session.payment.stripe_payment_intent_id)["status"] == "canceled"
@@ -119,7 +135,9 @@ def test_three_d_secure_then_refresh(connector, pay, stripe, django_capture_on_c
 
 def test_three_d_secure_failed(connector, pay, stripe, django_capture_on_commit_callbacks):
     session = pay(connector, card=VISA_3DS)
-    stripe.authenticate(session.payment.stripe_payment_intent_id, session.payment.client_secret, success=False)
+    stripe.authenticate(
+        session.payment.stripe_payment_intent_id, session.payment.client_secret, success=False
+    )
     services.payment_refresh(session_id=session.pk)
     session.refresh_from_db()
     assert session.status == S.FAILED
@@ -136,7 +154,9 @@ def test_rejected_start_cancels_the_hold(connector, pay, stripe, behaviour):
     assert stripe.intent(session.payment.stripe_payment_intent_id)["status"] == "canceled"
 
 
-def test_start_that_never_answers_times_out(connector, pay, stripe, settings, django_capture_on_commit_callbacks):
+def test_start_that_never_answers_times_out(
+    connector, pay, stripe, settings, django_capture_on_commit_callbacks
+):
     Evse.objects.filter(pk=connector.evse.pk).update(sim_behaviour=Evse.SimBehaviour.TIMEOUT)
     connector.evse.refresh_from_db()
     session = pay(connector)
@@ -144,7 +164,9 @@ def test_start_that_never_answers_times_out(connector, pay, stripe, settings, dj
     waited = (session.start_deadline - session.start_requested_at).total_seconds()
     assert settings.CSMS_START_TIMEOUT_SECONDS <= waited < settings.CSMS_START_TIMEOUT_SECONDS + 1
     with django_capture_on_commit_callbacks(execute=True):
-        services.session_check_start_timeout(session_id=session.pk, now=session.start_deadline - timedelta(seconds=1))
+        services.session_check_start_timeout(
+            session_id=session.pk, now=session.start_deadline - timedelta(seconds=1)
+        )
     session.refresh_from_db()
     assert session.status == S.STARTING
     with django_capture_on_commit_callbacks(execute=True):
@@ -155,7 +177,9 @@ def test_start_that_never_answers_times_out(connector, pay, stripe, settings, dj
     assert stripe.intent(session.payment.stripe_payment_intent_id)["status"] == "canceled"
 
 
-def test_late_start_after_failure_is_stopped(connector, pay, tick, stripe, settings, django_capture_on_commit_callbacks):
+def test_late_start_after_failure_is_stopped(
+    connector, pay, tick, stripe, settings, django_capture_on_commit_callbacks
+):
     Evse.objects.filter(pk=connector.evse.pk).update(sim_behaviour=Evse.SimBehaviour.SLOW)
     connector.evse.refresh_from_db()
     session = pay(connector)
@@ -165,7 +189,9 @@ def test_late_start_after_failure_is_stopped(connector, pay, tick, stripe, setti
     session.refresh_from_db()
     assert session.status == S.FAILED
     assert "late_start_stopped" in session.events.values_list("kind", flat=True)
-    assert SimulatedSession.objects.get(reference=session.csms_reference).stop_requested_at is not None
+    assert (
+        SimulatedSession.objects.get(reference=session.csms_reference).stop_requested_at is not None
+    )
 
 
 def test_one_active_session_per_evse(connector, pay):
@@ -174,7 +200,9 @@ def test_one_active_session_per_evse(connector, pay):
         services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
 
 
-def test_double_tapped_pay_creates_one_intent(connector, stripe, django_capture_on_commit_callbacks):
+def test_double_tapped_pay_creates_one_intent(
+    connector, stripe, django_capture_on_commit_callbacks
+):
     session = services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
     card = stripe.card_token(VISA)
     with django_capture_on_commit_callbacks(execute=True):
@@ -196,8 +224,9 @@ def test_evse_out_of_order_cannot_be_paid(connector, stripe):
         services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
 
 
-def test_abandoned_checkout_is_failed_and_its_hold_released(connector, pay, stripe, settings,
-                                                             django_capture_on_commit_callbacks):
+def test_abandoned_checkout_is_failed_and_its_hold_released(
+    connector, pay, stripe, settings, django_capture_on_commit_callbacks
+):
     from checkout import tasks
 
     session = pay(connector, card=VISA_3DS)  # the driver never finishes 3-D Secure
@@ -232,8 +261,9 @@ def test_spending_cap_stops_charging_before_the_hold_is_reached(connector, pay, 
     assert SimulatedSession.objects.get(pk=sim.pk).stop_requested_at is not None
 
 
-def test_start_retried_after_a_transient_csms_error(connector, pay, stripe, monkeypatch,
-                                                    django_capture_on_commit_callbacks):
+def test_start_retried_after_a_transient_csms_error(
+    connector, pay, stripe, monkeypatch, django_capture_on_commit_callbacks
+):
     from celery.exceptions import Retry
 
     from stations.csms.base import CsmsError
@@ -252,7 +282,9 @@ def test_start_retried_after_a_transient_csms_error(connector, pay, stripe, monk
     session = services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
     with pytest.raises(Retry):  # the task asks Celery to retry it with backoff
         with django_capture_on_commit_callbacks(execute=True):
-            services.payment_authorize(session_id=session.pk, payment_method_id=stripe.card_token(VISA))
+            services.payment_authorize(
+                session_id=session.pk, payment_method_id=stripe.card_token(VISA)
+            )
     session.refresh_from_db()
     assert session.status == S.STARTING
     services.session_request_start(session_id=session.pk)  # what the task's retry does

@@ -79,41 +79,66 @@ class World:
 
     def pay(self, connector):
         card, hold = pick(self.rng, CARDS), self.rng.choice([2000, 3500, 5000])
-        data = {"connector": connector.pk, "hold_amount": hold, "attempt": f"att-{self.rng.getrandbits(48):x}",
-                "payment_method": self.localstripe.card_token(card)}
+        data = {
+            "connector": connector.pk,
+            "hold_amount": hold,
+            "attempt": f"att-{self.rng.getrandbits(48):x}",
+            "payment_method": self.localstripe.card_token(card),
+        }
         url = reverse("checkout:pay", args=[qr.code_for(connector.evse)])
         self.maybe_fault()
         answer = self.client.post(url, data).json()
         if self.rng.random() < 0.05:  # a double tap: the same press arrives again
             again = self.client.post(url, data).json()
-            assert again.get("ok") == answer.get("ok"), (answer, again)  # the same answer, not a second try
+            assert again.get("ok") == answer.get("ok"), (
+                answer,
+                again,
+            )  # the same answer, not a second try
             assert again.get("status_url") == answer.get("status_url"), (answer, again)
             self.outcomes["double tap"] += 1
-        assert "held" in answer or answer.get("ok"), answer  # every error says whether money is held
+        assert "held" in answer or answer.get("ok"), (
+            answer
+        )  # every error says whether money is held
         if answer.get("next") == "authenticate":
             session = ChargingSession.objects.get(evse=connector.evse, status=S.AUTHORIZING)
             if self.rng.random() < 0.6:
                 payment = session.payment
-                self.localstripe.authenticate(payment.stripe_payment_intent_id, payment.client_secret,
-                                              success=self.rng.random() < 0.8)
+                self.localstripe.authenticate(
+                    payment.stripe_payment_intent_id,
+                    payment.client_secret,
+                    success=self.rng.random() < 0.8,
+                )
                 self.maybe_fault()
                 self.client.post(answer["confirm_url"])
                 self.outcomes["3-D Secure answered"] += 1
             else:
                 self.outcomes["3-D Secure abandoned"] += 1
-        self.outcomes["paid" if answer.get("ok") else f"refused {answer.get('message', '')[:40]}"] += 1
+        self.outcomes[
+            "paid" if answer.get("ok") else f"refused {answer.get('message', '')[:40]}"
+        ] += 1
 
     def webhook(self, payment):
         intent = payment.stripe_payment_intent_id
-        kinds = [("payment_intent.amount_capturable_updated", "requires_capture"),
-                 ("payment_intent.succeeded", "succeeded"), ("charge.refunded", None)]
+        kinds = [
+            ("payment_intent.amount_capturable_updated", "requires_capture"),
+            ("payment_intent.succeeded", "succeeded"),
+            ("charge.refunded", None),
+        ]
         events = []
         for n, (kind, status) in enumerate(self.rng.sample(kinds, 2)):
             if status:
                 events.append(intent_event(f"evt_{intent}_{n}", intent, status, kind))
             else:
-                events.append({"id": f"evt_{intent}_{n}", "object": "event", "type": kind,
-                               "data": {"object": {"id": "ch_x", "object": "charge", "payment_intent": intent}}})
+                events.append(
+                    {
+                        "id": f"evt_{intent}_{n}",
+                        "object": "event",
+                        "type": kind,
+                        "data": {
+                            "object": {"id": "ch_x", "object": "charge", "payment_intent": intent}
+                        },
+                    }
+                )
         events += self.rng.sample(events, 1)  # a duplicate delivery
         for event in events:
             self.maybe_fault(0.05)
@@ -127,11 +152,15 @@ def proxy(settings, localstripe):
         yield proxy
 
 
-def test_randomized_lifecycle_keeps_every_money_rule(client, settings, localstripe, proxy, monkeypatch):
+def test_randomized_lifecycle_keeps_every_money_rule(
+    client, settings, localstripe, proxy, monkeypatch
+):
     rng = random.Random(SEED)
     queue = TaskQueue(monkeypatch)
     world = World(rng, client, settings, localstripe, proxy, queue)
-    connectors = [ConnectorFactory(evse__sim_behaviour=pick(rng, BEHAVIOURS)) for _ in range(SESSIONS)]
+    connectors = [
+        ConnectorFactory(evse__sim_behaviour=pick(rng, BEHAVIOURS)) for _ in range(SESSIONS)
+    ]
     print(f"seed {SEED}, {SESSIONS} sessions")
 
     # Pay, with tasks running in random order now and then.
@@ -150,11 +179,18 @@ def test_randomized_lifecycle_keeps_every_money_rule(client, settings, localstri
                 world.maybe_fault()
                 client.post(reverse("checkout:stop", args=[session.public_id]))
                 world.outcomes["driver pressed Stop"] += 1
-        for session in ChargingSession.objects.filter(status=S.FAILED, evse__sim_behaviour="timeout"):
+        for session in ChargingSession.objects.filter(
+            status=S.FAILED, evse__sim_behaviour="timeout"
+        ):
             if rng.random() < 0.1 and not session.events.filter(kind="late_start_stopped").exists():
                 # The silent charger starts after all, long after we released the hold.
-                services.session_apply_update(SessionUpdate(reference=session.csms_reference,
-                                                            status=CsmsStatus.ACTIVE, kwh=Decimal("0.5")))
+                services.session_apply_update(
+                    SessionUpdate(
+                        reference=session.csms_reference,
+                        status=CsmsStatus.ACTIVE,
+                        kwh=Decimal("0.5"),
+                    )
+                )
                 world.outcomes["late start"] += 1
         for payment in Payment.objects.exclude(stripe_payment_intent_id=None):
             if rng.random() < 0.03:
@@ -176,12 +212,18 @@ def test_randomized_lifecycle_keeps_every_money_rule(client, settings, localstri
                 amount = rng.randint(1, left) if rng.random() < 0.7 else left + rng.randint(1, 100)
                 world.maybe_fault()
                 try:
-                    refunds.payment_refund(payment_id=payment.pk, amount=amount, reason="requested_by_customer",
-                                            requested_by="finance")
+                    refunds.payment_refund(
+                        payment_id=payment.pk,
+                        amount=amount,
+                        reason="requested_by_customer",
+                        requested_by="finance",
+                    )
                     world.outcomes["refund requested"] += 1
                 except refunds.RefundError:
                     world.outcomes["refund refused"] += 1
-                    pending = sum(r.amount for r in payment.refunds.filter(status=Refund.Status.PENDING))
+                    pending = sum(
+                        r.amount for r in payment.refunds.filter(status=Refund.Status.PENDING)
+                    )
                     assert amount > payment.refundable - pending
             world.run_tasks()
 
@@ -204,19 +246,27 @@ def test_randomized_lifecycle_keeps_every_money_rule(client, settings, localstri
 def check_money_rules(localstripe, proxy):
     auth = ("sk_test_localstripe", "")
     captures = Counter(
-        c.path.split("/")[3] for c in proxy.calls()
-        if c.forwarded and c.method == "POST" and 200 <= c.status < 300 and c.path.endswith("/capture")
+        c.path.split("/")[3]
+        for c in proxy.calls()
+        if c.forwarded
+        and c.method == "POST"
+        and 200 <= c.status < 300
+        and c.path.endswith("/capture")
     )
     live = [S.CREATED, S.AUTHORIZING, S.AUTHORIZED, S.STARTING, S.CHARGING, S.STOPPING]
     for payment in Payment.objects.select_related("session"):
         where = f"payment {payment.pk} ({payment.status}, session {payment.session.status})"
         assert payment.amount_captured <= payment.amount_held, where
         assert not (payment.status == P.AUTHORIZED and payment.session.status not in live), where
-        assert payment.status not in (P.PENDING, P.REQUIRES_ACTION, P.AUTHORIZED), where + " left open"
+        assert payment.status not in (P.PENDING, P.REQUIRES_ACTION, P.AUTHORIZED), (
+            where + " left open"
+        )
         assert payment.write_in_flight == "", where
         intent = payment.stripe_payment_intent_id
         captured = payment.status in (P.CAPTURED, P.PARTIALLY_REFUNDED, P.REFUNDED)
-        assert captures[intent] == (1 if captured else 0), f"{where}: {captures[intent]} captures at Stripe"
+        assert captures[intent] == (1 if captured else 0), (
+            f"{where}: {captures[intent]} captures at Stripe"
+        )
         assert payment.amount_refunded <= payment.amount_captured, where
         succeeded = payment.refunds.filter(status=Refund.Status.SUCCEEDED)
         assert sum(r.amount for r in succeeded) == payment.amount_refunded, where
@@ -224,17 +274,27 @@ def check_money_rules(localstripe, proxy):
         assert receipts.count() == (1 if captured else 0), where
         if captured:
             assert receipts.get().total_incl_vat == payment.amount_captured, where
-            at_stripe = requests.get(f"{localstripe.base}/v1/refunds", params={"payment_intent": intent},
-                                     auth=auth, timeout=10).json()["data"]
-            ours = Counter(r["metadata"].get("refund") for r in at_stripe if r["metadata"].get("refund"))
-            assert all(count == 1 for count in ours.values()), f"{where}: a refund sent twice {ours}"
+            at_stripe = requests.get(
+                f"{localstripe.base}/v1/refunds",
+                params={"payment_intent": intent},
+                auth=auth,
+                timeout=10,
+            ).json()["data"]
+            ours = Counter(
+                r["metadata"].get("refund") for r in at_stripe if r["metadata"].get("refund")
+            )
+            assert all(count == 1 for count in ours.values()), (
+                f"{where}: a refund sent twice {ours}"
+            )
             assert {str(r.pk) for r in succeeded} == set(ours), where
     # Stripe's side: no hold left behind, whether or not we know the intent.
     ours = {str(s) for s in ChargingSession.objects.values_list("public_id", flat=True)}
     start = None
     while True:
         params = {"limit": 100, **({"starting_after": start} if start else {})}
-        page = requests.get(f"{localstripe.base}/v1/payment_intents", params=params, auth=auth, timeout=10).json()
+        page = requests.get(
+            f"{localstripe.base}/v1/payment_intents", params=params, auth=auth, timeout=10
+        ).json()
         for pi in page["data"]:
             if pi["metadata"].get("session") in ours:
                 assert pi["status"] != "requires_capture", f"{pi['id']} still holds money"

@@ -41,8 +41,15 @@ def test_tokens_are_read_base64_or_raw():
     assert envelope.token_header("abc-123", raw=True) == "Token abc-123"
 
 
-@pytest.mark.parametrize("name", ["credentials_example.json", "credentials_example2.json",
-                                  "credentials_example3.json", "credentials_example4.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "credentials_example.json",
+        "credentials_example2.json",
+        "credentials_example3.json",
+        "credentials_example4.json",
+    ],
+)
 def test_specification_credentials_examples_parse(name):
     data = example(name)
     creds = credentials.parse_credentials(data)
@@ -50,14 +57,36 @@ def test_specification_credentials_examples_parse(name):
     assert {r["role"] for r in creds.roles} <= {"CPO", "EMSP", "HUB", "NAP", "NSP", "OTHER", "SCSP"}
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"url": "https://x/versions", "roles": [{"role": "CPO", "party_id": "EXA", "country_code": "NL"}]}, "token"),
-    ({"token": "t", "url": "ftp://x", "roles": [{"role": "CPO", "party_id": "EXA", "country_code": "NL"}]}, "url"),
-    ({"token": "t", "url": "https://x/versions", "roles": []}, "roles"),
-    ({"token": "t", "url": "https://x/versions", "roles": [{"role": "CPO", "party_id": "EXAMPLE",
-                                                             "country_code": "NL"}]}, "party_id"),
-    (["not", "an", "object"], "object"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        (
+            {
+                "url": "https://x/versions",
+                "roles": [{"role": "CPO", "party_id": "EXA", "country_code": "NL"}],
+            },
+            "token",
+        ),
+        (
+            {
+                "token": "t",
+                "url": "ftp://x",
+                "roles": [{"role": "CPO", "party_id": "EXA", "country_code": "NL"}],
+            },
+            "url",
+        ),
+        ({"token": "t", "url": "https://x/versions", "roles": []}, "roles"),
+        (
+            {
+                "token": "t",
+                "url": "https://x/versions",
+                "roles": [{"role": "CPO", "party_id": "EXAMPLE", "country_code": "NL"}],
+            },
+            "party_id",
+        ),
+        (["not", "an", "object"], "object"),
+    ],
+)
 def test_bad_credentials_are_refused_with_the_field(bad, field):
     with pytest.raises(credentials.CredentialsInvalid, match=field):
         credentials.parse_credentials(bad)
@@ -67,12 +96,23 @@ def test_bad_credentials_are_refused_with_the_field(bad, field):
 
 
 def test_we_register_with_a_cpo(ours, peer):
-    connection = OcpiConnection.objects.create(name="Example", versions_url=peer.versions_url,
-                                               token_theirs=peer.token_a, token_ours=credentials.new_token())
+    connection = OcpiConnection.objects.create(
+        name="Example",
+        versions_url=peer.versions_url,
+        token_theirs=peer.token_a,
+        token_ours=credentials.new_token(),
+    )
     connected = credentials.connection_register(connection_id=connection.pk)
     assert connected.state == OcpiConnection.State.CONNECTED
-    assert connected.version == "2.2.1" and connected.endpoint("commands") == f"{peer.base}/2.2.1/commands"
-    assert (connected.country_code, connected.party_id, connected.business_name) == ("NL", "EXA", "Example Operator")
+    assert (
+        connected.version == "2.2.1"
+        and connected.endpoint("commands") == f"{peer.base}/2.2.1/commands"
+    )
+    assert (connected.country_code, connected.party_id, connected.business_name) == (
+        "NL",
+        "EXA",
+        "Example Operator",
+    )
     assert connected.token_theirs in peer.tokens and connected.token_theirs != peer.token_a
     # The CPO read our versions with the token we gave it, and knows us as an eMSP.
     assert peer.emsp_credentials["token"] == connected.token_ours
@@ -88,8 +128,12 @@ def test_a_cpo_without_2_2_1_is_refused_clearly(ours):
     # The specification's own version list: 2.1.1 and 2.2, no 2.2.1.
     peer = CpoPeer(versions=example("transport_and_format_version_info_example.json")["data"])
     try:
-        connection = OcpiConnection.objects.create(name="Old", versions_url=peer.versions_url,
-                                                   token_theirs=peer.token_a, token_ours=credentials.new_token())
+        connection = OcpiConnection.objects.create(
+            name="Old",
+            versions_url=peer.versions_url,
+            token_theirs=peer.token_a,
+            token_ours=credentials.new_token(),
+        )
         with pytest.raises(CsmsError, match="offers OCPI 2.1.1, 2.2, not 2.2.1"):
             credentials.connection_register(connection_id=connection.pk)
         connection.refresh_from_db()
@@ -99,8 +143,13 @@ def test_a_cpo_without_2_2_1_is_refused_clearly(ours):
 
 
 def test_management_command_connects_and_invites(ours, peer, capsys):
-    call_command("ocpi_connect", "Example", "--versions-url", peer.versions_url, "--token", peer.token_a)
-    assert "Connected to Example Operator (NL*EXA), OCPI 2.2.1: commands, credentials, locations" in capsys.readouterr().out
+    call_command(
+        "ocpi_connect", "Example", "--versions-url", peer.versions_url, "--token", peer.token_a
+    )
+    assert (
+        "Connected to Example Operator (NL*EXA), OCPI 2.2.1: commands, credentials, locations"
+        in capsys.readouterr().out
+    )
     call_command("ocpi_connect", "Newcomer", "--invite")
     out = capsys.readouterr().out
     invited = OcpiConnection.objects.get(name="Newcomer")
@@ -123,20 +172,40 @@ def test_a_cpo_registers_with_us_then_updates_and_deletes(ours, peer):
     url = f"{ours}/ocpi/emsp/2.2.1/credentials"
     # Token A no longer opens anything; the new token does, base64 or raw.
     assert requests.get(url, headers={"Authorization": b64(token_a)}, timeout=10).status_code == 401
-    got = requests.get(url, headers={"Authorization": f"Token {new_token}", "X-Request-ID": "r-1",
-                                     "X-Correlation-ID": "c-1"}, timeout=10)
+    got = requests.get(
+        url,
+        headers={
+            "Authorization": f"Token {new_token}",
+            "X-Request-ID": "r-1",
+            "X-Correlation-ID": "c-1",
+        },
+        timeout=10,
+    )
     assert got.status_code == 200 and got.json()["data"]["token"] == new_token
     assert (got.headers["X-Request-ID"], got.headers["X-Correlation-ID"]) == ("r-1", "c-1")
     # Registering twice is refused: PUT is the way to update.
-    again = requests.post(url, json=peer.credentials("t2"), headers={"Authorization": b64(new_token)}, timeout=10)
+    again = requests.post(
+        url, json=peer.credentials("t2"), headers={"Authorization": b64(new_token)}, timeout=10
+    )
     assert again.status_code == 405
-    updated = requests.put(url, json=peer.credentials(next(iter(peer.tokens))), headers={"Authorization": b64(new_token)},
-                           timeout=10).json()
+    updated = requests.put(
+        url,
+        json=peer.credentials(next(iter(peer.tokens))),
+        headers={"Authorization": b64(new_token)},
+        timeout=10,
+    ).json()
     assert updated["status_code"] == 1000 and updated["data"]["token"] != new_token
-    deleted = requests.delete(url, headers={"Authorization": b64(updated["data"]["token"])}, timeout=10)
+    deleted = requests.delete(
+        url, headers={"Authorization": b64(updated["data"]["token"])}, timeout=10
+    )
     assert deleted.json()["status_code"] == 1000
     assert OcpiConnection.objects.get(pk=invited.pk).state == OcpiConnection.State.SUSPENDED
-    assert requests.get(url, headers={"Authorization": b64(updated["data"]["token"])}, timeout=10).status_code == 401
+    assert (
+        requests.get(
+            url, headers={"Authorization": b64(updated["data"]["token"])}, timeout=10
+        ).status_code
+        == 401
+    )
 
 
 def test_bad_requests_change_nothing(ours, peer):
@@ -146,8 +215,16 @@ def test_bad_requests_change_nothing(ours, peer):
     cases = [
         (requests.post(url, data="{not json", headers=auth, timeout=10), 400, 2001),
         (requests.post(url, json={"token": "x"}, headers=auth, timeout=10), 400, 2001),
-        (requests.post(url, json=peer.credentials("x") | {"url": "http://127.0.0.1:9/ocpi/versions"}, headers=auth,
-                       timeout=10), 400, 3001),
+        (
+            requests.post(
+                url,
+                json=peer.credentials("x") | {"url": "http://127.0.0.1:9/ocpi/versions"},
+                headers=auth,
+                timeout=10,
+            ),
+            400,
+            3001,
+        ),
         (requests.get(url, headers={"Authorization": b64("guess")}, timeout=10), 401, 2000),
         (requests.get(url, timeout=10), 401, 2000),
         (requests.patch(url, json={}, headers=auth, timeout=10), 405, 2000),
@@ -164,13 +241,21 @@ def test_bad_requests_change_nothing(ours, peer):
 
 
 def test_admin_adds_a_connection_and_never_shows_a_token(ours, peer, admin_client):
-    response = admin_client.post(reverse("admin:stations_ocpiconnection_add"), {
-        "name": "Example", "versions_url": peer.versions_url, "token_a": peer.token_a,
-    }, follow=True)
+    response = admin_client.post(
+        reverse("admin:stations_ocpiconnection_add"),
+        {
+            "name": "Example",
+            "versions_url": peer.versions_url,
+            "token_a": peer.token_a,
+        },
+        follow=True,
+    )
     assert response.status_code == 200
     connection = OcpiConnection.objects.get(name="Example")
     assert connection.state == OcpiConnection.State.CONNECTED
-    page = admin_client.get(reverse("admin:stations_ocpiconnection_change", args=[connection.pk])).content.decode()
+    page = admin_client.get(
+        reverse("admin:stations_ocpiconnection_change", args=[connection.pk])
+    ).content.decode()
     assert "Connected" in page and f"{peer.base}/2.2.1/commands" in page
     for secret in (connection.token_ours, connection.token_theirs, peer.token_a):
         assert secret not in page

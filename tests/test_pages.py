@@ -34,13 +34,25 @@ def checkout_path(evse):
     return reverse("checkout:scan", args=[qr.code_for(evse)])
 
 
-def test_checkout_page_shows_everything_before_any_script(client, dc, django_assert_max_num_queries):
+def test_checkout_page_shows_everything_before_any_script(
+    client, dc, django_assert_max_num_queries
+):
     with django_assert_max_num_queries(4):  # the budget (DESIGN.md §11); the 4th counts the scan
         response = client.get(checkout_path(dc))
     assert response.status_code == 200
     html = response.content.decode()
-    for text in ["A10 Fast Charging Hub", "Ringweg-Zuid 12, 1083 HP Amsterdam", "NL*DPY*E0002*1", "CCS", "DC",
-                 "150 kW", "Available", "Prices include VAT", "Amount to hold", "E-mail for the receipt"]:
+    for text in [
+        "A10 Fast Charging Hub",
+        "Ringweg-Zuid 12, 1083 HP Amsterdam",
+        "NL*DPY*E0002*1",
+        "CCS",
+        "DC",
+        "150 kW",
+        "Available",
+        "Prices include VAT",
+        "Amount to hold",
+        "E-mail for the receipt",
+    ]:
         assert text in html, text
     # AFIR order: per kWh, per minute, per session. 0.59 + 21% VAT = 0.7139; 6.00/h + 21% = 0.121/min.
     rows = re.findall(r'<th scope="row">(.*?)</th>\s*<td>(.*?)</td>', html, re.S)
@@ -49,7 +61,11 @@ def test_checkout_page_shows_everything_before_any_script(client, dc, django_ass
     assert [value for _, value in rows] == ["0.7139 EUR", "0.121 EUR", "1.21 EUR"]
     assert "after 1 h" in labels[1] or "1 h" in labels[1]
     holds = re.findall(r'name="hold_amount" value="(\d+)"[^>]*?(checked)?>', html)
-    assert [(value, bool(checked)) for value, checked in holds] == [("2000", False), ("3500", True), ("5000", False)]
+    assert [(value, bool(checked)) for value, checked in holds] == [
+        ("2000", False),
+        ("3500", True),
+        ("5000", False),
+    ]
     assert re.search(r"<button[^>]*>Pay</button>", html)
 
 
@@ -85,12 +101,18 @@ def test_rotated_keys_still_verify_old_stickers(dc, settings):
 
 def _pay(client, evse, stripe, card=VISA, **extra):
     client.get(checkout_path(evse))
-    data = {"connector": evse.connectors.get().pk, "hold_amount": 2000, "payment_method": stripe.card_token(card)}
+    data = {
+        "connector": evse.connectors.get().pk,
+        "hold_amount": 2000,
+        "payment_method": stripe.card_token(card),
+    }
     data.update(extra)
     return client.post(reverse("checkout:pay", args=[qr.code_for(evse)]), data)
 
 
-def test_pay_over_http_lands_on_the_status_page(client, dc, stripe, django_capture_on_commit_callbacks):
+def test_pay_over_http_lands_on_the_status_page(
+    client, dc, stripe, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         response = _pay(client, dc, stripe, email="me@example.com")
     assert response.status_code == 200, response.content
@@ -111,16 +133,22 @@ def test_declined_card_says_nothing_was_charged(client, dc, stripe):
     assert Payment.objects.get().status == P.FAILED
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("hold_amount", "1234", "amounts offered"),
-    ("payment_method", "tok_<script>", "could not be read"),
-    ("email", "not-an-email", "valid email"),
-    ("connector", "999999", "does not belong"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("hold_amount", "1234", "amounts offered"),
+        ("payment_method", "tok_<script>", "could not be read"),
+        ("email", "not-an-email", "valid email"),
+        ("connector", "999999", "does not belong"),
+    ],
+)
 def test_bad_input_is_refused_and_holds_nothing(client, dc, stripe, field, value, message):
     response = _pay(client, dc, stripe, **{field: value})
     assert response.status_code in (400, 409)
-    assert message in response.json()["message"] and "Nothing has been charged" in response.json()["message"]
+    assert (
+        message in response.json()["message"]
+        and "Nothing has been charged" in response.json()["message"]
+    )
     assert not Payment.objects.exclude(status=P.PENDING).exists()
     assert not Payment.objects.filter(stripe_payment_intent_id__isnull=False).exists()
 
@@ -135,25 +163,43 @@ def test_busy_evse_is_refused(client, dc, stripe, django_capture_on_commit_callb
 
 def _finished_session(connector, stripe, capture):
     with capture(execute=True):
-        session = services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
+        session = services.session_create(
+            evse=connector.evse, connector=connector, hold_amount=2000
+        )
         services.payment_authorize(session_id=session.pk, payment_method_id=stripe.card_token(VISA))
     with capture(execute=True):
         now = timezone.now()
-        services.session_apply_update(SessionUpdate(reference=session.csms_reference, status=Cs.ACTIVE,
-                                                    kwh=Decimal("1"), started_at=now - timedelta(hours=1)))
+        services.session_apply_update(
+            SessionUpdate(
+                reference=session.csms_reference,
+                status=Cs.ACTIVE,
+                kwh=Decimal("1"),
+                started_at=now - timedelta(hours=1),
+            )
+        )
         services.session_request_stop(session_id=session.pk)
-        services.session_apply_update(SessionUpdate(
-            reference=session.csms_reference, status=Cs.COMPLETED, kwh=Decimal("10"),
-            started_at=now - timedelta(hours=1), ended_at=now, final=True,
-        ))
+        services.session_apply_update(
+            SessionUpdate(
+                reference=session.csms_reference,
+                status=Cs.COMPLETED,
+                kwh=Decimal("10"),
+                started_at=now - timedelta(hours=1),
+                ended_at=now,
+                final=True,
+            )
+        )
     session.refresh_from_db()
     assert session.status == S.FINISHED
     return session
 
 
-def test_status_page_charging_then_finished_with_receipt(client, connector, stripe, django_capture_on_commit_callbacks):
+def test_status_page_charging_then_finished_with_receipt(
+    client, connector, stripe, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        session = services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
+        session = services.session_create(
+            evse=connector.evse, connector=connector, hold_amount=2000
+        )
         services.payment_authorize(session_id=session.pk, payment_method_id=stripe.card_token(VISA))
     ChargingSession.objects.filter(pk=session.pk).update(status=S.CHARGING)
     page = client.get(f"/s/{session.public_id}/").content.decode()
@@ -176,16 +222,30 @@ def test_receipt_download(client, connector, stripe, django_capture_on_commit_ca
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
     receipt = session.payment.receipt
-    for expected in [receipt.number, connector.evse.evse_id, "VAT id", "Total (incl. VAT)", "6.05 EUR",
-                     "Released to you", "13.95 EUR", "VAT 21% on 5.00", "1.05 EUR", "Visa ending 4242"]:
+    for expected in [
+        receipt.number,
+        connector.evse.evse_id,
+        "VAT id",
+        "Total (incl. VAT)",
+        "6.05 EUR",
+        "Released to you",
+        "13.95 EUR",
+        "VAT 21% on 5.00",
+        "1.05 EUR",
+        "Visa ending 4242",
+    ]:
         assert expected in text, expected
 
 
-def test_failed_start_page_says_the_hold_was_released(client, connector, stripe, django_capture_on_commit_callbacks):
+def test_failed_start_page_says_the_hold_was_released(
+    client, connector, stripe, django_capture_on_commit_callbacks
+):
     Evse.objects.filter(pk=connector.evse.pk).update(sim_behaviour=Evse.SimBehaviour.REJECT)
     connector.evse.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=True):
-        session = services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
+        session = services.session_create(
+            evse=connector.evse, connector=connector, hold_amount=2000
+        )
         services.payment_authorize(session_id=session.pk, payment_method_id=stripe.card_token(VISA))
     page = client.get(f"/s/{session.public_id}/").content.decode()
     assert "Not started — nothing charged, your hold of 20.00 EUR was released." in page
@@ -202,7 +262,9 @@ def test_admin_shows_and_downloads_the_qr(admin_client, dc):
     page = admin_client.get(reverse("admin:stations_evse_change", args=[dc.pk])).content.decode()
     assert "<svg" in page and qr.url_for(dc) in page
     svg = admin_client.get(reverse("admin:stations_evse_qr", args=[dc.pk, "svg"]))
-    assert svg.status_code == 200 and svg["Content-Type"] == "image/svg+xml" and b"<svg" in svg.content
+    assert (
+        svg.status_code == 200 and svg["Content-Type"] == "image/svg+xml" and b"<svg" in svg.content
+    )
     png = admin_client.get(reverse("admin:stations_evse_qr", args=[dc.pk, "png"]))
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
 
@@ -227,7 +289,9 @@ def test_seed_demo_is_idempotent(db):
     assert first[0] == 2
 
 
-def test_evse_in_use_shows_in_use_and_no_pay_form(client, dc, stripe, django_capture_on_commit_callbacks):
+def test_evse_in_use_shows_in_use_and_no_pay_form(
+    client, dc, stripe, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         assert _pay(client, dc, stripe).status_code == 200
     html = client.get(checkout_path(dc)).content.decode()
@@ -237,23 +301,32 @@ def test_evse_in_use_shows_in_use_and_no_pay_form(client, dc, stripe, django_cap
 
 def test_unknown_card_is_a_clear_decline(client, dc, stripe):
     client.get(checkout_path(dc))
-    response = client.post(reverse("checkout:pay", args=[qr.code_for(dc)]), {
-        "connector": dc.connectors.get().pk, "hold_amount": 2000, "payment_method": "pm_doesnotexist"})
+    response = client.post(
+        reverse("checkout:pay", args=[qr.code_for(dc)]),
+        {
+            "connector": dc.connectors.get().pk,
+            "hold_amount": 2000,
+            "payment_method": "pm_doesnotexist",
+        },
+    )
     assert response.status_code == 402
     assert "could not be used" in response.json()["message"]
     assert Payment.objects.get().status == P.FAILED
 
 
-def test_stripe_unreachable_fails_cleanly_and_frees_the_evse(client, dc, stripe, settings,
-                                                             django_capture_on_commit_callbacks):
+def test_stripe_unreachable_fails_cleanly_and_frees_the_evse(
+    client, dc, stripe, settings, django_capture_on_commit_callbacks
+):
     from tests.peers import free_port
 
     card = stripe.card_token(VISA)
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"  # nobody listens there
     client.get(checkout_path(dc))
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("checkout:pay", args=[qr.code_for(dc)]), {
-            "connector": dc.connectors.get().pk, "hold_amount": 2000, "payment_method": card})
+        response = client.post(
+            reverse("checkout:pay", args=[qr.code_for(dc)]),
+            {"connector": dc.connectors.get().pk, "hold_amount": 2000, "payment_method": card},
+        )
     assert response.status_code == 503
     assert "Nothing will be charged" in response.json()["message"]
     session = ChargingSession.objects.get()
@@ -265,10 +338,14 @@ def test_stripe_unreachable_fails_cleanly_and_frees_the_evse(client, dc, stripe,
 
 def test_admin_refuses_a_tariff_the_engine_cannot_price(admin_client, dc):
     tariff = dc.connectors.get().tariff
-    response = admin_client.post(reverse("admin:stations_tariff_change", args=[tariff.pk]), {
-        "operator": tariff.operator_id, "name": tariff.name,
-        "ocpi": '{"currency": "EUR", "elements": [{"price_components": [{"type": "ENERGY", "price": -1}]}]}',
-    })
+    response = admin_client.post(
+        reverse("admin:stations_tariff_change", args=[tariff.pk]),
+        {
+            "operator": tariff.operator_id,
+            "name": tariff.name,
+            "ocpi": '{"currency": "EUR", "elements": [{"price_components": [{"type": "ENERGY", "price": -1}]}]}',
+        },
+    )
     assert response.status_code == 200  # the form again, with the error
     assert "price" in response.content.decode() and "errorlist" in response.content.decode()
     tariff.refresh_from_db()

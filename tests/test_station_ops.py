@@ -39,17 +39,28 @@ def test_every_scan_is_counted_by_kind_without_personal_data(client, connector):
     assert (today.valid, today.voided, today.invalid) == (2, 1, 1)
     assert ScanDay.objects.get(evse=None).invalid == 1
     # Counts and a day: nothing that could identify who scanned.
-    assert {f.name for f in ScanDay._meta.fields} == {"id", "evse", "day", "valid", "voided", "invalid"}
+    assert {f.name for f in ScanDay._meta.fields} == {
+        "id",
+        "evse",
+        "day",
+        "valid",
+        "voided",
+        "invalid",
+    }
 
 
 def _history(evse, per_day: int, days: range, today):
-    ScanDay.objects.bulk_create(ScanDay(evse=evse, day=today - timedelta(days=d), valid=per_day) for d in days)
+    ScanDay.objects.bulk_create(
+        ScanDay(evse=evse, day=today - timedelta(days=d), valid=per_day) for d in days
+    )
 
 
 def test_a_sharp_drop_against_its_own_history_is_flagged(db):
     today = timezone.localdate()
     covered, quiet, steady = (ConnectorFactory().evse for _ in range(3))
-    _history(covered, 3, range(7, 35), today)  # busy for four weeks, then nothing: a covered sticker?
+    _history(
+        covered, 3, range(7, 35), today
+    )  # busy for four weeks, then nothing: a covered sticker?
     _history(quiet, 1, range(7, 17), today)  # too little history to call a drop
     _history(steady, 3, range(0, 35), today)
     found = scans.signals([covered.pk, quiet.pk, steady.pk], today)
@@ -59,7 +70,9 @@ def test_a_sharp_drop_against_its_own_history_is_flagged(db):
     assert scans.flagged_evse_ids(today) == {covered.pk, steady.pk}
 
 
-def test_the_admin_shows_scans_checkouts_conversion_and_flags(admin_client, connector, pay, tick, client):
+def test_the_admin_shows_scans_checkouts_conversion_and_flags(
+    admin_client, connector, pay, tick, client
+):
     evse = connector.evse
     for _ in range(4):
         scanned(client, qr.code_for(evse))
@@ -69,7 +82,9 @@ def test_the_admin_shows_scans_checkouts_conversion_and_flags(admin_client, conn
     page = admin_client.get(reverse("admin:stations_evse_changelist")).content.decode()
     assert "scans dropped: 4 against 35 expected" in page
     assert "25 %" in page  # 4 scans, 1 charge
-    flagged = admin_client.get(reverse("admin:stations_evse_changelist") + "?tamper=flagged").content.decode()
+    flagged = admin_client.get(
+        reverse("admin:stations_evse_changelist") + "?tamper=flagged"
+    ).content.decode()
     other = ConnectorFactory().evse
     assert evse.evse_id in flagged and other.evse_id not in flagged
 
@@ -81,8 +96,12 @@ def test_the_admin_shows_scans_checkouts_conversion_and_flags(admin_client, conn
 def price_change(connector):
     """The connector's tariff is replaced by one twice the price from an hour from now."""
     old = connector.tariff
-    dearer = {**ENERGY_TARIFF, "elements": [{"price_components": [
-        {"type": "ENERGY", "price": "1.00", "vat": 21.0, "step_size": 1}]}]}
+    dearer = {
+        **ENERGY_TARIFF,
+        "elements": [
+            {"price_components": [{"type": "ENERGY", "price": "1.00", "vat": 21.0, "step_size": 1}]}
+        ],
+    }
     new = TariffFactory(operator=old.operator, name="Dearer", ocpi=dearer)
     old.valid_until, old.replaced_by = timezone.now() + timedelta(hours=1), new
     old.full_clean()
@@ -96,22 +115,29 @@ def test_a_replacement_tariff_takes_over_at_its_time(connector, price_change):
     assert connector.tariff_at(old.valid_until) == new
 
 
-def test_the_page_and_the_session_use_the_tariff_in_force(client, connector, price_change, stripe, monkeypatch):
+def test_the_page_and_the_session_use_the_tariff_in_force(
+    client, connector, price_change, stripe, monkeypatch
+):
     old, new = price_change
     later = old.valid_until + timedelta(minutes=1)
     monkeypatch.setattr(timezone, "now", lambda: later)
     page = client.get(reverse("checkout:scan", args=[qr.code_for(connector.evse)])).content.decode()
     assert "1.21 EUR" in page and f'name="tariff" value="{new.pk}"' in page
-    session = services.session_create(evse=connector.evse, connector=connector, hold_amount=2000,
-                                      tariff_shown=new.pk)
+    session = services.session_create(
+        evse=connector.evse, connector=connector, hold_amount=2000, tariff_shown=new.pk
+    )
     assert session.tariff_snapshot == new.ocpi
 
 
-def test_a_price_change_between_page_and_pay_is_refused_not_charged(connector, price_change, monkeypatch):
+def test_a_price_change_between_page_and_pay_is_refused_not_charged(
+    connector, price_change, monkeypatch
+):
     old, _ = price_change
     monkeypatch.setattr(timezone, "now", lambda: old.valid_until + timedelta(seconds=1))
     with pytest.raises(services.CheckoutError, match="price of this charger has just changed"):
-        services.session_create(evse=connector.evse, connector=connector, hold_amount=2000, tariff_shown=old.pk)
+        services.session_create(
+            evse=connector.evse, connector=connector, hold_amount=2000, tariff_shown=old.pk
+        )
 
 
 def test_replacements_are_checked(connector, price_change):
@@ -129,7 +155,9 @@ def test_replacements_are_checked(connector, price_change):
 
 
 def test_staff_preview_prices_with_the_checkout_code(admin_client, connector):
-    page = admin_client.get(reverse("admin:stations_tariff_change", args=[connector.tariff.pk])).content.decode()
+    page = admin_client.get(
+        reverse("admin:stations_tariff_change", args=[connector.tariff.pk])
+    ).content.decode()
     assert "0.605 EUR" in page or "0.61 EUR" in page  # the same price table as the checkout page
     assert "6.66 EUR" in page  # 11 kWh x 0.50 + 21 % VAT
 
@@ -150,7 +178,9 @@ def captured(connector, pay, tick, django_capture_on_commit_callbacks):
     tick(sim.accept_at)
     with django_capture_on_commit_callbacks(execute=True):
         services.session_request_stop(session_id=session.pk)
-    SimulatedSession.objects.filter(pk=sim.pk).update(stop_requested_at=sim.accept_at + timedelta(minutes=30))
+    SimulatedSession.objects.filter(pk=sim.pk).update(
+        stop_requested_at=sim.accept_at + timedelta(minutes=30)
+    )
     tick(sim.accept_at + timedelta(minutes=30))
     session.refresh_from_db()
     assert session.payment.status == "captured"
@@ -159,8 +189,13 @@ def captured(connector, pay, tick, django_capture_on_commit_callbacks):
 
 def test_operations_run_stations_and_sessions_but_cannot_refund(client, captured):
     client.force_login(staff("Operations"))
-    assert "print_stickers" in client.get(reverse("admin:stations_evse_changelist")).content.decode()
-    assert client.get(reverse("admin:checkout_chargingsession_refund", args=[captured.pk])).status_code == 403
+    assert (
+        "print_stickers" in client.get(reverse("admin:stations_evse_changelist")).content.decode()
+    )
+    assert (
+        client.get(reverse("admin:checkout_chargingsession_refund", args=[captured.pk])).status_code
+        == 403
+    )
     assert client.get(reverse("admin:checkout_receipt_changelist")).status_code == 403
     assert client.get(reverse("admin:checkout_refund_changelist")).status_code == 403
     actions = client.get(reverse("admin:checkout_chargingsession_changelist")).content.decode()
@@ -169,9 +204,14 @@ def test_operations_run_stations_and_sessions_but_cannot_refund(client, captured
 
 def test_finance_handles_money_but_cannot_touch_stickers(client, captured):
     client.force_login(staff("Finance"))
-    assert client.get(reverse("admin:checkout_chargingsession_refund", args=[captured.pk])).status_code == 200
-    export = client.post(reverse("admin:checkout_receipt_changelist"), {
-        "action": "export_csv", "_selected_action": [captured.payment.receipt.pk]})
+    assert (
+        client.get(reverse("admin:checkout_chargingsession_refund", args=[captured.pk])).status_code
+        == 200
+    )
+    export = client.post(
+        reverse("admin:checkout_receipt_changelist"),
+        {"action": "export_csv", "_selected_action": [captured.payment.receipt.pk]},
+    )
     rows = list(csv.reader(io.StringIO(export.content.decode())))
     assert rows[1][0] == captured.payment.receipt.number
     user = User.objects.get(username="finance-user")
@@ -179,8 +219,15 @@ def test_finance_handles_money_but_cannot_touch_stickers(client, captured):
     evses = reverse("admin:stations_evse_changelist")
     assert "print_stickers" not in client.get(evses).content.decode()
     # Printing is what voids a sticker; the action is refused, and the version stays.
-    client.post(evses, {"action": "print_stickers", "_selected_action": [captured.evse.pk], "post": "yes",
-                        "layout": "a4-3x8"})
+    client.post(
+        evses,
+        {
+            "action": "print_stickers",
+            "_selected_action": [captured.evse.pk],
+            "post": "yes",
+            "layout": "a4-3x8",
+        },
+    )
     assert Evse.objects.get(pk=captured.evse.pk).sticker_version == captured.evse.sticker_version
     assert not PrintBatch.objects.exists()
     sessions = client.get(reverse("admin:checkout_chargingsession_changelist")).content.decode()
@@ -192,8 +239,10 @@ def test_staff_stop_a_charge_for_a_driver(admin_client, connector, pay, tick):
     tick(timezone.now() + timedelta(minutes=1))
     session.refresh_from_db()
     assert session.status == S.CHARGING
-    admin_client.post(reverse("admin:checkout_chargingsession_changelist"), {
-        "action": "stop_charging", "_selected_action": [session.pk]})
+    admin_client.post(
+        reverse("admin:checkout_chargingsession_changelist"),
+        {"action": "stop_charging", "_selected_action": [session.pk]},
+    )
     session.refresh_from_db()
     assert session.status == S.STOPPING
     assert session.events.get(kind="stop_requested").message == "stopped by staff:admin"

@@ -39,8 +39,11 @@ def qr_settings(settings):
 
 @pytest.fixture
 def location(db):
-    operator = OperatorFactory(name="Laadpunt Noord", languages="nl,en,de",
-                               support_contact="help@laadpunt.example · +31 20 123 4567")
+    operator = OperatorFactory(
+        name="Laadpunt Noord",
+        languages="nl,en,de",
+        support_contact="help@laadpunt.example · +31 20 123 4567",
+    )
     return LocationFactory(operator=operator)
 
 
@@ -74,25 +77,37 @@ def code_of(url: str) -> str:
     return url.removeprefix(f"{BASE}/q/")
 
 
-@pytest.mark.parametrize(("layout", "count"), [("a4-2x4", 10), ("a4-3x8", 26), ("single-a6", 3), ("single-100x150", 2)])
+@pytest.mark.parametrize(
+    ("layout", "count"), [("a4-2x4", 10), ("a4-3x8", 26), ("single-a6", 3), ("single-100x150", 2)]
+)
 def test_every_sticker_scans_to_its_evse(location, layout, count):
     evses = make_evses(location, count)
-    batch = stickers.print_batch_create(evses=Evse.objects.filter(location=location), layout=layout, user=None)
+    batch = stickers.print_batch_create(
+        evses=Evse.objects.filter(location=location), layout=layout, user=None
+    )
     pdf = pdf_of(batch)
 
     per_page = stickers.LAYOUTS[layout].per_page
     pages = scanned(pdf)
     full, rest = divmod(count, per_page)
-    assert [len(codes) for codes in pages] == [per_page] * full + ([rest] if rest else [])  # every page, every code
+    assert [len(codes) for codes in pages] == [per_page] * full + (
+        [rest] if rest else []
+    )  # every page, every code
     urls = [url for codes in pages for url in codes]
-    assert Counter(urls) == Counter(qr.url_for(evse) for evse in evses)  # each EVSE once, and only these
+    assert Counter(urls) == Counter(
+        qr.url_for(evse) for evse in evses
+    )  # each EVSE once, and only these
     assert sorted(qr.verify(code_of(url)).pk for url in urls) == sorted(evse.pk for evse in evses)
 
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
     for evse in evses:
         assert evse.evse_id in text
         assert qr.url_for(evse).removeprefix("https://").split("/q/")[1] in text.replace("\n", "")
-    assert "Scan om te betalen" in text and "Laadpunt Noord" in text and "help@laadpunt.example" in text
+    assert (
+        "Scan om te betalen" in text
+        and "Laadpunt Noord" in text
+        and "help@laadpunt.example" in text
+    )
 
 
 @pytest.mark.parametrize("layout", stickers.LAYOUTS.values(), ids=list(stickers.LAYOUTS))
@@ -121,11 +136,15 @@ def test_a_reprint_voids_the_old_sticker(location, django_user_model):
     old_code = code_of(scanned(pdf_of(first))[0][0])
     assert qr.verify(old_code).pk == evse.pk
 
-    second = stickers.print_batch_create(evses=Evse.objects.filter(pk__in=[evse.pk, other.pk]), layout="a4-2x4",
-                                         user=staff)
+    second = stickers.print_batch_create(
+        evses=Evse.objects.filter(pk__in=[evse.pk, other.pk]), layout="a4-2x4", user=staff
+    )
     evse.refresh_from_db()
     other.refresh_from_db()
-    assert (evse.sticker_version, other.sticker_version) == (2, 1)  # only the one printed before moves on
+    assert (evse.sticker_version, other.sticker_version) == (
+        2,
+        1,
+    )  # only the one printed before moves on
     with pytest.raises(qr.InvalidCode) as voided:
         qr.verify(old_code)
     assert voided.value.reason == "voided"
@@ -134,7 +153,11 @@ def test_a_reprint_voids_the_old_sticker(location, django_user_model):
 
     rows = {(s.evse_id, s.sticker_version, s.key_id) for s in second.stickers.all()}
     assert rows == {(evse.pk, 2, qr.key_id()), (other.pk, 1, qr.key_id())}
-    assert second.created_by == staff and second.layout == "a4-2x4" and second.created_at >= first.created_at
+    assert (
+        second.created_by == staff
+        and second.layout == "a4-2x4"
+        and second.created_at >= first.created_at
+    )
     assert PrintedSticker.objects.filter(batch=first).get().sticker_version == 1
     with pytest.raises(stickers.StaleBatch):
         pdf_of(first)  # an old batch is never printed again by mistake
@@ -143,13 +166,17 @@ def test_a_reprint_voids_the_old_sticker(location, django_user_model):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("requires_postgres")
 def test_two_prints_at_once_take_turns(location):
-    evse = make_evses(location, 1)[0]  # never printed: the second print must see the first and void it
+    evse = make_evses(location, 1)[
+        0
+    ]  # never printed: the second print must see the first and void it
     barrier = threading.Barrier(2)
 
     def reprint():
         try:
             barrier.wait()
-            return stickers.print_batch_create(evses=Evse.objects.filter(pk=evse.pk), layout="a4-3x8", user=None)
+            return stickers.print_batch_create(
+                evses=Evse.objects.filter(pk=evse.pk), layout="a4-3x8", user=None
+            )
         finally:
             connections.close_all()
 
@@ -165,7 +192,9 @@ def test_key_ids_are_short_fingerprints_not_keys(settings):
     assert qr.key_id() == qr.key_id("sticker-key-one") != qr.key_id("another")
 
 
-def test_rotating_the_key_keeps_printed_stickers_until_staff_reprint(location, settings, admin_client):
+def test_rotating_the_key_keeps_printed_stickers_until_staff_reprint(
+    location, settings, admin_client
+):
     evse, fresh = make_evses(location, 2)
     old_batch = stickers.print_batch_create(evses=[evse], layout="single-a6", user=None)
     old_code = code_of(scanned(pdf_of(old_batch))[0][0])
@@ -180,7 +209,9 @@ def test_rotating_the_key_keeps_printed_stickers_until_staff_reprint(location, s
     stickers.print_batch_create(evses=[evse], layout="single-a6", user=None)
     listed = admin_client.get(changelist, {"sticker": "old_key"}).context["cl"].result_list
     assert {e.pk for e in listed} == {fresh.pk}
-    assert PrintedSticker.objects.filter(evse=evse).latest("pk").key_id == qr.key_id("sticker-key-two")
+    assert PrintedSticker.objects.filter(evse=evse).latest("pk").key_id == qr.key_id(
+        "sticker-key-two"
+    )
     with pytest.raises(qr.InvalidCode) as voided:
         qr.verify(old_code)
     assert voided.value.reason == "voided"
@@ -193,7 +224,9 @@ def test_sticker_filter_and_printed_column(location, admin_client):
     changelist = reverse("admin:stations_evse_changelist")
 
     def listed(state):
-        return {e.pk for e in admin_client.get(changelist, {"sticker": state}).context["cl"].result_list}
+        return {
+            e.pk for e in admin_client.get(changelist, {"sticker": state}).context["cl"].result_list
+        }
 
     assert listed("never") == {never.pk}
     assert listed("voided") == {outdated.pk}
@@ -204,15 +237,22 @@ def test_sticker_filter_and_printed_column(location, admin_client):
 
 
 def post_action(client, url, action, pks, **extra):
-    return client.post(url, {"action": action, "_selected_action": [str(pk) for pk in pks], **extra})
+    return client.post(
+        url, {"action": action, "_selected_action": [str(pk) for pk in pks], **extra}
+    )
 
 
 def test_printing_needs_the_permission(location, client):
     evse = make_evses(location, 1)[0]
     user = User.objects.create_user("ops", password="x", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_evse", "change_evse", "view_location"]))
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_evse", "change_evse", "view_location"])
+    )
     client.force_login(user)
-    evses_url, locations_url = reverse("admin:stations_evse_changelist"), reverse("admin:stations_location_changelist")
+    evses_url, locations_url = (
+        reverse("admin:stations_evse_changelist"),
+        reverse("admin:stations_location_changelist"),
+    )
 
     def actions(url):
         form = client.get(url).context["action_form"]  # None: no action at all is offered
@@ -220,16 +260,24 @@ def test_printing_needs_the_permission(location, client):
 
     assert "print_stickers" not in actions(evses_url)
     assert "print_stickers" not in actions(locations_url)
-    refused = post_action(client, evses_url, "print_stickers", [evse.pk], post="yes", layout="a4-3x8")
+    refused = post_action(
+        client, evses_url, "print_stickers", [evse.pk], post="yes", layout="a4-3x8"
+    )
     assert refused["Content-Type"] != "application/pdf" and not PrintBatch.objects.exists()
 
     user.user_permissions.add(Permission.objects.get(codename="print_sticker"))
     user = User.objects.get(pk=user.pk)  # drop the permission cache
     client.force_login(user)
-    assert actions(evses_url)["print_stickers"] == actions(locations_url)["print_stickers"] == "Print QR stickers…"
+    assert (
+        actions(evses_url)["print_stickers"]
+        == actions(locations_url)["print_stickers"]
+        == "Print QR stickers…"
+    )
     confirm = post_action(client, evses_url, "print_stickers", [evse.pk])
     assert confirm.status_code == 200 and b"None of them has been printed before" in confirm.content
-    response = post_action(client, evses_url, "print_stickers", [evse.pk], post="yes", layout="a4-3x8")
+    response = post_action(
+        client, evses_url, "print_stickers", [evse.pk], post="yes", layout="a4-3x8"
+    )
     assert response.status_code == 200
     assert response["Content-Type"] == "application/pdf"
     assert response["Content-Disposition"].startswith("attachment;")
@@ -240,22 +288,38 @@ def test_printing_needs_the_permission(location, client):
 
 def test_a_current_batch_can_be_downloaded_again_without_voiding(location, admin_client, client):
     evses = make_evses(location, 3)
-    batch = stickers.print_batch_create(evses=Evse.objects.filter(pk__in=[e.pk for e in evses]), layout="a4-2x4",
-                                        user=None)
+    batch = stickers.print_batch_create(
+        evses=Evse.objects.filter(pk__in=[e.pk for e in evses]), layout="a4-2x4", user=None
+    )
     url = reverse("admin:stations_printbatch_pdf", args=[batch.pk])
     again = admin_client.get(url)
     assert again["Content-Type"] == "application/pdf"
-    codes = sorted(code_of(url) for page in scanned(b"".join(again.streaming_content)) for url in page)
-    assert codes == sorted(qr.code_for(e) for e in Evse.objects.filter(pk__in=[e.pk for e in evses]))
-    assert list(Evse.objects.filter(pk__in=[e.pk for e in evses]).values_list("sticker_version", flat=True)) == [1] * 3
+    codes = sorted(
+        code_of(url) for page in scanned(b"".join(again.streaming_content)) for url in page
+    )
+    assert codes == sorted(
+        qr.code_for(e) for e in Evse.objects.filter(pk__in=[e.pk for e in evses])
+    )
+    assert (
+        list(
+            Evse.objects.filter(pk__in=[e.pk for e in evses]).values_list(
+                "sticker_version", flat=True
+            )
+        )
+        == [1] * 3
+    )
     User.objects.create_user("viewer", password="pw", is_staff=True)
     client.login(username="viewer", password="pw")
     assert client.get(url).status_code == 403
     # A later print voids it: no more downloads of stickers that would not scan.
-    stickers.print_batch_create(evses=Evse.objects.filter(pk=evses[0].pk), layout="a4-2x4", user=None)
+    stickers.print_batch_create(
+        evses=Evse.objects.filter(pk=evses[0].pk), layout="a4-2x4", user=None
+    )
     refused = admin_client.get(url, follow=True)
     assert "out of date" in refused.content.decode() and refused.redirect_chain
-    page = admin_client.get(reverse("admin:stations_printbatch_change", args=[batch.pk])).content.decode()
+    page = admin_client.get(
+        reverse("admin:stations_printbatch_change", args=[batch.pk])
+    ).content.decode()
     assert "Voided by a later print" in page
 
 
@@ -269,13 +333,17 @@ def test_location_action_prints_all_its_evses_and_warns_of_reprints(location, ad
     assert confirm.status_code == 200
     assert confirm.context["count"] == 3 and confirm.context["reprint_count"] == 1
     assert evses[0].evse_id in confirm.content.decode()
-    response = post_action(admin_client, url, "print_stickers", [location.pk], post="yes", layout="single-100x150")
+    response = post_action(
+        admin_client, url, "print_stickers", [location.pk], post="yes", layout="single-100x150"
+    )
     assert response["Content-Type"] == "application/pdf"
     batch = PrintBatch.objects.filter(layout="single-100x150").get()
     assert {s.evse_id for s in batch.stickers.all()} == {e.pk for e in evses}
     assert len(scanned(b"".join(response.streaming_content))) == 3
 
-    page = admin_client.get(reverse("admin:stations_printbatch_change", args=[batch.pk])).content.decode()
+    page = admin_client.get(
+        reverse("admin:stations_printbatch_change", args=[batch.pk])
+    ).content.decode()
     assert all(e.evse_id in page for e in evses) and qr.key_id() in page
     listing = admin_client.get(reverse("admin:stations_printbatch_changelist")).content.decode()
     assert "single-100x150" in listing
@@ -285,7 +353,9 @@ def test_a_thousand_stickers_render_in_little_memory(location, monkeypatch):
     Evse.objects.bulk_create(
         Evse(location=location, uid=f"mem-{n}", evse_id=f"NL*MEM*E{n:04d}*1") for n in range(1000)
     )
-    batch = stickers.print_batch_create(evses=Evse.objects.filter(location=location), layout="a4-3x8", user=None)
+    batch = stickers.print_batch_create(
+        evses=Evse.objects.filter(location=location), layout="a4-3x8", user=None
+    )
     # segno's mask search is most of the time (5x more under tracemalloc) and its memory is freed
     # after each code; what could pile up over 1,000 stickers is the PDF. So every sticker gets the
     # same real-sized code here; bench/stickers.py measures the whole thing.
@@ -301,7 +371,9 @@ def test_a_thousand_stickers_render_in_little_memory(location, monkeypatch):
         size = out.tell()
         out.seek(0)
         assert len(PdfReader(out).pages) == 42  # 1,000 / 24 per sheet
-    assert count == 1000    # reportlab keeps each page's drawing operators until save(): a few KB a sticker.
+    assert (
+        count == 1000
+    )  # reportlab keeps each page's drawing operators until save(): a few KB a sticker.
     assert peak < 32 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB for a {size / 2**20:.1f} MiB PDF"
 
 
@@ -309,22 +381,33 @@ def test_a_thousand_stickers_render_in_little_memory(location, monkeypatch):
 def test_a_sheet_as_a_person_sees_it(location):
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI") == "true":
-            pytest.fail(f"Chromium at {CHROMIUM} is needed (CI must run this test, not skip it)", pytrace=False)
+            pytest.fail(
+                f"Chromium at {CHROMIUM} is needed (CI must run this test, not skip it)",
+                pytrace=False,
+            )
         pytest.skip(f"needs Chromium at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
     make_evses(location, 10)
-    batch = stickers.print_batch_create(evses=Evse.objects.filter(location=location), layout="a4-2x4", user=None)
+    batch = stickers.print_batch_create(
+        evses=Evse.objects.filter(location=location), layout="a4-2x4", user=None
+    )
     document = pypdfium2.PdfDocument(pdf_of(batch))
     png = io.BytesIO()
     document[0].render(scale=150 / 72).to_pil().save(png, format="PNG")
     document.close()
     ARTIFACTS.mkdir(exist_ok=True)
 
-    html = (f'<body style="margin:0;padding:24px;background:#777"><img alt="sticker sheet" style="display:block;'
-            f'width:100%;background:#fff" src="data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}">')
-    with sync_playwright() as playwright:  # after the database work: Django refuses it inside an event loop
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    html = (
+        f'<body style="margin:0;padding:24px;background:#777"><img alt="sticker sheet" style="display:block;'
+        f'width:100%;background:#fff" src="data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}">'
+    )
+    with (
+        sync_playwright() as playwright
+    ):  # after the database work: Django refuses it inside an event loop
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         try:
             page = browser.new_page(viewport={"width": 900, "height": 1200})
             page.set_content(html)

@@ -98,7 +98,8 @@ EXAMPLE_TOTALS = {
 
 def example_files() -> list[str]:
     return sorted(p.name for p in examples().glob("tariff_*.json")) + sorted(
-        p.name for p in examples().glob("tariffrestriction_*.json"))
+        p.name for p in examples().glob("tariffrestriction_*.json")
+    )
 
 
 def test_every_example_file_has_a_hand_checked_expectation():
@@ -133,7 +134,9 @@ def test_free_of_charge_example():
 def test_reservation_elements_are_ignored_in_price_lines():
     lines = price_lines(load("tariff_16_reservation_2_euro_fee_5_euro_per_hour.json"))
     assert [(line["type"], line["price_excl_vat"]) for line in lines] == [
-        ("ENERGY", D("0.25")), ("FLAT", D("0.5"))]
+        ("ENERGY", D("0.25")),
+        ("FLAT", D("0.5")),
+    ]
 
 
 # --------------------------------------------------------------------------- spec worked examples
@@ -159,8 +162,13 @@ def test_spec_max_price_example():
 
 def test_spec_energy_parking_and_start_fee_example():
     # Start 0.50 (20 %), ENERGY 0.25 (10 %), PARKING 2.00/h (20 %) per 15 min.
-    t = tariff(element(pc("FLAT", 0.50, 1, 20.0), pc("ENERGY", 0.25, 1, 10.0),
-                       pc("PARKING_TIME", 2.00, 900, 20.0)))
+    t = tariff(
+        element(
+            pc("FLAT", 0.50, 1, 20.0),
+            pc("ENERGY", 0.25, 1, 10.0),
+            pc("PARKING_TIME", 2.00, 900, 20.0),
+        )
+    )
     # 20 kWh, then 40 min parking -> billed 45 min = 0.75 h * 2.00 = 1.50 (incl 1.80)
     # 0.50 + 5.00 + 1.50 = 7.00; 0.60 + 5.50 + 1.80 = 7.90 (spec: 7.00 / 7.90)
     q = quote(t, usage(MONDAY, 100, 20, parking=40))
@@ -182,33 +190,45 @@ COMPLEX = tariff(
     element(pc("TIME", 1.00, 900, 20.0), max_current=32.00),
     element(pc("TIME", 2.00, 600, 20.0), min_current=32.00, day_of_week=WEEKDAYS),
     element(pc("TIME", 1.25, 600, 20.0), min_current=32.00, day_of_week=["SATURDAY", "SUNDAY"]),
-    element(pc("PARKING_TIME", 5.00, 300, 10.0), start_time="09:00", end_time="18:00",
-            day_of_week=WEEKDAYS),
-    element(pc("PARKING_TIME", 6.00, 300, 10.0), start_time="10:00", end_time="17:00",
-            day_of_week=["SATURDAY"]),
+    element(
+        pc("PARKING_TIME", 5.00, 300, 10.0),
+        start_time="09:00",
+        end_time="18:00",
+        day_of_week=WEEKDAYS,
+    ),
+    element(
+        pc("PARKING_TIME", 6.00, 300, 10.0),
+        start_time="10:00",
+        end_time="17:00",
+        day_of_week=["SATURDAY"],
+    ),
 )
 
 
 def test_spec_complex_example_monday():
     # Monday 09:30 local, 147 min charging at 16 A, then 42 min parking (11:57-12:39).
     start = datetime(2024, 1, 15, 9, 30, tzinfo=AMS)
-    q = quote(COMPLEX, usage(start, 147 + 42, 20, parking=42, max_current_a=16),
-              tz="Europe/Amsterdam")
+    q = quote(
+        COMPLEX, usage(start, 147 + 42, 20, parking=42, max_current_a=16), tz="Europe/Amsterdam"
+    )
     # FLAT 2.50 / 2.875
     # TIME < 32 A: 147 min -> 150 min (900 s steps) = 2.5 h * 1.00 = 2.50 / 3.00
     # PARKING weekday 09-18: 42 -> 45 min = 0.75 h * 5.00 = 3.75 / 4.125
     # 8.75 / 10.00 (spec: 8.75 / 10)
     assert totals(q) == ("8.75", "10.00")
     assert [(c.type, c.price, c.volume) for c in q.components] == [
-        ("TIME", D("1.0"), D("2.500000")), ("FLAT", D("2.5"), D("1.000000")),
-        ("PARKING_TIME", D("5.0"), D("0.750000"))]
+        ("TIME", D("1.0"), D("2.500000")),
+        ("FLAT", D("2.5"), D("1.000000")),
+        ("PARKING_TIME", D("5.0"), D("0.750000")),
+    ]
 
 
 def test_spec_complex_example_saturday():
     # Saturday 13:30 local, 114 min charging at 43 A, then 71 min parking (15:24-16:35).
     start = datetime(2024, 1, 20, 13, 30, tzinfo=AMS)
-    q = quote(COMPLEX, usage(start, 114 + 71, 30, parking=71, max_current_a=43),
-              tz="Europe/Amsterdam")
+    q = quote(
+        COMPLEX, usage(start, 114 + 71, 30, parking=71, max_current_a=43), tz="Europe/Amsterdam"
+    )
     # FLAT 2.50 / 2.875
     # TIME >= 32 A weekend: 114 -> 120 min (600 s steps) = 2 h * 1.25 = 2.50 / 3.00
     # PARKING Saturday 10-17: 71 -> 75 min = 1.25 h * 6.00 = 7.50 / 8.25
@@ -266,10 +286,12 @@ def test_spec_alt_url_example_step_100wh():
 
 
 STEP_EXAMPLE = tariff(
-    element(pc("TIME", 1.20, 1800), pc("PARKING_TIME", 1.00, 900), start_time="00:00",
-            end_time="17:00"),
-    element(pc("TIME", 2.40, 900), pc("PARKING_TIME", 1.00, 900), start_time="17:00",
-            end_time="20:00"),
+    element(
+        pc("TIME", 1.20, 1800), pc("PARKING_TIME", 1.00, 900), start_time="00:00", end_time="17:00"
+    ),
+    element(
+        pc("TIME", 2.40, 900), pc("PARKING_TIME", 1.00, 900), start_time="17:00", end_time="20:00"
+    ),
     element(pc("TIME", 2.40, 900), start_time="20:00", end_time="23:59"),
 )
 
@@ -282,7 +304,9 @@ def test_spec_step_size_switching_example_2():
     q = quote(STEP_EXAMPLE, usage(start, 35, 5))
     assert totals(q) == ("1.30", "1.30")
     assert [(c.price, c.excl_vat) for c in q.components] == [
-        (D("1.2"), D("0.5000")), (D("2.4"), D("0.8000"))]
+        (D("1.2"), D("0.5000")),
+        (D("2.4"), D("0.8000")),
+    ]
 
 
 def test_spec_step_size_switching_example_1_rounds_parking_separately():
@@ -311,11 +335,14 @@ def test_step_size_of_last_used_component_when_dimension_becomes_free():
     assert price(STEP_EXAMPLE, usage(start, 30, 2, parking=20)) == ("0.85", "0.85")
 
 
-@pytest.mark.parametrize("step, amount, total", [
-    (1, "0.0290", "0.03"),  # 115.2 Wh -> 116 Wh * 0.25/kWh = 0.029
-    (25, "0.0313", "0.03"),  # -> 125 Wh = 0.03125
-    (500, "0.1250", "0.13"),  # -> 500 Wh = 0.125 -> 0.13 (half up)
-])
+@pytest.mark.parametrize(
+    "step, amount, total",
+    [
+        (1, "0.0290", "0.03"),  # 115.2 Wh -> 116 Wh * 0.25/kWh = 0.029
+        (25, "0.0313", "0.03"),  # -> 125 Wh = 0.03125
+        (500, "0.1250", "0.13"),  # -> 500 Wh = 0.125 -> 0.13 (half up)
+    ],
+)
 def test_spec_step_size_energy_note(step, amount, total):
     t = tariff(element(pc("ENERGY", 0.25, step)))
     q = quote(t, usage(MONDAY, 10, "0.1152"))
@@ -346,8 +373,10 @@ def test_spec_max_duration_example_with_uniform_energy():
 
 
 def test_time_window_past_midnight():
-    night = tariff(element(pc("ENERGY", 0.20, 1), start_time="22:00", end_time="06:00"),
-                   element(pc("ENERGY", 0.40, 1)))
+    night = tariff(
+        element(pc("ENERGY", 0.20, 1), start_time="22:00", end_time="06:00"),
+        element(pc("ENERGY", 0.40, 1)),
+    )
     # 21:00-07:00 local, 10 kWh at 1 kWh/h: 8 h in the window * 0.20 = 1.60, 2 h * 0.40 = 0.80
     start = datetime(2024, 1, 15, 21, 0, tzinfo=AMS)
     assert price(night, usage(start, 600, 10), tz="Europe/Amsterdam") == ("2.40", "2.40")
@@ -360,8 +389,10 @@ def test_time_window_past_midnight():
 
 
 def test_day_of_week_uses_location_time_zone():
-    weekend = tariff(element(pc("TIME", 3.00, 60), day_of_week=["SATURDAY", "SUNDAY"]),
-                     element(pc("TIME", 2.00, 60)))
+    weekend = tariff(
+        element(pc("TIME", 3.00, 60), day_of_week=["SATURDAY", "SUNDAY"]),
+        element(pc("TIME", 2.00, 60)),
+    )
     start = datetime(2024, 1, 19, 22, 0, tzinfo=UTC)  # Friday 23:00 in Amsterdam
     u = usage(start, 120, 10)
     # Amsterdam: Fri 23:00-24:00 at 2.00 + Sat 00:00-01:00 at 3.00 = 5.00
@@ -371,8 +402,10 @@ def test_day_of_week_uses_location_time_zone():
 
 
 def test_start_and_end_date():
-    promo = tariff(element(pc("ENERGY", 0.10, 1), start_date="2024-01-16", end_date="2024-01-17"),
-                   element(pc("ENERGY", 0.30, 1)))
+    promo = tariff(
+        element(pc("ENERGY", 0.10, 1), start_date="2024-01-16", end_date="2024-01-17"),
+        element(pc("ENERGY", 0.30, 1)),
+    )
     # Jan 15 12:00 - Jan 17 12:00, 48 kWh at 1 kWh/h: Jan 16 (24 kWh) at 0.10 = 2.40;
     # Jan 15 afternoon + Jan 17 morning (24 kWh; end_date exclusive) at 0.30 = 7.20 -> 9.60
     start = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
@@ -389,22 +422,29 @@ def test_min_duration():
 
 
 def test_min_and_max_kwh_split_energy_and_time():
-    t = tariff(element(pc("ENERGY", 0.10, 1), pc("TIME", 1.00, 60), max_kwh=4),
-               element(pc("ENERGY", 0.30, 1), pc("TIME", 2.00, 60)))
+    t = tariff(
+        element(pc("ENERGY", 0.10, 1), pc("TIME", 1.00, 60), max_kwh=4),
+        element(pc("ENERGY", 0.30, 1), pc("TIME", 2.00, 60)),
+    )
     # 2 h, 10 kWh at 5 kWh/h: 4 kWh reached after 48 min.
     # ENERGY 4 * 0.10 + 6 * 0.30 = 0.40 + 1.80 = 2.20
     # TIME 0.8 h * 1.00 + 1.2 h * 2.00 = 0.80 + 2.40 = 3.20 -> 5.40
     q = quote(t, usage(MONDAY, 120, 10))
     assert totals(q) == ("5.40", "5.40")
     assert [(c.type, c.volume) for c in q.components] == [
-        ("ENERGY", D("4.000000")), ("ENERGY", D("6.000000")),
-        ("TIME", D("0.800000")), ("TIME", D("1.200000"))]
+        ("ENERGY", D("4.000000")),
+        ("ENERGY", D("6.000000")),
+        ("TIME", D("0.800000")),
+        ("TIME", D("1.200000")),
+    ]
 
 
 def test_current_restrictions_use_session_values():
-    t = tariff(element(pc("TIME", 1.00, 1), max_current=32),
-               element(pc("TIME", 2.00, 1), min_current=32),
-               element(pc("TIME", 5.00, 1)))
+    t = tariff(
+        element(pc("TIME", 1.00, 1), max_current=32),
+        element(pc("TIME", 2.00, 1), min_current=32),
+        element(pc("TIME", 5.00, 1)),
+    )
     assert price(t, usage(MONDAY, 60, 5, max_current_a=16)) == ("1.00", "1.00")
     assert price(t, usage(MONDAY, 60, 5, max_current_a=32)) == ("2.00", "2.00")  # max excl.
     # min_current is compared with the session minimum when given
@@ -422,8 +462,12 @@ def test_min_power_restriction():
 
 def test_fallback_is_per_dimension():
     t = tariff(
-        element(pc("ENERGY", 0.30, 1, 21), pc("TIME", 1.00, 60, 21),
-                start_time="08:00", end_time="20:00"),
+        element(
+            pc("ENERGY", 0.30, 1, 21),
+            pc("TIME", 1.00, 60, 21),
+            start_time="08:00",
+            end_time="20:00",
+        ),
         element(pc("ENERGY", 0.20, 1, 21)),  # active at night but has no TIME
         element(pc("TIME", 0.50, 60, 21)),
     )
@@ -432,7 +476,11 @@ def test_fallback_is_per_dimension():
     q = quote(t, usage(datetime(2024, 1, 15, 19, 0, tzinfo=UTC), 120, 4))
     assert totals(q) == ("2.50", "3.03")
     assert [(c.type, c.price) for c in q.components] == [
-        ("ENERGY", D("0.3")), ("ENERGY", D("0.2")), ("TIME", D("1.0")), ("TIME", D("0.5"))]
+        ("ENERGY", D("0.3")),
+        ("ENERGY", D("0.2")),
+        ("TIME", D("1.0")),
+        ("TIME", D("0.5")),
+    ]
 
 
 def test_dimension_without_matching_element_is_free():
@@ -442,8 +490,11 @@ def test_dimension_without_matching_element_is_free():
 
 
 def test_flat_fee_once_from_first_active_element():
-    t = tariff(element(pc("FLAT", 1.00, 1), start_time="18:00"), element(pc("FLAT", 0.50, 1)),
-               element(pc("ENERGY", 0.0, 1)))
+    t = tariff(
+        element(pc("FLAT", 1.00, 1), start_time="18:00"),
+        element(pc("FLAT", 0.50, 1)),
+        element(pc("ENERGY", 0.0, 1)),
+    )
     start = datetime(2024, 1, 15, 17, 30, tzinfo=UTC)
     q = quote(t, usage(start, 60, 10))  # starts before 18:00: the fallback's 0.50, only once
     assert [(c.type, c.price) for c in q.components if c.type == "FLAT"] == [("FLAT", D("0.5"))]
@@ -458,8 +509,10 @@ def test_empty_session_still_pays_flat_fee():
 
 def test_daylight_saving_gap():
     # 2024-03-31 Amsterdam: 02:00 local jumps to 03:00. The window 00:00-02:30 ends at the jump.
-    t = tariff(element(pc("TIME", 2.00, 1), start_time="00:00", end_time="02:30"),
-               element(pc("TIME", 1.00, 1)))
+    t = tariff(
+        element(pc("TIME", 2.00, 1), start_time="00:00", end_time="02:30"),
+        element(pc("TIME", 1.00, 1)),
+    )
     start = datetime(2024, 3, 31, 0, 0, tzinfo=AMS)  # 23:00 UTC
     end = datetime(2024, 3, 31, 4, 0, tzinfo=AMS)  # 02:00 UTC: 3 real hours
     q = quote(t, Usage(start, end, D(3)), tz="Europe/Amsterdam")
@@ -515,12 +568,16 @@ def test_vat_per_component_and_missing_vat():
     assert totals(q) == ("5.00", "5.63")
     d = q.as_dict()
     assert [(c["type"], c["vat"], c["incl_vat"]) for c in d["components"]] == [
-        ("ENERGY", "21.0", "3.6300"), ("TIME", "0", "1.0000"), ("FLAT", None, "1.0000")]
+        ("ENERGY", "21.0", "3.6300"),
+        ("TIME", "0", "1.0000"),
+        ("FLAT", None, "1.0000"),
+    ]
 
 
 def test_min_and_max_price_clamp_excl_and_incl_independently():
-    t = dict(load("tariff_8_simple_025kwh.json"),
-             min_price={"excl_vat": "0.50", "incl_vat": "0.70"})
+    t = dict(
+        load("tariff_8_simple_025kwh.json"), min_price={"excl_vat": "0.50", "incl_vat": "0.70"}
+    )
     # 1 kWh: 0.25 / 0.275 -> 0.50 / 0.70
     assert price(t, usage(MONDAY, 60, 1)) == ("0.50", "0.70")
     # min_price without incl_vat: bound incl = 1.00 * (0.275 / 0.25) = 1.10
@@ -535,8 +592,10 @@ def test_decimal_artefacts_do_not_add_a_step():
     # 30.25 kWh over 9928 s, cut at five duration boundaries: the parts are 28-digit quotients
     # whose sum comes out as 30.25000000000000000000000001 kWh. With 1 Wh steps that must still
     # bill 30.25 kWh (not 30.251). All parts cost 1.00/kWh: 30.25.
-    t = tariff(*[element(pc("ENERGY", 1, 1), max_duration=s)
-                 for s in (1517, 2560, 6951, 7724, 8154)], element(pc("ENERGY", 1, 1)))
+    t = tariff(
+        *[element(pc("ENERGY", 1, 1), max_duration=s) for s in (1517, 2560, 6951, 7724, 8154)],
+        element(pc("ENERGY", 1, 1)),
+    )
     q = quote(t, Usage(MONDAY, MONDAY + timedelta(seconds=9928), D("30.25")))
     assert [(c.volume, c.excl_vat) for c in q.components] == [(D("30.250000"), D("30.2500"))]
 
@@ -549,8 +608,14 @@ def test_as_dict_is_json_with_strings():
     d = json.loads(json.dumps(q.as_dict()))
     assert set(d) == {"currency", "total_excl_vat", "total_incl_vat", "components"}
     assert d["total_excl_vat"] == "5.15" and d["total_incl_vat"] == "5.50"
-    assert d["components"][0] == {"type": "TIME", "volume": "2.500000", "price": "1.9",
-                                  "vat": "5.2", "excl_vat": "4.7500", "incl_vat": "4.9970"}
+    assert d["components"][0] == {
+        "type": "TIME",
+        "volume": "2.500000",
+        "price": "1.9",
+        "vat": "5.2",
+        "excl_vat": "4.7500",
+        "incl_vat": "4.9970",
+    }
 
 
 def test_usage_coerces_numbers():
@@ -561,10 +626,21 @@ def test_usage_coerces_numbers():
 def test_price_lines_order_units_and_texts():
     lines = price_lines(COMPLEX)
     assert [line["type"] for line in lines] == [
-        "TIME", "TIME", "TIME", "FLAT", "PARKING_TIME", "PARKING_TIME"]
+        "TIME",
+        "TIME",
+        "TIME",
+        "FLAT",
+        "PARKING_TIME",
+        "PARKING_TIME",
+    ]
     assert [line["restrictions"] for line in lines] == [
-        "below 32 A", "on weekdays, from 32 A", "on weekends, from 32 A", "",
-        "between 09:00 and 18:00, on weekdays", "between 10:00 and 17:00, on Saturday"]
+        "below 32 A",
+        "on weekdays, from 32 A",
+        "on weekends, from 32 A",
+        "",
+        "between 09:00 and 18:00, on weekdays",
+        "between 10:00 and 17:00, on Saturday",
+    ]
     time_line = lines[1]
     # 2.00 * 1.2 = 2.40 / h; 0.04 / min
     assert time_line["price_incl_vat"] == D("2.40")
@@ -575,53 +651,66 @@ def test_price_lines_order_units_and_texts():
 
 def test_price_lines_energy_first_and_texts():
     night = {"start_time": "22:00", "end_time": "06:00"}
-    t = tariff(element(pc("FLAT", 0.50, 1)),
-               element(pc("PARKING_TIME", 6.00, 60, 20), min_duration=7200),
-               element(pc("TIME", 2.00, 60, 10)),
-               element(pc("ENERGY", 0.20, 1, 21), **night),
-               element(pc("ENERGY", 0.20, 1, 21), **night))  # duplicate: listed once
+    t = tariff(
+        element(pc("FLAT", 0.50, 1)),
+        element(pc("PARKING_TIME", 6.00, 60, 20), min_duration=7200),
+        element(pc("TIME", 2.00, 60, 10)),
+        element(pc("ENERGY", 0.20, 1, 21), **night),
+        element(pc("ENERGY", 0.20, 1, 21), **night),
+    )  # duplicate: listed once
     lines = price_lines(t)
     assert [(line["type"], line["restrictions"]) for line in lines] == [
-        ("ENERGY", "between 22:00 and 06:00"), ("TIME", ""), ("FLAT", ""),
-        ("PARKING_TIME", "after 2 h")]
+        ("ENERGY", "between 22:00 and 06:00"),
+        ("TIME", ""),
+        ("FLAT", ""),
+        ("PARKING_TIME", "after 2 h"),
+    ]
     energy, time_, _, parking = lines
     assert energy["price_incl_vat"] == D("0.242") and energy["unit"] == "kWh"
     assert time_["per_minute_incl_vat"] == D("0.036667")  # 2.20 / 60
     assert parking["per_minute_incl_vat"] == D("0.12")  # 7.20 / 60
     assert [line["restrictions"] for line in price_lines(FIRST_HOUR_FREE)] == [
-        "first 1 kWh", "after 1 kWh", "first 1 h", "from 1 h to 3 h", "after 3 h"]
+        "first 1 kWh",
+        "after 1 kWh",
+        "first 1 h",
+        "from 1 h to 3 h",
+        "after 3 h",
+    ]
 
 
 # --------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("bad, message", [
-    ([], "JSON object"),
-    ({"elements": [element(pc("FLAT", 1, 1))]}, "currency"),
-    ({"currency": 978, "elements": [element(pc("FLAT", 1, 1))]}, "currency"),
-    ({"currency": "EUR"}, "elements"),
-    ({"currency": "EUR", "elements": []}, "elements"),
-    (tariff("nope"), "elements[0]"),
-    (tariff({"price_components": []}), "price_components"),
-    (tariff(element(pc("KWH", 1, 1))), "type"),
-    (tariff(element(pc("ENERGY", "cheap", 1))), "price"),
-    (tariff(element(pc("ENERGY", True, 1))), "price"),
-    (tariff(element({"type": "ENERGY", "step_size": 1})), "price"),
-    (tariff(element(pc("ENERGY", -0.1, 1))), "price"),
-    (tariff(element(pc("ENERGY", 0.1, 1, "high"))), "vat"),
-    (tariff(element(pc("ENERGY", 0.1, -1))), "step_size"),
-    (tariff(element(pc("ENERGY", 0.1, 1.5))), "step_size"),
-    (tariff(element(pc("ENERGY", 0.1, "60"))), "step_size"),
-    (tariff(element(pc("ENERGY", 0.1, 1), start_time="25:00")), "start_time"),
-    (tariff(element(pc("ENERGY", 0.1, 1), end_time="7:00")), "end_time"),
-    (tariff(element(pc("ENERGY", 0.1, 1), start_date="2024-02-30")), "start_date"),
-    (tariff(element(pc("ENERGY", 0.1, 1), day_of_week=["FUNDAY"])), "day_of_week"),
-    (tariff(element(pc("ENERGY", 0.1, 1), day_of_week="MONDAY")), "day_of_week"),
-    (tariff(element(pc("ENERGY", 0.1, 1), max_kwh="lots")), "max_kwh"),
-    (tariff(element(pc("ENERGY", 0.1, 1), reservation="MAYBE")), "reservation"),
-    (tariff(element(pc("FLAT", 1, 1)), min_price=5), "min_price"),
-    (tariff(element(pc("FLAT", 1, 1)), max_price={}), "max_price.excl_vat"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([], "JSON object"),
+        ({"elements": [element(pc("FLAT", 1, 1))]}, "currency"),
+        ({"currency": 978, "elements": [element(pc("FLAT", 1, 1))]}, "currency"),
+        ({"currency": "EUR"}, "elements"),
+        ({"currency": "EUR", "elements": []}, "elements"),
+        (tariff("nope"), "elements[0]"),
+        (tariff({"price_components": []}), "price_components"),
+        (tariff(element(pc("KWH", 1, 1))), "type"),
+        (tariff(element(pc("ENERGY", "cheap", 1))), "price"),
+        (tariff(element(pc("ENERGY", True, 1))), "price"),
+        (tariff(element({"type": "ENERGY", "step_size": 1})), "price"),
+        (tariff(element(pc("ENERGY", -0.1, 1))), "price"),
+        (tariff(element(pc("ENERGY", 0.1, 1, "high"))), "vat"),
+        (tariff(element(pc("ENERGY", 0.1, -1))), "step_size"),
+        (tariff(element(pc("ENERGY", 0.1, 1.5))), "step_size"),
+        (tariff(element(pc("ENERGY", 0.1, "60"))), "step_size"),
+        (tariff(element(pc("ENERGY", 0.1, 1), start_time="25:00")), "start_time"),
+        (tariff(element(pc("ENERGY", 0.1, 1), end_time="7:00")), "end_time"),
+        (tariff(element(pc("ENERGY", 0.1, 1), start_date="2024-02-30")), "start_date"),
+        (tariff(element(pc("ENERGY", 0.1, 1), day_of_week=["FUNDAY"])), "day_of_week"),
+        (tariff(element(pc("ENERGY", 0.1, 1), day_of_week="MONDAY")), "day_of_week"),
+        (tariff(element(pc("ENERGY", 0.1, 1), max_kwh="lots")), "max_kwh"),
+        (tariff(element(pc("ENERGY", 0.1, 1), reservation="MAYBE")), "reservation"),
+        (tariff(element(pc("FLAT", 1, 1)), min_price=5), "min_price"),
+        (tariff(element(pc("FLAT", 1, 1)), max_price={}), "max_price.excl_vat"),
+    ],
+)
 def test_malformed_tariffs(bad, message):
     with pytest.raises(TariffError, match=message.replace("[", r"\[").replace("]", r"\]")):
         quote(bad, usage(MONDAY, 60, 1))
@@ -633,14 +722,17 @@ def test_tariff_error_is_a_value_error():
     assert issubclass(TariffError, ValueError)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"start": datetime(2024, 1, 15, 9, 30)}, "timezone-aware"),
-    ({"end": MONDAY - timedelta(seconds=1)}, "before start"),
-    ({"kwh": D(-1)}, "kwh must not be negative"),
-    ({"kwh": "a lot"}, "kwh must be a number"),
-    ({"parking_minutes": D(61)}, "exceeds"),
-    ({"max_power_kw": D(-5)}, "max_power_kw"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"start": datetime(2024, 1, 15, 9, 30)}, "timezone-aware"),
+        ({"end": MONDAY - timedelta(seconds=1)}, "before start"),
+        ({"kwh": D(-1)}, "kwh must not be negative"),
+        ({"kwh": "a lot"}, "kwh must be a number"),
+        ({"parking_minutes": D(61)}, "exceeds"),
+        ({"max_power_kw": D(-5)}, "max_power_kw"),
+    ],
+)
 def test_bad_usage(kwargs, message):
     base = {"start": MONDAY, "end": MONDAY + timedelta(hours=1), "kwh": D(1)}
     with pytest.raises(ValueError, match=message):
@@ -664,32 +756,57 @@ def write(tmp_path, text: str) -> str:
 def test_quote_from_args(tmp_path):
     from stations.management.commands.quote import quote_from_args
 
-    path = write(tmp_path, json.dumps(tariff(element(
-        pc("FLAT", 0.50, 1, 20.0), pc("ENERGY", 0.25, 1, 10.0),
-        pc("PARKING_TIME", 2.00, 900, 20.0)))))
+    path = write(
+        tmp_path,
+        json.dumps(
+            tariff(
+                element(
+                    pc("FLAT", 0.50, 1, 20.0),
+                    pc("ENERGY", 0.25, 1, 10.0),
+                    pc("PARKING_TIME", 2.00, 900, 20.0),
+                )
+            )
+        ),
+    )
     # Naive times are UTC. 20 kWh + 40 min parking: 7.00 / 7.90 (spec example above)
-    result = quote_from_args(path, "2024-01-15T09:30", "2024-01-15T11:10", "20",
-                             parking_minutes="40", tz="Europe/Amsterdam")
+    result = quote_from_args(
+        path,
+        "2024-01-15T09:30",
+        "2024-01-15T11:10",
+        "20",
+        parking_minutes="40",
+        tz="Europe/Amsterdam",
+    )
     assert (result["total_excl_vat"], result["total_incl_vat"]) == ("7.00", "7.90")
     complex_path = write(tmp_path, json.dumps(COMPLEX))
     # Saturday 13:30 Amsterdam = 12:30 UTC; see test_spec_complex_example_saturday: 12.50
-    result = quote_from_args(complex_path, "2024-01-20T13:30:00+01:00", "2024-01-20T16:35:00+01:00",
-                             "30", parking_minutes="71", max_current="43", tz="Europe/Amsterdam")
+    result = quote_from_args(
+        complex_path,
+        "2024-01-20T13:30:00+01:00",
+        "2024-01-20T16:35:00+01:00",
+        "30",
+        parking_minutes="71",
+        max_current="43",
+        tz="Europe/Amsterdam",
+    )
     assert result["total_excl_vat"] == "12.50"
 
 
-@pytest.mark.parametrize("content, args, message", [
-    (None, {}, "cannot read"),
-    ("{not json", {}, "not valid JSON"),
-    ("{}", {}, "not a usable OCPI 2.2.1 tariff"),
-    ("GOOD", {"start": "yesterday"}, "--start"),
-    ("GOOD", {"end": "2024-01-15T08:00:00Z"}, "before start"),
-    ("GOOD", {"kwh": "-3"}, "--kwh"),
-    ("GOOD", {"kwh": "many"}, "--kwh"),
-    ("GOOD", {"parking_minutes": "600"}, "exceeds"),
-    ("GOOD", {"max_power": "fast"}, "--max-power"),
-    ("GOOD", {"tz": "Nowhere/Town"}, "time zone"),
-])
+@pytest.mark.parametrize(
+    "content, args, message",
+    [
+        (None, {}, "cannot read"),
+        ("{not json", {}, "not valid JSON"),
+        ("{}", {}, "not a usable OCPI 2.2.1 tariff"),
+        ("GOOD", {"start": "yesterday"}, "--start"),
+        ("GOOD", {"end": "2024-01-15T08:00:00Z"}, "before start"),
+        ("GOOD", {"kwh": "-3"}, "--kwh"),
+        ("GOOD", {"kwh": "many"}, "--kwh"),
+        ("GOOD", {"parking_minutes": "600"}, "exceeds"),
+        ("GOOD", {"max_power": "fast"}, "--max-power"),
+        ("GOOD", {"tz": "Nowhere/Town"}, "time zone"),
+    ],
+)
 def test_quote_from_args_errors(tmp_path, content, args, message):
     from django.core.management import CommandError
 
@@ -718,11 +835,23 @@ def test_quote_command_prints_json(tmp_path):
             settings.configure()
         command = Command()
     out = io.StringIO()
-    call_command(command, "--tariff", str(examples() / "tariff_9_025kwh_start.json"),
-                 "--start", "2024-01-15T09:30:00+01:00", "--end", "2024-01-15T11:00:00+01:00",
-                 "--kwh", "20", stdout=out)
+    call_command(
+        command,
+        "--tariff",
+        str(examples() / "tariff_9_025kwh_start.json"),
+        "--start",
+        "2024-01-15T09:30:00+01:00",
+        "--end",
+        "2024-01-15T11:00:00+01:00",
+        "--kwh",
+        "20",
+        stdout=out,
+    )
     # 0.50 + 20 * 0.25 = 5.50; 0.60 + 5.50 = 6.10
     result = json.loads(out.getvalue())
     assert (result["currency"], result["total_excl_vat"], result["total_incl_vat"]) == (
-        "EUR", "5.50", "6.10")
+        "EUR",
+        "5.50",
+        "6.10",
+    )
     assert [c["type"] for c in result["components"]] == ["ENERGY", "FLAT"]

@@ -18,8 +18,9 @@ def test_bad_or_missing_signature_is_400(client, settings, db, secret):
     assert not StripeEvent.objects.exists()
 
 
-def test_event_is_stored_once_and_unknown_intent_reported(client, settings, db, stripe,
-                                                          django_capture_on_commit_callbacks):
+def test_event_is_stored_once_and_unknown_intent_reported(
+    client, settings, db, stripe, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         assert signed(client, settings, intent_event("evt_dup", "pi_unknown")).status_code == 200
         assert signed(client, settings, intent_event("evt_dup", "pi_unknown")).status_code == 200
@@ -28,12 +29,16 @@ def test_event_is_stored_once_and_unknown_intent_reported(client, settings, db, 
     assert "no payment for pi_unknown" in event.outcome
 
 
-def test_webhook_completes_a_3ds_payment_by_asking_stripe(client, settings, connector, stripe,
-                                                          django_capture_on_commit_callbacks):
+def test_webhook_completes_a_3ds_payment_by_asking_stripe(
+    client, settings, connector, stripe, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        session = services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
-        payment = services.payment_authorize(session_id=session.pk,
-                                             payment_method_id=stripe.card_token("4000002500003155"))
+        session = services.session_create(
+            evse=connector.evse, connector=connector, hold_amount=2000
+        )
+        payment = services.payment_authorize(
+            session_id=session.pk, payment_method_id=stripe.card_token("4000002500003155")
+        )
     assert payment.status == P.REQUIRES_ACTION
     # The body claims success before it happened: we retrieve the intent and see it still needs action.
     with django_capture_on_commit_callbacks(execute=True):

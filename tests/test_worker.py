@@ -26,14 +26,20 @@ def stack(request):
 
 
 def sessions_of(stack, evse_id):
-    return stack.query("SELECT s.id, p.stripe_payment_intent_id FROM checkout_chargingsession s"
-                       " JOIN stations_evse e ON e.id = s.evse_id JOIN checkout_payment p ON p.session_id = s.id"
-                       " WHERE e.evse_id = %s ORDER BY s.id", (evse_id,))
+    return stack.query(
+        "SELECT s.id, p.stripe_payment_intent_id FROM checkout_chargingsession s"
+        " JOIN stations_evse e ON e.id = s.evse_id JOIN checkout_payment p ON p.session_id = s.id"
+        " WHERE e.evse_id = %s ORDER BY s.id",
+        (evse_id,),
+    )
 
 
 def session_transitions(stack, session_id):
-    rows = stack.query("SELECT to_status FROM checkout_paymentevent WHERE session_id = %s AND kind = 'session_status'"
-                       " ORDER BY created_at, id", (session_id,))
+    rows = stack.query(
+        "SELECT to_status FROM checkout_paymentevent WHERE session_id = %s AND kind = 'session_status'"
+        " ORDER BY created_at, id",
+        (session_id,),
+    )
     return [row["to_status"] for row in rows]
 
 
@@ -54,7 +60,11 @@ def test_worker_starts_captures_and_issues_the_receipt(stack):
     driver.stop()
 
     final = driver.wait_for(lambda s: s["receipt"], timeout=60, what="the receipt")
-    assert (final["status"], final["payment_status"], final["settled"]) == ("finished", "captured", True)
+    assert (final["status"], final["payment_status"], final["settled"]) == (
+        "finished",
+        "captured",
+        True,
+    )
     assert Decimal(final["kwh"]) >= Decimal(charging["kwh"])
 
     session = stack.latest_session(AC)
@@ -62,7 +72,12 @@ def test_worker_starts_captures_and_issues_the_receipt(stack):
     assert 0 < total == session["amount_captured"] <= session["amount_held"] == 2000
     assert Decimal(final["cost"]) == Decimal(total) / 100
     assert session_transitions(stack, session["session_id"]) == [
-        "authorizing", "authorized", "starting", "charging", "stopping", "finished",
+        "authorizing",
+        "authorized",
+        "starting",
+        "charging",
+        "stopping",
+        "finished",
     ]
 
     pdf = driver.http.get(driver.status_url + "receipt.pdf", timeout=10)
@@ -76,15 +91,25 @@ def test_worker_starts_captures_and_issues_the_receipt(stack):
     assert intent["status"] == "succeeded" and charge["captured"] is True
     assert charge["amount"] - charge["amount_refunded"] == total
 
-    mail = poll(lambda: next((m for m in stack.mails() if session["receipt_number"] in m), None), timeout=60,
-                what="the receipt e-mail")
+    mail = poll(
+        lambda: next((m for m in stack.mails() if session["receipt_number"] in m), None),
+        timeout=60,
+        what="the receipt e-mail",
+    )
     assert "To: fleet@example.com" in mail
 
     # The web process only queued: the workers did the work through Redis, each on its own queue.
-    for task, worker in [("checkout.tasks.session_start", "csms"), ("checkout.tasks.csms_stop", "csms"),
-                         ("checkout.tasks.payment_capture", "worker"), ("checkout.tasks.receipt_issue", "receipts"),
-                         ("checkout.tasks.receipt_email", "receipts"), ("stations.tasks.simulator_tick", "simulator")]:
-        assert worker_ran(stack, task, worker), f"the {worker} worker's log shows no successful {task}"
+    for task, worker in [
+        ("checkout.tasks.session_start", "csms"),
+        ("checkout.tasks.csms_stop", "csms"),
+        ("checkout.tasks.payment_capture", "worker"),
+        ("checkout.tasks.receipt_issue", "receipts"),
+        ("checkout.tasks.receipt_email", "receipts"),
+        ("stations.tasks.simulator_tick", "simulator"),
+    ]:
+        assert worker_ran(stack, task, worker), (
+            f"the {worker} worker's log shows no successful {task}"
+        )
 
 
 def test_charger_that_never_answers_gets_the_hold_released(stack):
@@ -96,11 +121,18 @@ def test_charger_that_never_answers_gets_the_hold_released(stack):
         starting = driver.wait_for(lambda s: s["status"] == "starting", what="starting")
         assert starting["payment_status"] == "authorized"
         # CSMS_START_TIMEOUT_SECONDS later (a countdown task on Redis, or beat's sweep) the hold goes back.
-        final = driver.wait_for(lambda s: s["settled"], timeout=stack.start_timeout_seconds + 30,
-                                what="the start timeout")
+        final = driver.wait_for(
+            lambda s: s["settled"],
+            timeout=stack.start_timeout_seconds + 30,
+            what="the start timeout",
+        )
     finally:
         stack.set_sim_behaviour(DC, "accept")
-    assert (final["status"], final["payment_status"], final["receipt"]) == ("failed", "canceled", False)
+    assert (final["status"], final["payment_status"], final["receipt"]) == (
+        "failed",
+        "canceled",
+        False,
+    )
     session = stack.latest_session(DC)
     assert session["failure_reason"] == "The charger did not respond."
     assert stack.localstripe.intent(session["stripe_payment_intent_id"])["status"] == "canceled"
@@ -130,7 +162,9 @@ def test_two_drivers_paying_at_once_get_one_session(stack):
         loser = next(answer for code, answer in results if code == 409)
         assert "Nothing has been charged" in loser["message"] and loser["held"] is False
         winner = next(d for d, (code, _) in zip(drivers, results) if code == 200)
-        final = winner.wait_for(lambda s: s["settled"], what="the rejected start to release the hold")
+        final = winner.wait_for(
+            lambda s: s["settled"], what="the rejected start to release the hold"
+        )
     finally:
         stack.set_sim_behaviour(DC, "accept")
     assert (final["status"], final["payment_status"]) == ("failed", "canceled")

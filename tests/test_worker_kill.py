@@ -28,17 +28,25 @@ VISIBILITY_TIMEOUT = 4
 @pytest.fixture(scope="module")
 def stack(request):
     require_stack()
-    yield from stack_fixture_body(request, stripe_proxy=True, visibility_timeout_seconds=VISIBILITY_TIMEOUT)
+    yield from stack_fixture_body(
+        request, stripe_proxy=True, visibility_timeout_seconds=VISIBILITY_TIMEOUT
+    )
 
 
 def payment_row(stack, payment_id):
-    return stack.one("SELECT status, write_in_flight, write_amount, amount_held, amount_captured"
-                     " FROM checkout_payment WHERE id = %s", (payment_id,))
+    return stack.one(
+        "SELECT status, write_in_flight, write_amount, amount_held, amount_captured"
+        " FROM checkout_payment WHERE id = %s",
+        (payment_id,),
+    )
 
 
 def events(stack, session_id, kind):
-    return stack.query("SELECT kind, to_status, amount, message FROM checkout_paymentevent"
-                       " WHERE session_id = %s AND kind = %s ORDER BY created_at, id", (session_id, kind))
+    return stack.query(
+        "SELECT kind, to_status, amount, message FROM checkout_paymentevent"
+        " WHERE session_id = %s AND kind = %s ORDER BY created_at, id",
+        (session_id, kind),
+    )
 
 
 def test_worker_killed_during_capture_captures_exactly_once_after_restart(stack):
@@ -46,7 +54,9 @@ def test_worker_killed_during_capture_captures_exactly_once_after_restart(stack)
     driver = Driver(stack, AC)
     code, answer = driver.pay(hold=2000)
     assert (code, answer.get("ok")) == (200, True), answer
-    driver.wait_for(lambda s: s["status"] == "charging" and Decimal(s["cost"]) > 0, what="charging at a cost")
+    driver.wait_for(
+        lambda s: s["status"] == "charging" and Decimal(s["cost"]) > 0, what="charging at a cost"
+    )
 
     # The capture reaches localstripe (which captures) and its answer is held back: the worker is
     # inside payment_capture's second transaction, holding the payment's row lock, waiting for Stripe.
@@ -65,25 +75,44 @@ def test_worker_killed_during_capture_captures_exactly_once_after_restart(stack)
     # The kill rolled back the transaction that waited for Stripe: only the in-flight mark remains.
     payment_id = session["payment_id"]
     before = payment_row(stack, payment_id)
-    assert (before["status"], before["write_in_flight"], before["amount_captured"]) == ("authorized", "capture", 0)
+    assert (before["status"], before["write_in_flight"], before["amount_captured"]) == (
+        "authorized",
+        "capture",
+        0,
+    )
     assert 0 < before["write_amount"] <= before["amount_held"] == 2000
     assert session["status"] == "finished" and session["receipt_number"] is None
     # ...and the row lock went with the killed worker's database connection.
-    poll(lambda: stack.query("SELECT id FROM checkout_payment WHERE id = %s FOR UPDATE SKIP LOCKED", (payment_id,)),
-         timeout=10, what="the killed worker's row lock to be released")
+    poll(
+        lambda: stack.query(
+            "SELECT id FROM checkout_payment WHERE id = %s FOR UPDATE SKIP LOCKED", (payment_id,)
+        ),
+        timeout=10,
+        what="the killed worker's row lock to be released",
+    )
 
     # The unacknowledged capture task comes back from Redis once it is older than the visibility
     # timeout; a starting worker hands such tasks out again (kombu's restore at start-up).
     time.sleep(max(0.0, killed_at + VISIBILITY_TIMEOUT + 1 - time.monotonic()))
     stack.start_worker()
 
-    final = driver.wait_for(lambda s: s["receipt"], timeout=30, what="the capture and receipt after the restart")
-    assert (final["status"], final["payment_status"], final["settled"]) == ("finished", "captured", True)
+    final = driver.wait_for(
+        lambda s: s["receipt"], timeout=30, what="the capture and receipt after the restart"
+    )
+    assert (final["status"], final["payment_status"], final["settled"]) == (
+        "finished",
+        "captured",
+        True,
+    )
 
     # Exactly one capture reached Stripe, and what we recorded is what Stripe captured.
     assert proxy.count("POST", CAPTURE) == 1
     after = payment_row(stack, payment_id)
-    assert (after["status"], after["write_in_flight"], after["write_amount"]) == ("captured", "", None)
+    assert (after["status"], after["write_in_flight"], after["write_amount"]) == (
+        "captured",
+        "",
+        None,
+    )
     assert after["amount_captured"] == before["write_amount"]
     intent = stack.localstripe.intent(session["stripe_payment_intent_id"])
     charge = intent["latest_charge"]
@@ -94,18 +123,25 @@ def test_worker_killed_during_capture_captures_exactly_once_after_restart(stack)
     assert charge["amount"] - charge["amount_refunded"] == after["amount_captured"]
 
     # One receipt, for the amount captured; one capture in the audit trail; nothing for staff to fix.
-    receipts = stack.query("SELECT number, total_incl_vat FROM checkout_receipt WHERE payment_id = %s", (payment_id,))
+    receipts = stack.query(
+        "SELECT number, total_incl_vat FROM checkout_receipt WHERE payment_id = %s", (payment_id,)
+    )
     assert len(receipts) == 1 and receipts[0]["total_incl_vat"] == after["amount_captured"]
     assert len(events(stack, session["session_id"], "capture_requested")) == 1
-    assert [e["to_status"] for e in events(stack, session["session_id"], "payment_status")].count("captured") == 1
+    assert [e["to_status"] for e in events(stack, session["session_id"], "payment_status")].count(
+        "captured"
+    ) == 1
     assert events(stack, session["session_id"], "attention") == []
     assert stack.latest_session(AC)["receipt_number"] == receipts[0]["number"]
 
     # The very task the killed worker had taken came back from Redis and succeeded in the fresh worker.
     log = (stack.log_dir / "worker.log").read_text(errors="replace")
     restart = log.rindex(" ready.")
-    taken = re.findall(r"Task checkout\.tasks\.payment_capture\[([0-9a-f-]+)\] received", log[:restart])
+    taken = re.findall(
+        r"Task checkout\.tasks\.payment_capture\[([0-9a-f-]+)\] received", log[:restart]
+    )
     assert len(taken) == 1, taken
     assert f"Task checkout.tasks.payment_capture[{taken[0]}] succeeded" not in log[:restart]
-    assert f"Task checkout.tasks.payment_capture[{taken[0]}] succeeded" in log[restart:], \
+    assert f"Task checkout.tasks.payment_capture[{taken[0]}] succeeded" in log[restart:], (
         "the restarted worker did not run the capture task the killed one had taken"
+    )

@@ -6,133 +6,288 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('stations', '0001_initial'),
+        ("stations", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='StripeEvent',
+            name="StripeEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.CharField(max_length=64, unique=True)),
-                ('type', models.CharField(max_length=64)),
-                ('payload', models.JSONField()),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('outcome', models.CharField(blank=True, max_length=300)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("event_id", models.CharField(max_length=64, unique=True)),
+                ("type", models.CharField(max_length=64)),
+                ("payload", models.JSONField()),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("outcome", models.CharField(blank=True, max_length=300)),
             ],
         ),
         migrations.CreateModel(
-            name='ChargingSession',
+            name="ChargingSession",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('status', models.CharField(choices=[('created', 'Created'), ('authorizing', 'Authorising payment'), ('authorized', 'Payment held'), ('starting', 'Starting'), ('charging', 'Charging'), ('stopping', 'Stopping'), ('finished', 'Finished'), ('failed', 'Not started')], default='created', max_length=20)),
-                ('failure_reason', models.CharField(blank=True, help_text='Shown to the driver.', max_length=300)),
-                ('tariff_snapshot', models.JSONField()),
-                ('time_zone', models.CharField(max_length=64)),
-                ('email', models.EmailField(blank=True, max_length=254)),
-                ('language', models.CharField(default='en', max_length=8)),
-                ('csms_reference', models.CharField(editable=False, max_length=64, unique=True)),
-                ('csms_session_id', models.CharField(blank=True, max_length=64)),
-                ('kwh', models.DecimalField(decimal_places=4, default=0, max_digits=10)),
-                ('parking_minutes', models.DecimalField(decimal_places=2, default=0, max_digits=10)),
-                ('cost_incl_vat', models.DecimalField(decimal_places=2, default=0, help_text='Running cost.', max_digits=10)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('start_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('stop_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('cdr', models.JSONField(blank=True, default=dict)),
-                ('final_breakdown', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('connector', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='sessions', to='stations.connector')),
-                ('evse', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='sessions', to='stations.evse')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("created", "Created"),
+                            ("authorizing", "Authorising payment"),
+                            ("authorized", "Payment held"),
+                            ("starting", "Starting"),
+                            ("charging", "Charging"),
+                            ("stopping", "Stopping"),
+                            ("finished", "Finished"),
+                            ("failed", "Not started"),
+                        ],
+                        default="created",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "failure_reason",
+                    models.CharField(blank=True, help_text="Shown to the driver.", max_length=300),
+                ),
+                ("tariff_snapshot", models.JSONField()),
+                ("time_zone", models.CharField(max_length=64)),
+                ("email", models.EmailField(blank=True, max_length=254)),
+                ("language", models.CharField(default="en", max_length=8)),
+                ("csms_reference", models.CharField(editable=False, max_length=64, unique=True)),
+                ("csms_session_id", models.CharField(blank=True, max_length=64)),
+                ("kwh", models.DecimalField(decimal_places=4, default=0, max_digits=10)),
+                (
+                    "parking_minutes",
+                    models.DecimalField(decimal_places=2, default=0, max_digits=10),
+                ),
+                (
+                    "cost_incl_vat",
+                    models.DecimalField(
+                        decimal_places=2, default=0, help_text="Running cost.", max_digits=10
+                    ),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("start_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("stop_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("cdr", models.JSONField(blank=True, default=dict)),
+                ("final_breakdown", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "connector",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="sessions",
+                        to="stations.connector",
+                    ),
+                ),
+                (
+                    "evse",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="sessions",
+                        to="stations.evse",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Payment',
+            name="Payment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('requires_action', 'Requires authentication'), ('authorized', 'Authorised (held)'), ('captured', 'Captured'), ('partially_refunded', 'Partially refunded'), ('refunded', 'Refunded'), ('canceled', 'Canceled (hold released)'), ('failed', 'Failed')], default='pending', max_length=20)),
-                ('currency', models.CharField(max_length=3)),
-                ('amount_held', models.PositiveIntegerField(help_text='Pre-authorised amount, minor units.')),
-                ('amount_captured', models.PositiveIntegerField(default=0)),
-                ('amount_refunded', models.PositiveIntegerField(default=0)),
-                ('shortfall', models.PositiveIntegerField(default=0, help_text='Final cost above the hold, not charged.')),
-                ('stripe_payment_intent_id', models.CharField(blank=True, max_length=64, null=True, unique=True)),
-                ('client_secret', models.CharField(blank=True, editable=False, max_length=128)),
-                ('card_brand', models.CharField(blank=True, max_length=20)),
-                ('card_last4', models.CharField(blank=True, max_length=4)),
-                ('wallet', models.CharField(blank=True, max_length=20)),
-                ('decline_message', models.CharField(blank=True, max_length=300)),
-                ('capture_before', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('session', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='payment', to='checkout.chargingsession')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("requires_action", "Requires authentication"),
+                            ("authorized", "Authorised (held)"),
+                            ("captured", "Captured"),
+                            ("partially_refunded", "Partially refunded"),
+                            ("refunded", "Refunded"),
+                            ("canceled", "Canceled (hold released)"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("currency", models.CharField(max_length=3)),
+                (
+                    "amount_held",
+                    models.PositiveIntegerField(help_text="Pre-authorised amount, minor units."),
+                ),
+                ("amount_captured", models.PositiveIntegerField(default=0)),
+                ("amount_refunded", models.PositiveIntegerField(default=0)),
+                (
+                    "shortfall",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Final cost above the hold, not charged."
+                    ),
+                ),
+                (
+                    "stripe_payment_intent_id",
+                    models.CharField(blank=True, max_length=64, null=True, unique=True),
+                ),
+                ("client_secret", models.CharField(blank=True, editable=False, max_length=128)),
+                ("card_brand", models.CharField(blank=True, max_length=20)),
+                ("card_last4", models.CharField(blank=True, max_length=4)),
+                ("wallet", models.CharField(blank=True, max_length=20)),
+                ("decline_message", models.CharField(blank=True, max_length=300)),
+                ("capture_before", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "session",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="payment",
+                        to="checkout.chargingsession",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PaymentEvent',
+            name="PaymentEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=40)),
-                ('from_status', models.CharField(blank=True, max_length=20)),
-                ('to_status', models.CharField(blank=True, max_length=20)),
-                ('amount', models.IntegerField(blank=True, null=True)),
-                ('stripe_id', models.CharField(blank=True, max_length=64)),
-                ('message', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('session', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='events', to='checkout.chargingsession')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=40)),
+                ("from_status", models.CharField(blank=True, max_length=20)),
+                ("to_status", models.CharField(blank=True, max_length=20)),
+                ("amount", models.IntegerField(blank=True, null=True)),
+                ("stripe_id", models.CharField(blank=True, max_length=64)),
+                ("message", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "session",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="events",
+                        to="checkout.chargingsession",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
+                "ordering": ["created_at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='Receipt',
+            name="Receipt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('year', models.PositiveIntegerField()),
-                ('sequence', models.PositiveIntegerField()),
-                ('number', models.CharField(max_length=40, unique=True)),
-                ('issued_at', models.DateTimeField()),
-                ('total_incl_vat', models.PositiveIntegerField(help_text='Minor units; equals the amount captured.')),
-                ('pdf', models.BinaryField()),
-                ('emailed_at', models.DateTimeField(blank=True, null=True)),
-                ('operator', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='receipts', to='stations.operator')),
-                ('payment', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='receipt', to='checkout.payment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("year", models.PositiveIntegerField()),
+                ("sequence", models.PositiveIntegerField()),
+                ("number", models.CharField(max_length=40, unique=True)),
+                ("issued_at", models.DateTimeField()),
+                (
+                    "total_incl_vat",
+                    models.PositiveIntegerField(
+                        help_text="Minor units; equals the amount captured."
+                    ),
+                ),
+                ("pdf", models.BinaryField()),
+                ("emailed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "operator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="receipts",
+                        to="stations.operator",
+                    ),
+                ),
+                (
+                    "payment",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="receipt",
+                        to="checkout.payment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-issued_at'],
+                "ordering": ["-issued_at"],
             },
         ),
         migrations.CreateModel(
-            name='ReceiptCounter',
+            name="ReceiptCounter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('year', models.PositiveIntegerField()),
-                ('last', models.PositiveIntegerField(default=0)),
-                ('operator', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='stations.operator')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("year", models.PositiveIntegerField()),
+                ("last", models.PositiveIntegerField(default=0)),
+                (
+                    "operator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="stations.operator"
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='chargingsession',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['created', 'authorizing', 'authorized', 'starting', 'charging', 'stopping'])), fields=('evse',), name='one_active_session_per_evse'),
+            model_name="chargingsession",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    (
+                        "status__in",
+                        [
+                            "created",
+                            "authorizing",
+                            "authorized",
+                            "starting",
+                            "charging",
+                            "stopping",
+                        ],
+                    )
+                ),
+                fields=("evse",),
+                name="one_active_session_per_evse",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='receipt',
-            constraint=models.UniqueConstraint(fields=('operator', 'year', 'sequence'), name='receipt_number_unique'),
+            model_name="receipt",
+            constraint=models.UniqueConstraint(
+                fields=("operator", "year", "sequence"), name="receipt_number_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='receiptcounter',
-            constraint=models.UniqueConstraint(fields=('operator', 'year'), name='one_counter_per_operator_year'),
+            model_name="receiptcounter",
+            constraint=models.UniqueConstraint(
+                fields=("operator", "year"), name="one_counter_per_operator_year"
+            ),
         ),
     ]

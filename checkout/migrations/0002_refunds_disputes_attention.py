@@ -5,72 +5,121 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('checkout', '0001_initial'),
+        ("checkout", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='chargingsession',
-            name='attention',
+            model_name="chargingsession",
+            name="attention",
             field=models.CharField(blank=True, max_length=300),
         ),
         migrations.AddField(
-            model_name='chargingsession',
-            name='checkout_attempt',
-            field=models.CharField(blank=True, editable=False, max_length=64, null=True, unique=True),
+            model_name="chargingsession",
+            name="checkout_attempt",
+            field=models.CharField(
+                blank=True, editable=False, max_length=64, null=True, unique=True
+            ),
         ),
         migrations.AddField(
-            model_name='chargingsession',
-            name='measured_at',
-            field=models.DateTimeField(blank=True, help_text='When the CSMS last reported the meter.', null=True),
+            model_name="chargingsession",
+            name="measured_at",
+            field=models.DateTimeField(
+                blank=True, help_text="When the CSMS last reported the meter.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='payment',
-            name='write_amount',
+            model_name="payment",
+            name="write_amount",
             field=models.PositiveIntegerField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='payment',
-            name='write_in_flight',
+            model_name="payment",
+            name="write_in_flight",
             field=models.CharField(blank=True, editable=False, max_length=20),
         ),
         migrations.AddField(
-            model_name='paymentevent',
-            name='actor',
+            model_name="paymentevent",
+            name="actor",
             field=models.CharField(blank=True, max_length=60),
         ),
         migrations.CreateModel(
-            name='Dispute',
+            name="Dispute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stripe_dispute_id', models.CharField(max_length=64, unique=True)),
-                ('amount', models.PositiveIntegerField()),
-                ('reason', models.CharField(blank=True, max_length=60)),
-                ('status', models.CharField(blank=True, max_length=40)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('payment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='disputes', to='checkout.payment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("stripe_dispute_id", models.CharField(max_length=64, unique=True)),
+                ("amount", models.PositiveIntegerField()),
+                ("reason", models.CharField(blank=True, max_length=60)),
+                ("status", models.CharField(blank=True, max_length=40)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "payment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="disputes",
+                        to="checkout.payment",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Refund',
+            name="Refund",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount', models.PositiveIntegerField(help_text='Minor units.')),
-                ('reason', models.CharField(choices=[('requested_by_customer', 'Requested by the driver'), ('duplicate', 'Duplicate'), ('fraudulent', 'Fraudulent'), ('service_issue', 'Charging problem')], max_length=30)),
-                ('note', models.CharField(blank=True, max_length=300)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='pending', max_length=20)),
-                ('stripe_refund_id', models.CharField(blank=True, max_length=64)),
-                ('requested_by', models.CharField(max_length=150)),
-                ('failure_message', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('payment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='refunds', to='checkout.payment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("amount", models.PositiveIntegerField(help_text="Minor units.")),
+                (
+                    "reason",
+                    models.CharField(
+                        choices=[
+                            ("requested_by_customer", "Requested by the driver"),
+                            ("duplicate", "Duplicate"),
+                            ("fraudulent", "Fraudulent"),
+                            ("service_issue", "Charging problem"),
+                        ],
+                        max_length=30,
+                    ),
+                ),
+                ("note", models.CharField(blank=True, max_length=300)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("stripe_refund_id", models.CharField(blank=True, max_length=64)),
+                ("requested_by", models.CharField(max_length=150)),
+                ("failure_message", models.CharField(blank=True, max_length=300)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "payment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="refunds",
+                        to="checkout.payment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
+                "ordering": ["created_at", "pk"],
             },
         ),
     ]

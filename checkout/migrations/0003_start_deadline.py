@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('checkout', '0002_refunds_disputes_attention'),
+        ("checkout", "0002_refunds_disputes_attention"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='chargingsession',
-            name='start_deadline',
+            model_name="chargingsession",
+            name="start_deadline",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

@@ -4,18 +4,23 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('checkout', '0003_start_deadline'),
+        ("checkout", "0003_start_deadline"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='chargingsession',
-            options={'ordering': ['-created_at'], 'permissions': [('stop_chargingsession', "Can stop a driver's charging session")]},
+            name="chargingsession",
+            options={
+                "ordering": ["-created_at"],
+                "permissions": [("stop_chargingsession", "Can stop a driver's charging session")],
+            },
         ),
         migrations.AlterModelOptions(
-            name='receipt',
-            options={'ordering': ['-issued_at'], 'permissions': [('export_receipts', 'Can export receipts and payments (CSV)')]},
+            name="receipt",
+            options={
+                "ordering": ["-issued_at"],
+                "permissions": [("export_receipts", "Can export receipts and payments (CSV)")],
+            },
         ),
     ]

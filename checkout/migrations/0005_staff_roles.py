@@ -10,21 +10,44 @@ from django.db import migrations
 ROLES = {
     "Operations": [
         "stations.view_operator",
-        "stations.view_location", "stations.add_location", "stations.change_location",
-        "stations.view_evse", "stations.add_evse", "stations.change_evse", "stations.print_sticker",
-        "stations.view_connector", "stations.add_connector", "stations.change_connector",
-        "stations.view_tariff", "stations.add_tariff", "stations.change_tariff",
-        "stations.view_printbatch", "stations.view_scanday",
-        "stations.view_ocpiconnection", "stations.view_ocpisession",
-        "checkout.view_chargingsession", "checkout.change_chargingsession", "checkout.stop_chargingsession",
+        "stations.view_location",
+        "stations.add_location",
+        "stations.change_location",
+        "stations.view_evse",
+        "stations.add_evse",
+        "stations.change_evse",
+        "stations.print_sticker",
+        "stations.view_connector",
+        "stations.add_connector",
+        "stations.change_connector",
+        "stations.view_tariff",
+        "stations.add_tariff",
+        "stations.change_tariff",
+        "stations.view_printbatch",
+        "stations.view_scanday",
+        "stations.view_ocpiconnection",
+        "stations.view_ocpisession",
+        "checkout.view_chargingsession",
+        "checkout.change_chargingsession",
+        "checkout.stop_chargingsession",
         "checkout.view_paymentevent",
     ],
     "Finance": [
-        "stations.view_operator", "stations.view_location", "stations.view_evse", "stations.view_tariff",
+        "stations.view_operator",
+        "stations.view_location",
+        "stations.view_evse",
+        "stations.view_tariff",
         "stations.view_ocpicdr",
-        "checkout.view_chargingsession", "checkout.change_chargingsession", "checkout.view_paymentevent",
-        "checkout.view_payment", "checkout.view_receipt", "checkout.export_receipts",
-        "checkout.view_refund", "checkout.add_refund", "checkout.view_dispute", "checkout.view_stripeevent",
+        "checkout.view_chargingsession",
+        "checkout.change_chargingsession",
+        "checkout.view_paymentevent",
+        "checkout.view_payment",
+        "checkout.view_receipt",
+        "checkout.export_receipts",
+        "checkout.view_refund",
+        "checkout.add_refund",
+        "checkout.view_dispute",
+        "checkout.view_stripeevent",
     ],
 }
 
@@ -42,7 +65,9 @@ def create_roles(apps, schema_editor):
         permissions = []
         for code in codes:
             app_label, codename = code.split(".")
-            permissions.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+            permissions.append(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
         group.permissions.set(permissions)
 
 

@@ -70,7 +70,9 @@ class SessionUpdate:
 
 
 class CsmsAdapter(Protocol):
-    def start_session(self, *, connector: Connector, reference: str, limits: Limits) -> StartResult: ...
+    def start_session(
+        self, *, connector: Connector, reference: str, limits: Limits
+    ) -> StartResult: ...
 
     def stop_session(self, *, reference: str) -> None: ...
 
@@ -106,7 +108,6 @@ def deliver_update(update: SessionUpdate) -> None:
 
 def deliver_start_result(reference: str, result: StartResult) -> None:
     _handler("start_result")(reference, result)
-
 
 
 def purchase_is_live(reference: str) -> bool:

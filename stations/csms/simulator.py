@@ -18,7 +18,15 @@ from django.utils import timezone
 from stations import tariffs
 from stations.models import Connector, Evse, SimulatedSession
 
-from .base import CsmsError, Limits, SessionStatus, SessionUpdate, StartResult, StartStatus, deliver_update
+from .base import (
+    CsmsError,
+    Limits,
+    SessionStatus,
+    SessionUpdate,
+    StartResult,
+    StartStatus,
+    deliver_update,
+)
 
 
 class SimulatorAdapter:
@@ -53,9 +61,9 @@ def tick(now=None) -> int:
     """Advance every live simulated charge one step and report it. Returns how many were reported."""
     now = now or timezone.now()
     reported = 0
-    for pk in SimulatedSession.objects.filter(finished_at__isnull=True, accept_at__lte=now).values_list(
-        "pk", flat=True
-    ):
+    for pk in SimulatedSession.objects.filter(
+        finished_at__isnull=True, accept_at__lte=now
+    ).values_list("pk", flat=True):
         update = _advance(pk, now)
         if update is not None:
             deliver_update(update)
@@ -65,7 +73,12 @@ def tick(now=None) -> int:
 
 def _advance(pk: int, now) -> SessionUpdate | None:
     with transaction.atomic():
-        sim = SimulatedSession.objects.select_for_update().select_related("connector").filter(pk=pk).first()
+        sim = (
+            SimulatedSession.objects.select_for_update()
+            .select_related("connector")
+            .filter(pk=pk)
+            .first()
+        )
         if sim is None or sim.finished_at:
             return None
         if sim.started_at is None:
@@ -92,7 +105,10 @@ def _advance(pk: int, now) -> SessionUpdate | None:
             return SessionUpdate(status=SessionStatus.ACTIVE, measured_at=end, **common)
         tariff = sim.connector.tariff_at(sim.started_at)
         usage = tariffs.Usage(
-            start=sim.started_at, end=end, kwh=sim.kwh, parking_minutes=parking_minutes,
+            start=sim.started_at,
+            end=end,
+            kwh=sim.kwh,
+            parking_minutes=parking_minutes,
             max_power_kw=sim.power_kw,
         )
         priced = tariffs.quote(tariff.ocpi, usage, tz=sim.connector.evse.location.time_zone)
@@ -101,9 +117,17 @@ def _advance(pk: int, now) -> SessionUpdate | None:
             "start_date_time": sim.started_at.isoformat(),
             "end_date_time": end.isoformat(),
             "total_energy": str(sim.kwh),
-            "total_cost": {"excl_vat": str(priced.total_excl_vat), "incl_vat": str(priced.total_incl_vat)},
+            "total_cost": {
+                "excl_vat": str(priced.total_excl_vat),
+                "incl_vat": str(priced.total_incl_vat),
+            },
             "currency": priced.currency,
         }
         return SessionUpdate(
-            status=SessionStatus.COMPLETED, ended_at=end, measured_at=end, final=True, cdr=cdr, **common
+            status=SessionStatus.COMPLETED,
+            ended_at=end,
+            measured_at=end,
+            final=True,
+            cdr=cdr,
+            **common,
         )

@@ -7,107 +7,267 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Evse',
+            name="Evse",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('uid', models.CharField(help_text='Stable key (OCPI EVSE uid).', max_length=36, unique=True)),
-                ('evse_id', models.CharField(help_text='eMI3 id printed on the charger, e.g. NL*DPY*E0001*1.', max_length=48, unique=True, verbose_name='EVSE ID')),
-                ('status', models.CharField(choices=[('AVAILABLE', 'Available'), ('CHARGING', 'In use'), ('OUT_OF_ORDER', 'Out of order'), ('UNKNOWN', 'Unknown')], default='AVAILABLE', max_length=20)),
-                ('sticker_version', models.PositiveIntegerField(default=1, help_text='Reprinting a sticker raises this and voids the old QR code.')),
-                ('sim_behaviour', models.CharField(choices=[('accept', 'Accept starts'), ('reject', 'Reject starts'), ('occupied', 'Reject: occupied'), ('timeout', 'Never answer'), ('slow', 'Start slowly')], default='accept', help_text='Only used by the simulated CSMS.', max_length=10, verbose_name='simulator behaviour')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "uid",
+                    models.CharField(
+                        help_text="Stable key (OCPI EVSE uid).", max_length=36, unique=True
+                    ),
+                ),
+                (
+                    "evse_id",
+                    models.CharField(
+                        help_text="eMI3 id printed on the charger, e.g. NL*DPY*E0001*1.",
+                        max_length=48,
+                        unique=True,
+                        verbose_name="EVSE ID",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("AVAILABLE", "Available"),
+                            ("CHARGING", "In use"),
+                            ("OUT_OF_ORDER", "Out of order"),
+                            ("UNKNOWN", "Unknown"),
+                        ],
+                        default="AVAILABLE",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "sticker_version",
+                    models.PositiveIntegerField(
+                        default=1,
+                        help_text="Reprinting a sticker raises this and voids the old QR code.",
+                    ),
+                ),
+                (
+                    "sim_behaviour",
+                    models.CharField(
+                        choices=[
+                            ("accept", "Accept starts"),
+                            ("reject", "Reject starts"),
+                            ("occupied", "Reject: occupied"),
+                            ("timeout", "Never answer"),
+                            ("slow", "Start slowly"),
+                        ],
+                        default="accept",
+                        help_text="Only used by the simulated CSMS.",
+                        max_length=10,
+                        verbose_name="simulator behaviour",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'EVSE',
-                'verbose_name_plural': 'EVSEs',
+                "verbose_name": "EVSE",
+                "verbose_name_plural": "EVSEs",
             },
         ),
         migrations.CreateModel(
-            name='Location',
+            name="Location",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('address', models.CharField(max_length=200)),
-                ('postal_code', models.CharField(max_length=20)),
-                ('city', models.CharField(max_length=100)),
-                ('country', models.CharField(help_text='ISO 3166-1 alpha-2', max_length=2)),
-                ('time_zone', models.CharField(default='Europe/Amsterdam', max_length=64)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("address", models.CharField(max_length=200)),
+                ("postal_code", models.CharField(max_length=20)),
+                ("city", models.CharField(max_length=100)),
+                ("country", models.CharField(help_text="ISO 3166-1 alpha-2", max_length=2)),
+                ("time_zone", models.CharField(default="Europe/Amsterdam", max_length=64)),
             ],
         ),
         migrations.CreateModel(
-            name='Operator',
+            name="Operator",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Name shown to drivers.', max_length=200)),
-                ('legal_name', models.CharField(max_length=200)),
-                ('address', models.TextField(help_text='Registered address, as printed on receipts.')),
-                ('vat_id', models.CharField(max_length=40, verbose_name='VAT id')),
-                ('receipt_prefix', models.CharField(help_text='Receipt numbers read PREFIX-YEAR-000001.', max_length=12, unique=True)),
-                ('support_contact', models.CharField(blank=True, max_length=200)),
-                ('currency', models.CharField(default='EUR', max_length=3)),
-                ('hold_amounts', models.JSONField(default=list, help_text='Amounts drivers may hold, in minor units (cents), e.g. [2000, 3500, 5000].')),
-                ('default_hold', models.PositiveIntegerField(help_text='Pre-selected hold, in minor units.')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(help_text="Name shown to drivers.", max_length=200)),
+                ("legal_name", models.CharField(max_length=200)),
+                (
+                    "address",
+                    models.TextField(help_text="Registered address, as printed on receipts."),
+                ),
+                ("vat_id", models.CharField(max_length=40, verbose_name="VAT id")),
+                (
+                    "receipt_prefix",
+                    models.CharField(
+                        help_text="Receipt numbers read PREFIX-YEAR-000001.",
+                        max_length=12,
+                        unique=True,
+                    ),
+                ),
+                ("support_contact", models.CharField(blank=True, max_length=200)),
+                ("currency", models.CharField(default="EUR", max_length=3)),
+                (
+                    "hold_amounts",
+                    models.JSONField(
+                        default=list,
+                        help_text="Amounts drivers may hold, in minor units (cents), e.g. [2000, 3500, 5000].",
+                    ),
+                ),
+                (
+                    "default_hold",
+                    models.PositiveIntegerField(help_text="Pre-selected hold, in minor units."),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Connector',
+            name="Connector",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('connector_id', models.CharField(default='1', max_length=36)),
-                ('standard', models.CharField(choices=[('IEC_62196_T2', 'Type 2'), ('IEC_62196_T2_COMBO', 'CCS'), ('CHADEMO', 'CHAdeMO')], max_length=30)),
-                ('power_type', models.CharField(choices=[('AC_1_PHASE', 'AC'), ('AC_3_PHASE', 'AC'), ('DC', 'DC')], max_length=12)),
-                ('max_power_kw', models.DecimalField(decimal_places=2, max_digits=7, validators=[django.core.validators.MinValueValidator(Decimal('0.1'))])),
-                ('evse', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='connectors', to='stations.evse')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("connector_id", models.CharField(default="1", max_length=36)),
+                (
+                    "standard",
+                    models.CharField(
+                        choices=[
+                            ("IEC_62196_T2", "Type 2"),
+                            ("IEC_62196_T2_COMBO", "CCS"),
+                            ("CHADEMO", "CHAdeMO"),
+                        ],
+                        max_length=30,
+                    ),
+                ),
+                (
+                    "power_type",
+                    models.CharField(
+                        choices=[("AC_1_PHASE", "AC"), ("AC_3_PHASE", "AC"), ("DC", "DC")],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "max_power_kw",
+                    models.DecimalField(
+                        decimal_places=2,
+                        max_digits=7,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0.1"))],
+                    ),
+                ),
+                (
+                    "evse",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="connectors",
+                        to="stations.evse",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='evse',
-            name='location',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='evses', to='stations.location'),
+            model_name="evse",
+            name="location",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="evses",
+                to="stations.location",
+            ),
         ),
         migrations.AddField(
-            model_name='location',
-            name='operator',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='locations', to='stations.operator'),
+            model_name="location",
+            name="operator",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="locations",
+                to="stations.operator",
+            ),
         ),
         migrations.CreateModel(
-            name='SimulatedSession',
+            name="SimulatedSession",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reference', models.CharField(max_length=64, unique=True)),
-                ('power_kw', models.DecimalField(decimal_places=2, max_digits=7)),
-                ('battery_kwh', models.DecimalField(decimal_places=2, default=Decimal('60'), max_digits=7)),
-                ('accept_at', models.DateTimeField(help_text='When the simulated charger answers the start.')),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('stop_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('kwh', models.DecimalField(decimal_places=4, default=Decimal('0'), max_digits=10)),
-                ('connector', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='stations.connector')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("reference", models.CharField(max_length=64, unique=True)),
+                ("power_kw", models.DecimalField(decimal_places=2, max_digits=7)),
+                (
+                    "battery_kwh",
+                    models.DecimalField(decimal_places=2, default=Decimal("60"), max_digits=7),
+                ),
+                (
+                    "accept_at",
+                    models.DateTimeField(help_text="When the simulated charger answers the start."),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("stop_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("kwh", models.DecimalField(decimal_places=4, default=Decimal("0"), max_digits=10)),
+                (
+                    "connector",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="stations.connector"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Tariff',
+            name="Tariff",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('ocpi', models.JSONField(help_text='OCPI 2.2.1 Tariff object: currency, elements, min_price, max_price.')),
-                ('operator', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='tariffs', to='stations.operator')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "ocpi",
+                    models.JSONField(
+                        help_text="OCPI 2.2.1 Tariff object: currency, elements, min_price, max_price."
+                    ),
+                ),
+                (
+                    "operator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="tariffs",
+                        to="stations.operator",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='connector',
-            name='tariff',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='connectors', to='stations.tariff'),
+            model_name="connector",
+            name="tariff",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="connectors",
+                to="stations.tariff",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='connector',
-            constraint=models.UniqueConstraint(fields=('evse', 'connector_id'), name='connector_unique_per_evse'),
+            model_name="connector",
+            constraint=models.UniqueConstraint(
+                fields=("evse", "connector_id"), name="connector_unique_per_evse"
+            ),
         ),
     ]

@@ -4,20 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('stations', '0001_initial'),
+        ("stations", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='operator',
-            name='cap_margin_min',
-            field=models.PositiveIntegerField(default=100, help_text='...or within this many minor units of it, whichever is larger.'),
+            model_name="operator",
+            name="cap_margin_min",
+            field=models.PositiveIntegerField(
+                default=100,
+                help_text="...or within this many minor units of it, whichever is larger.",
+            ),
         ),
         migrations.AddField(
-            model_name='operator',
-            name='cap_margin_percent',
-            field=models.PositiveSmallIntegerField(default=5, help_text='Stop charging when the running cost is within this % of the hold.'),
+            model_name="operator",
+            name="cap_margin_percent",
+            field=models.PositiveSmallIntegerField(
+                default=5,
+                help_text="Stop charging when the running cost is within this % of the hold.",
+            ),
         ),
     ]

@@ -4,33 +4,64 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('stations', '0002_operator_cap_margin'),
+        ("stations", "0002_operator_cap_margin"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OcpiConnection',
+            name="OcpiConnection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('state', models.CharField(choices=[('invited', 'Invited (waiting for the CPO to register)'), ('pending', 'Pending (we have not registered yet)'), ('connected', 'Connected'), ('suspended', 'Suspended (credentials deleted)')], default='pending', max_length=20)),
-                ('versions_url', models.URLField(blank=True, help_text="The CPO's OCPI versions endpoint.")),
-                ('version', models.CharField(blank=True, max_length=10)),
-                ('endpoints', models.JSONField(blank=True, default=list, help_text='Their modules, as their version details list them.')),
-                ('country_code', models.CharField(blank=True, max_length=2)),
-                ('party_id', models.CharField(blank=True, max_length=3)),
-                ('business_name', models.CharField(blank=True, max_length=100)),
-                ('token_ours', models.CharField(editable=False, max_length=64, unique=True)),
-                ('token_theirs', models.CharField(blank=True, editable=False, max_length=64)),
-                ('raw_token', models.BooleanField(default=False, help_text='Send our token to this peer without base64.')),
-                ('last_error', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("invited", "Invited (waiting for the CPO to register)"),
+                            ("pending", "Pending (we have not registered yet)"),
+                            ("connected", "Connected"),
+                            ("suspended", "Suspended (credentials deleted)"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "versions_url",
+                    models.URLField(blank=True, help_text="The CPO's OCPI versions endpoint."),
+                ),
+                ("version", models.CharField(blank=True, max_length=10)),
+                (
+                    "endpoints",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Their modules, as their version details list them.",
+                    ),
+                ),
+                ("country_code", models.CharField(blank=True, max_length=2)),
+                ("party_id", models.CharField(blank=True, max_length=3)),
+                ("business_name", models.CharField(blank=True, max_length=100)),
+                ("token_ours", models.CharField(editable=False, max_length=64, unique=True)),
+                ("token_theirs", models.CharField(blank=True, editable=False, max_length=64)),
+                (
+                    "raw_token",
+                    models.BooleanField(
+                        default=False, help_text="Send our token to this peer without base64."
+                    ),
+                ),
+                ("last_error", models.CharField(blank=True, max_length=300)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'OCPI connection',
+                "verbose_name": "OCPI connection",
             },
         ),
     ]

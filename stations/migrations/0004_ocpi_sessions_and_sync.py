@@ -5,121 +5,239 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('stations', '0003_ocpi_connection'),
+        ("stations", "0003_ocpi_connection"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OcpiCdr',
+            name="OcpiCdr",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('country_code', models.CharField(max_length=2)),
-                ('party_id', models.CharField(max_length=3)),
-                ('cdr_id', models.CharField(max_length=39, verbose_name='CDR id')),
-                ('credit', models.BooleanField(default=False)),
-                ('data', models.JSONField()),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("country_code", models.CharField(max_length=2)),
+                ("party_id", models.CharField(max_length=3)),
+                ("cdr_id", models.CharField(max_length=39, verbose_name="CDR id")),
+                ("credit", models.BooleanField(default=False)),
+                ("data", models.JSONField()),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name': 'OCPI CDR',
-                'ordering': ['-received_at'],
+                "verbose_name": "OCPI CDR",
+                "ordering": ["-received_at"],
             },
         ),
         migrations.CreateModel(
-            name='OcpiSession',
+            name="OcpiSession",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reference', models.CharField(blank=True, max_length=64, null=True, unique=True)),
-                ('command_id', models.CharField(blank=True, editable=False, max_length=64, null=True, unique=True)),
-                ('token_uid', models.CharField(blank=True, help_text='The AD_HOC_USER token we started with.', max_length=36)),
-                ('country_code', models.CharField(blank=True, max_length=2)),
-                ('party_id', models.CharField(blank=True, max_length=3)),
-                ('session_id', models.CharField(blank=True, max_length=36, verbose_name='CPO session id')),
-                ('start_response', models.CharField(blank=True, help_text='CommandResponse to START_SESSION.', max_length=20)),
-                ('start_timeout', models.PositiveIntegerField(blank=True, help_text='Seconds the CPO said it needs.', null=True)),
-                ('start_result', models.CharField(blank=True, help_text='CommandResult of START_SESSION.', max_length=30)),
-                ('stop_result', models.CharField(blank=True, help_text='CommandResult of STOP_SESSION.', max_length=30)),
-                ('data', models.JSONField(blank=True, default=dict, help_text='The Session as the CPO last sent it.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("reference", models.CharField(blank=True, max_length=64, null=True, unique=True)),
+                (
+                    "command_id",
+                    models.CharField(
+                        blank=True, editable=False, max_length=64, null=True, unique=True
+                    ),
+                ),
+                (
+                    "token_uid",
+                    models.CharField(
+                        blank=True,
+                        help_text="The AD_HOC_USER token we started with.",
+                        max_length=36,
+                    ),
+                ),
+                ("country_code", models.CharField(blank=True, max_length=2)),
+                ("party_id", models.CharField(blank=True, max_length=3)),
+                (
+                    "session_id",
+                    models.CharField(blank=True, max_length=36, verbose_name="CPO session id"),
+                ),
+                (
+                    "start_response",
+                    models.CharField(
+                        blank=True, help_text="CommandResponse to START_SESSION.", max_length=20
+                    ),
+                ),
+                (
+                    "start_timeout",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Seconds the CPO said it needs.", null=True
+                    ),
+                ),
+                (
+                    "start_result",
+                    models.CharField(
+                        blank=True, help_text="CommandResult of START_SESSION.", max_length=30
+                    ),
+                ),
+                (
+                    "stop_result",
+                    models.CharField(
+                        blank=True, help_text="CommandResult of STOP_SESSION.", max_length=30
+                    ),
+                ),
+                (
+                    "data",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The Session as the CPO last sent it."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'OCPI session',
-                'ordering': ['-created_at'],
+                "verbose_name": "OCPI session",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddField(
-            model_name='location',
-            name='ocpi',
-            field=models.JSONField(blank=True, default=dict, editable=False, help_text='The Location as the CPO last sent it.'),
+            model_name="location",
+            name="ocpi",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                editable=False,
+                help_text="The Location as the CPO last sent it.",
+            ),
         ),
         migrations.AddField(
-            model_name='location',
-            name='ocpi_connection',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='locations', to='stations.ocpiconnection'),
+            model_name="location",
+            name="ocpi_connection",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="locations",
+                to="stations.ocpiconnection",
+            ),
         ),
         migrations.AddField(
-            model_name='location',
-            name='ocpi_id',
-            field=models.CharField(blank=True, max_length=36, verbose_name='OCPI location id'),
+            model_name="location",
+            name="ocpi_id",
+            field=models.CharField(blank=True, max_length=36, verbose_name="OCPI location id"),
         ),
         migrations.AddField(
-            model_name='ocpiconnection',
-            name='operator',
-            field=models.ForeignKey(blank=True, help_text='The seller of the chargers this CPO runs: synced locations and tariffs belong to it.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='ocpi_connections', to='stations.operator'),
+            model_name="ocpiconnection",
+            name="operator",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The seller of the chargers this CPO runs: synced locations and tariffs belong to it.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="ocpi_connections",
+                to="stations.operator",
+            ),
         ),
         migrations.AddField(
-            model_name='ocpiconnection',
-            name='synced_at',
-            field=models.DateTimeField(blank=True, help_text='Start of the last complete pull.', null=True),
+            model_name="ocpiconnection",
+            name="synced_at",
+            field=models.DateTimeField(
+                blank=True, help_text="Start of the last complete pull.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='tariff',
-            name='ocpi_connection',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='tariffs', to='stations.ocpiconnection'),
+            model_name="tariff",
+            name="ocpi_connection",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="tariffs",
+                to="stations.ocpiconnection",
+            ),
         ),
         migrations.AddField(
-            model_name='tariff',
-            name='ocpi_id',
-            field=models.CharField(blank=True, max_length=36, verbose_name='OCPI tariff id'),
+            model_name="tariff",
+            name="ocpi_id",
+            field=models.CharField(blank=True, max_length=36, verbose_name="OCPI tariff id"),
         ),
         migrations.AlterField(
-            model_name='connector',
-            name='power_type',
-            field=models.CharField(choices=[('AC_1_PHASE', 'AC'), ('AC_2_PHASE', 'AC'), ('AC_2_PHASE_SPLIT', 'AC'), ('AC_3_PHASE', 'AC'), ('DC', 'DC')], max_length=20),
+            model_name="connector",
+            name="power_type",
+            field=models.CharField(
+                choices=[
+                    ("AC_1_PHASE", "AC"),
+                    ("AC_2_PHASE", "AC"),
+                    ("AC_2_PHASE_SPLIT", "AC"),
+                    ("AC_3_PHASE", "AC"),
+                    ("DC", "DC"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='connector',
-            name='standard',
-            field=models.CharField(choices=[('IEC_62196_T2', 'Type 2'), ('IEC_62196_T2_COMBO', 'CCS'), ('CHADEMO', 'CHAdeMO'), ('IEC_62196_T1', 'Type 1'), ('IEC_62196_T1_COMBO', 'CCS (Type 1)'), ('DOMESTIC_F', 'Schuko')], max_length=30),
+            model_name="connector",
+            name="standard",
+            field=models.CharField(
+                choices=[
+                    ("IEC_62196_T2", "Type 2"),
+                    ("IEC_62196_T2_COMBO", "CCS"),
+                    ("CHADEMO", "CHAdeMO"),
+                    ("IEC_62196_T1", "Type 1"),
+                    ("IEC_62196_T1_COMBO", "CCS (Type 1)"),
+                    ("DOMESTIC_F", "Schuko"),
+                ],
+                max_length=30,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='location',
-            constraint=models.UniqueConstraint(condition=models.Q(('ocpi_connection__isnull', False)), fields=('ocpi_connection', 'ocpi_id'), name='location_unique_per_ocpi_connection'),
+            model_name="location",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("ocpi_connection__isnull", False)),
+                fields=("ocpi_connection", "ocpi_id"),
+                name="location_unique_per_ocpi_connection",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tariff',
-            constraint=models.UniqueConstraint(condition=models.Q(('ocpi_connection__isnull', False)), fields=('ocpi_connection', 'ocpi_id'), name='tariff_unique_per_ocpi_connection'),
+            model_name="tariff",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("ocpi_connection__isnull", False)),
+                fields=("ocpi_connection", "ocpi_id"),
+                name="tariff_unique_per_ocpi_connection",
+            ),
         ),
         migrations.AddField(
-            model_name='ocpicdr',
-            name='connection',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='cdrs', to='stations.ocpiconnection'),
+            model_name="ocpicdr",
+            name="connection",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="cdrs",
+                to="stations.ocpiconnection",
+            ),
         ),
         migrations.AddField(
-            model_name='ocpisession',
-            name='connection',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='sessions', to='stations.ocpiconnection'),
+            model_name="ocpisession",
+            name="connection",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="sessions",
+                to="stations.ocpiconnection",
+            ),
         ),
         migrations.AddField(
-            model_name='ocpicdr',
-            name='session',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='cdrs', to='stations.ocpisession'),
+            model_name="ocpicdr",
+            name="session",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="cdrs",
+                to="stations.ocpisession",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ocpicdr',
-            constraint=models.UniqueConstraint(fields=('connection', 'country_code', 'party_id', 'cdr_id'), name='cdr_unique'),
+            model_name="ocpicdr",
+            constraint=models.UniqueConstraint(
+                fields=("connection", "country_code", "party_id", "cdr_id"), name="cdr_unique"
+            ),
         ),
     ]

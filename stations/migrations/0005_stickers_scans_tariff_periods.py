@@ -6,70 +6,150 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('stations', '0004_ocpi_sessions_and_sync'),
+        ("stations", "0004_ocpi_sessions_and_sync"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='evse',
-            options={'permissions': [('print_sticker', 'Can print and reprint QR stickers (a reprint voids the old sticker)')], 'verbose_name': 'EVSE', 'verbose_name_plural': 'EVSEs'},
+            name="evse",
+            options={
+                "permissions": [
+                    (
+                        "print_sticker",
+                        "Can print and reprint QR stickers (a reprint voids the old sticker)",
+                    )
+                ],
+                "verbose_name": "EVSE",
+                "verbose_name_plural": "EVSEs",
+            },
         ),
         migrations.AddField(
-            model_name='operator',
-            name='languages',
-            field=models.CharField(default='en', help_text='Languages on stickers, most used first, e.g. nl,en (en, nl, de, fr, es, it).', max_length=40),
+            model_name="operator",
+            name="languages",
+            field=models.CharField(
+                default="en",
+                help_text="Languages on stickers, most used first, e.g. nl,en (en, nl, de, fr, es, it).",
+                max_length=40,
+            ),
         ),
         migrations.AddField(
-            model_name='tariff',
-            name='replaced_by',
-            field=models.ForeignKey(blank=True, help_text="The tariff that applies from 'valid until' on.", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='replaces', to='stations.tariff'),
+            model_name="tariff",
+            name="replaced_by",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The tariff that applies from 'valid until' on.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="replaces",
+                to="stations.tariff",
+            ),
         ),
         migrations.AddField(
-            model_name='tariff',
-            name='valid_until',
-            field=models.DateTimeField(blank=True, help_text='When the replacement takes over.', null=True),
+            model_name="tariff",
+            name="valid_until",
+            field=models.DateTimeField(
+                blank=True, help_text="When the replacement takes over.", null=True
+            ),
         ),
         migrations.CreateModel(
-            name='PrintBatch',
+            name="PrintBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('layout', models.CharField(max_length=20)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("layout", models.CharField(max_length=20)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'print batches',
-                'ordering': ['-created_at'],
+                "verbose_name_plural": "print batches",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='PrintedSticker',
+            name="PrintedSticker",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sticker_version', models.PositiveIntegerField()),
-                ('key_id', models.CharField(help_text='Fingerprint of the signing key (never the key).', max_length=16)),
-                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stickers', to='stations.printbatch')),
-                ('evse', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='printed_stickers', to='stations.evse')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sticker_version", models.PositiveIntegerField()),
+                (
+                    "key_id",
+                    models.CharField(
+                        help_text="Fingerprint of the signing key (never the key).", max_length=16
+                    ),
+                ),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="stickers",
+                        to="stations.printbatch",
+                    ),
+                ),
+                (
+                    "evse",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="printed_stickers",
+                        to="stations.evse",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('batch', 'evse'), name='one_sticker_per_evse_per_batch')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("batch", "evse"), name="one_sticker_per_evse_per_batch"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ScanDay',
+            name="ScanDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('valid', models.PositiveIntegerField(default=0)),
-                ('voided', models.PositiveIntegerField(default=0)),
-                ('invalid', models.PositiveIntegerField(default=0)),
-                ('evse', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='scan_days', to='stations.evse')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.DateField()),
+                ("valid", models.PositiveIntegerField(default=0)),
+                ("voided", models.PositiveIntegerField(default=0)),
+                ("invalid", models.PositiveIntegerField(default=0)),
+                (
+                    "evse",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scan_days",
+                        to="stations.evse",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('evse', 'day'), name='one_scan_row_per_evse_day')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("evse", "day"), name="one_scan_row_per_evse_day"
+                    )
+                ],
             },
         ),
     ]

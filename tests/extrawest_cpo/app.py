@@ -27,7 +27,9 @@ from urllib.parse import urlencode
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--port", type=int, default=0)
-parser.add_argument("--token-a", default=None, help="Token A an eMSP registers with (random if absent)")
+parser.add_argument(
+    "--token-a", default=None, help="Token A an eMSP registers with (random if absent)"
+)
 parser.add_argument("--country-code", default="NL")
 parser.add_argument("--party-id", default="EXA")
 parser.add_argument("--name", default="Extrawest CPO")
@@ -38,16 +40,18 @@ sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 sock.bind(("127.0.0.1", args.port))
 PORT = sock.getsockname()[1]
-os.environ.update({
-    "OCPI_HOST": f"127.0.0.1:{PORT}",
-    "PROTOCOL": "http",
-    "COUNTRY_CODE": args.country_code,  # extrawest builds push URLs from these, not from the object
-    "PARTY_ID": args.party_id,
-    "ENVIRONMENT": "production",
-    # extrawest polls crud.get for a CommandResult every 2 s, 30 * COMMAND_AWAIT_TIME times, then
-    # POSTs FAILED. Make that "never", so a result configured as None is really lost.
-    "COMMAND_AWAIT_TIME": "1000000",
-})
+os.environ.update(
+    {
+        "OCPI_HOST": f"127.0.0.1:{PORT}",
+        "PROTOCOL": "http",
+        "COUNTRY_CODE": args.country_code,  # extrawest builds push URLs from these, not from the object
+        "PARTY_ID": args.party_id,
+        "ENVIRONMENT": "production",
+        # extrawest polls crud.get for a CommandResult every 2 s, 30 * COMMAND_AWAIT_TIME times, then
+        # POSTs FAILED. Make that "never", so a result configured as None is really lost.
+        "COMMAND_AWAIT_TIME": "1000000",
+    }
+)
 os.chdir(os.path.dirname(os.path.abspath(__file__)))  # its BaseSettings also reads ./.env
 
 import httpx  # noqa: E402
@@ -78,12 +82,21 @@ class State:
     def __init__(self, token_a: str):
         self.token_a: str | None = token_a  # discarded once an eMSP registered with it
         self.token_c: str | None = None  # what the eMSP calls us with, issued at registration
-        self.emsp: dict | None = None  # {"credentials": ..., "endpoints": [...]}: what the eMSP told us
-        self.config = {"start_response": "ACCEPTED", "command_result": "ACCEPTED", "command_timeout": 30,
-                       "stop_response": "ACCEPTED", "stop_result": "ACCEPTED", "result_delay": 0}
+        self.emsp: dict | None = (
+            None  # {"credentials": ..., "endpoints": [...]}: what the eMSP told us
+        )
+        self.config = {
+            "start_response": "ACCEPTED",
+            "command_result": "ACCEPTED",
+            "command_timeout": 30,
+            "stop_response": "ACCEPTED",
+            "stop_result": "ACCEPTED",
+            "result_delay": 0,
+        }
         self.commands: list[dict] = []
-        self.objects: dict[ModuleID, list[dict]] = {m: [] for m in (
-            ModuleID.locations, ModuleID.tariffs, ModuleID.sessions, ModuleID.cdrs)}
+        self.objects: dict[ModuleID, list[dict]] = {
+            m: [] for m in (ModuleID.locations, ModuleID.tariffs, ModuleID.sessions, ModuleID.cdrs)
+        }
         self.seen: list[dict] = []  # requests we received
         self.sent: list[dict] = []  # requests we made (extrawest's httpx calls included)
 
@@ -92,9 +105,18 @@ state = State(args.token_a or secrets.token_hex(8))
 
 
 def our_credentials(token: str) -> dict:
-    return {"token": token, "url": VERSIONS_URL, "roles": [{
-        "role": "CPO", "party_id": args.party_id, "country_code": args.country_code,
-        "business_details": {"name": args.name}}]}
+    return {
+        "token": token,
+        "url": VERSIONS_URL,
+        "roles": [
+            {
+                "role": "CPO",
+                "party_id": args.party_id,
+                "country_code": args.country_code,
+                "business_details": {"name": args.name},
+            }
+        ],
+    }
 
 
 def _parse_dt(value) -> datetime | None:
@@ -109,7 +131,14 @@ def _aware(value: datetime) -> datetime:
 
 def _find(module: ModuleID, object_id) -> dict | None:
     # extrawest lower-cases CiString ids (path params too); OCPI ids are case-insensitive.
-    return next((o for o in state.objects[module] if str(o.get("id", "")).lower() == str(object_id).lower()), None)
+    return next(
+        (
+            o
+            for o in state.objects[module]
+            if str(o.get("id", "")).lower() == str(object_id).lower()
+        ),
+        None,
+    )
 
 
 def _command_entry(response_url: str) -> dict | None:
@@ -144,13 +173,16 @@ class MemoryCrud(Crud):
         if date_to:
             items = [o for o in items if _aware(_parse_dt(o["last_updated"])) < _aware(date_to)]
         offset, limit = filters["offset"], filters["limit"]
-        return items[offset:offset + limit], len(items), offset + limit >= len(items)
+        return items[offset : offset + limit], len(items), offset + limit >= len(items)
 
     @classmethod
     async def create(cls, module, role, data, *args, **kwargs):
         if module == ModuleID.credentials_and_registration:
             # data = {"credentials": the eMSP's, "endpoints": its 2.2.1 version details}
-            state.emsp = {"credentials": data["credentials"], "endpoints": data["endpoints"].get("endpoints", [])}
+            state.emsp = {
+                "credentials": data["credentials"],
+                "endpoints": data["endpoints"].get("endpoints", []),
+            }
             state.token_a, state.token_c = None, secrets.token_hex(16)
             return our_credentials(state.token_c)
         return None
@@ -158,7 +190,10 @@ class MemoryCrud(Crud):
     @classmethod
     async def update(cls, module, role, data, id, *args, **kwargs):
         if module == ModuleID.credentials_and_registration:
-            state.emsp = {"credentials": data["credentials"], "endpoints": data["endpoints"].get("endpoints", [])}
+            state.emsp = {
+                "credentials": data["credentials"],
+                "endpoints": data["endpoints"].get("endpoints", []),
+            }
             state.token_c = secrets.token_hex(16)
             return our_credentials(state.token_c)
         return data
@@ -177,14 +212,20 @@ class MemoryCrud(Crud):
             body = args[0] if args else data
             stop = command == "STOP_SESSION"
             answer = state.config["stop_response" if stop else "start_response"]
-            state.commands.append({
-                "command": command,
-                "body": _last_body(f"/commands/{command}"),  # as the eMSP sent it
-                "parsed": json.loads(json.dumps(body, default=str)),  # as extrawest understood it
-                "response_url": str(body["response_url"]),
-                "response": answer,
-                "result": state.config["stop_result" if stop else "command_result"] if answer == "ACCEPTED" else None,
-            })
+            state.commands.append(
+                {
+                    "command": command,
+                    "body": _last_body(f"/commands/{command}"),  # as the eMSP sent it
+                    "parsed": json.loads(
+                        json.dumps(body, default=str)
+                    ),  # as extrawest understood it
+                    "response_url": str(body["response_url"]),
+                    "response": answer,
+                    "result": state.config["stop_result" if stop else "command_result"]
+                    if answer == "ACCEPTED"
+                    else None,
+                }
+            )
             return {"result": answer, "timeout": state.config["command_timeout"], "message": []}
         return None
 
@@ -209,7 +250,8 @@ class MemoryAuthenticator(Authenticator):
 # 1. Its 2.2.1 CPO ENDPOINTS table has no `commands`, so version details would not offer the
 #    module even though the router is mounted. Register it as a RECEIVER, built as it builds others.
 ENDPOINTS[V221][RoleEnum.cpo][ModuleID.commands] = cpo_generator.generate_endpoint(
-    ModuleID.commands, InterfaceRole.receiver)
+    ModuleID.commands, InterfaceRole.receiver
+)
 
 # 2. Push URLs are `{base_url}{COUNTRY_CODE}/{PARTY_ID}/{id}`: no "/" after a base URL that does not
 #    end in one (ours do not). Keep its logic, add the missing separator.
@@ -232,8 +274,13 @@ async def get_list(response, filters, module, role, version, *a, **kw):
     data = await ocpi_utils.get_list(response, filters, module, role, version, *a, **kw)
     if response.headers.get("Link"):
         params = {**filters, "offset": filters["offset"] + filters["limit"]}
-        query = urlencode({k: v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
-                           for k, v in params.items() if v is not None})
+        query = urlencode(
+            {
+                k: v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
+                for k, v in params.items()
+                if v is not None
+            }
+        )
         url = f"http://127.0.0.1:{PORT}/ocpi/cpo/{version.value}/{module.value}/?{query}"
         response.headers["Link"] = f'<{url}>; rel="next"'
     return data
@@ -264,9 +311,17 @@ _send = httpx.AsyncClient.send
 async def send(self, request, *a, **kw):
     answer = await _send(self, request, *a, **kw)
     await answer.aread()
-    state.sent.append({"method": request.method, "url": str(request.url), "headers": dict(request.headers),
-                       "body": _json(request.content), "status": answer.status_code,
-                       "response_headers": dict(answer.headers), "response": _json(answer.content)})
+    state.sent.append(
+        {
+            "method": request.method,
+            "url": str(request.url),
+            "headers": dict(request.headers),
+            "body": _json(request.content),
+            "status": answer.status_code,
+            "response_headers": dict(answer.headers),
+            "response": _json(answer.content),
+        }
+    )
     return answer
 
 
@@ -284,8 +339,14 @@ app = get_application(
     version_numbers=[V221],
     roles=[RoleEnum.cpo],
     crud=MemoryCrud,
-    modules=[ModuleID.credentials_and_registration, ModuleID.commands, ModuleID.locations,
-             ModuleID.tariffs, ModuleID.sessions, ModuleID.cdrs],
+    modules=[
+        ModuleID.credentials_and_registration,
+        ModuleID.commands,
+        ModuleID.locations,
+        ModuleID.tariffs,
+        ModuleID.sessions,
+        ModuleID.cdrs,
+    ],
     authenticator=MemoryAuthenticator,
     adapter=BaseAdapter,
 )
@@ -306,8 +367,13 @@ class RecordRequests:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         raw = b"".join(chunks)
-        entry = {"method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode(),
-                 "headers": {k.decode(): v.decode() for k, v in scope["headers"]}, "body": _json(raw)}
+        entry = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": scope["query_string"].decode(),
+            "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+            "body": _json(raw),
+        }
         state.seen.append(entry)
         replayed = False
 
@@ -334,7 +400,9 @@ app.add_middleware(RecordRequests)
 
 def _endpoint(identifier: str) -> str | None:
     """The eMSP's URL for a module, from its version details (its RECEIVER interface first)."""
-    endpoints = sorted((state.emsp or {}).get("endpoints", []), key=lambda e: e.get("role") != "RECEIVER")
+    endpoints = sorted(
+        (state.emsp or {}).get("endpoints", []), key=lambda e: e.get("role") != "RECEIVER"
+    )
     return next((e["url"] for e in endpoints if e["identifier"] == identifier), None)
 
 
@@ -343,7 +411,11 @@ def _emsp_auth() -> str:
 
 
 def _answer(response: httpx.Response) -> dict:
-    return {"status": response.status_code, "headers": dict(response.headers), "body": _json(response.content)}
+    return {
+        "status": response.status_code,
+        "headers": dict(response.headers),
+        "body": _json(response.content),
+    }
 
 
 def _not_registered():
@@ -352,10 +424,15 @@ def _not_registered():
 
 @app.get("/control/state")
 async def control_state():
-    return {"versions_url": VERSIONS_URL, "token_a": state.token_a, "token_c": state.token_c,
-            "emsp_token": state.emsp and state.emsp["credentials"]["token"],
-            "emsp_credentials": state.emsp and state.emsp["credentials"],
-            "emsp_endpoints": state.emsp and state.emsp["endpoints"], "config": state.config}
+    return {
+        "versions_url": VERSIONS_URL,
+        "token_a": state.token_a,
+        "token_c": state.token_c,
+        "emsp_token": state.emsp and state.emsp["credentials"]["token"],
+        "emsp_credentials": state.emsp and state.emsp["credentials"],
+        "emsp_endpoints": state.emsp and state.emsp["endpoints"],
+        "config": state.config,
+    }
 
 
 @app.post("/control/configure")
@@ -389,21 +466,34 @@ async def _push(module: ModuleID, obj: dict):
     """Store the object and send it with extrawest's push code (adapter, URL, method, token)."""
     if not state.emsp:
         return _not_registered()
-    if not any(e["identifier"] == module and e.get("role") == "RECEIVER" for e in state.emsp["endpoints"]):
+    if not any(
+        e["identifier"] == module and e.get("role") == "RECEIVER" for e in state.emsp["endpoints"]
+    ):
         # extrawest would build a relative URL and fail obscurely.
-        return JSONResponse({"error": f"the eMSP's version details offer no {module.value} RECEIVER"},
-                            status_code=409)
-    state.objects[module] = [o for o in state.objects[module] if o.get("id") != obj.get("id")] + [obj]
+        return JSONResponse(
+            {"error": f"the eMSP's version details offer no {module.value} RECEIVER"},
+            status_code=409,
+        )
+    state.objects[module] = [o for o in state.objects[module] if o.get("id") != obj.get("id")] + [
+        obj
+    ]
     try:
-        response = await push.send_push_request(obj["id"], obj, module, BaseAdapter, _emsp_auth(),
-                                                state.emsp["endpoints"], V221)
+        response = await push.send_push_request(
+            obj["id"], obj, module, BaseAdapter, _emsp_auth(), state.emsp["endpoints"], V221
+        )
     except ValidationError as exc:
-        return JSONResponse({"error": f"extrawest refuses this {module.value} object", "detail": exc.errors()},
-                            status_code=422)
+        return JSONResponse(
+            {"error": f"extrawest refuses this {module.value} object", "detail": exc.errors()},
+            status_code=422,
+        )
     except httpx.HTTPError as exc:
         return JSONResponse({"error": f"push failed: {exc!r}"}, status_code=502)
-    return {**_answer(response), "url": str(response.request.url), "method": response.request.method,
-            "sent": _json(response.request.content)}
+    return {
+        **_answer(response),
+        "url": str(response.request.url),
+        "method": response.request.method,
+        "sent": _json(response.request.content),
+    }
 
 
 @app.post("/control/push/sessions")
@@ -425,10 +515,18 @@ async def control_call(call: dict = Body(...)):
         return _not_registered()
     url = call.get("url") or (_endpoint(call["module"]) or "").rstrip("/") + call.get("path", "")
     async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.request(call["method"], url, json=call.get("json"), headers={
-            "Authorization": _emsp_auth(), "X-Request-ID": secrets.token_hex(8),
-            "X-Correlation-ID": secrets.token_hex(8), "OCPI-from-country-code": args.country_code,
-            "OCPI-from-party-id": args.party_id})
+        response = await client.request(
+            call["method"],
+            url,
+            json=call.get("json"),
+            headers={
+                "Authorization": _emsp_auth(),
+                "X-Request-ID": secrets.token_hex(8),
+                "X-Correlation-ID": secrets.token_hex(8),
+                "OCPI-from-country-code": args.country_code,
+                "OCPI-from-party-id": args.party_id,
+            },
+        )
     return {**_answer(response), "url": url}
 
 

@@ -10,7 +10,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--url", required=True, help="Where localstripe should POST events.")
-        parser.add_argument("--wait", type=float, default=30.0, help="Seconds to wait for localstripe.")
+        parser.add_argument(
+            "--wait", type=float, default=30.0, help="Seconds to wait for localstripe."
+        )
 
     def handle(self, *args, url, wait, **options):
         if not settings.STRIPE_API_BASE:
@@ -27,6 +29,8 @@ class Command(BaseCommand):
                 break
             except requests.RequestException as exc:
                 if time.monotonic() > deadline:
-                    raise CommandError(f"localstripe at {settings.STRIPE_API_BASE} did not answer: {exc}") from exc
+                    raise CommandError(
+                        f"localstripe at {settings.STRIPE_API_BASE} did not answer: {exc}"
+                    ) from exc
                 time.sleep(0.5)
         self.stdout.write(f"localstripe will send webhooks to {url}")

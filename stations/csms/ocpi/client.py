@@ -14,12 +14,22 @@ from . import envelope
 log = logging.getLogger(__name__)
 
 
-def call(connection, method: str, url: str, *, token: str | None = None, json=None, params=None,
-         correlation_id: str | None = None) -> requests.Response:
+def call(
+    connection,
+    method: str,
+    url: str,
+    *,
+    token: str | None = None,
+    json=None,
+    params=None,
+    correlation_id: str | None = None,
+) -> requests.Response:
     """One OCPI request. Transport failures and 5xx are transient CsmsErrors; 4xx are permanent."""
     request_id = str(uuid.uuid4())
     headers = {
-        "Authorization": envelope.token_header(token or connection.token_theirs, raw=connection.raw_token),
+        "Authorization": envelope.token_header(
+            token or connection.token_theirs, raw=connection.raw_token
+        ),
         "X-Request-ID": request_id,
         "X-Correlation-ID": correlation_id or request_id,
         "OCPI-from-country-code": settings.OCPI_COUNTRY_CODE,
@@ -29,16 +39,30 @@ def call(connection, method: str, url: str, *, token: str | None = None, json=No
         headers["OCPI-to-country-code"] = connection.country_code
         headers["OCPI-to-party-id"] = connection.party_id
     try:
-        answer = requests.request(method, url, headers=headers, json=json, params=params,
-                                  timeout=settings.OCPI_TIMEOUT_SECONDS)
+        answer = requests.request(
+            method,
+            url,
+            headers=headers,
+            json=json,
+            params=params,
+            timeout=settings.OCPI_TIMEOUT_SECONDS,
+        )
     except requests.RequestException as exc:
         raise CsmsError(f"{method} {url}: {exc.__class__.__name__}") from exc
-    log.info("ocpi %s %s -> %s (X-Request-ID %s, X-Correlation-ID %s)", method, url, answer.status_code,
-             request_id, headers["X-Correlation-ID"])
+    log.info(
+        "ocpi %s %s -> %s (X-Request-ID %s, X-Correlation-ID %s)",
+        method,
+        url,
+        answer.status_code,
+        request_id,
+        headers["X-Correlation-ID"],
+    )
     if answer.status_code >= 500 or answer.status_code == 429:
         raise CsmsError(f"{method} {url}: HTTP {answer.status_code}")
     if answer.status_code >= 400:
-        raise CsmsError(f"{method} {url}: HTTP {answer.status_code} {answer.text[:200]}", permanent=True)
+        raise CsmsError(
+            f"{method} {url}: HTTP {answer.status_code} {answer.text[:200]}", permanent=True
+        )
     return answer
 
 
@@ -50,6 +74,8 @@ def data(answer: requests.Response):
         raise CsmsError(f"not JSON from {answer.url}", permanent=True) from exc
     code = body.get("status_code") if isinstance(body, dict) else None
     if not isinstance(code, int) or not 1000 <= code < 2000:
-        raise CsmsError(f"{answer.url} answered status_code {code}: {body.get('status_message', '') if isinstance(body, dict) else ''}",
-                        permanent=True)
+        raise CsmsError(
+            f"{answer.url} answered status_code {code}: {body.get('status_message', '') if isinstance(body, dict) else ''}",
+            permanent=True,
+        )
     return body.get("data")

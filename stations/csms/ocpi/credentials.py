@@ -45,12 +45,14 @@ def our_credentials(connection: OcpiConnection) -> dict:
     return {
         "token": connection.token_ours,
         "url": versions_url(),
-        "roles": [{
-            "role": "EMSP",
-            "party_id": settings.OCPI_PARTY_ID,
-            "country_code": settings.OCPI_COUNTRY_CODE,
-            "business_details": {"name": settings.OCPI_BUSINESS_NAME},
-        }],
+        "roles": [
+            {
+                "role": "EMSP",
+                "party_id": settings.OCPI_PARTY_ID,
+                "country_code": settings.OCPI_COUNTRY_CODE,
+                "business_details": {"name": settings.OCPI_BUSINESS_NAME},
+            }
+        ],
     }
 
 
@@ -65,7 +67,9 @@ def parse_credentials(data) -> Credentials:
     if not isinstance(roles, list) or not roles:
         raise CredentialsInvalid("roles: at least one role is required")
     for role in roles:
-        if not isinstance(role, dict) or not all(isinstance(role.get(k), str) for k in ("role", "party_id", "country_code")):
+        if not isinstance(role, dict) or not all(
+            isinstance(role.get(k), str) for k in ("role", "party_id", "country_code")
+        ):
             raise CredentialsInvalid("roles: each role needs role, party_id and country_code")
         if len(role["country_code"]) != 2 or not 0 < len(role["party_id"]) <= 3:
             raise CredentialsInvalid("roles: country_code has 2 characters, party_id up to 3")
@@ -79,10 +83,14 @@ def _cpo_role(creds: Credentials) -> dict:
 def fetch_endpoints(connection: OcpiConnection, url: str, token: str) -> tuple[str, list[dict]]:
     """Their versions list, then the 2.2.1 details: the modules and where they live."""
     versions = client.data(client.call(connection, "GET", url, token=token))
-    match = next((v for v in versions or [] if isinstance(v, dict) and v.get("version") == VERSION), None)
+    match = next(
+        (v for v in versions or [] if isinstance(v, dict) and v.get("version") == VERSION), None
+    )
     if match is None:
         offered = ", ".join(str(v.get("version")) for v in versions or [] if isinstance(v, dict))
-        raise CsmsError(f"the CPO offers OCPI {offered or 'nothing'}, not {VERSION}", permanent=True)
+        raise CsmsError(
+            f"the CPO offers OCPI {offered or 'nothing'}, not {VERSION}", permanent=True
+        )
     details = client.data(client.call(connection, "GET", match["url"], token=token))
     endpoints = (details or {}).get("endpoints")
     if not isinstance(endpoints, list):
@@ -92,22 +100,27 @@ def fetch_endpoints(connection: OcpiConnection, url: str, token: str) -> tuple[s
 
 def connection_invite(*, name: str) -> OcpiConnection:
     """A Token A for a CPO that will register with us: give it `token_ours` and versions_url()."""
-    return OcpiConnection.objects.create(name=name, state=OcpiConnection.State.INVITED, token_ours=new_token())
+    return OcpiConnection.objects.create(
+        name=name, state=OcpiConnection.State.INVITED, token_ours=new_token()
+    )
 
 
 def connection_register(*, connection_id: int) -> OcpiConnection:
     """We register with the CPO: their Token A is in token_theirs, their versions URL in versions_url."""
     connection = OcpiConnection.objects.get(pk=connection_id)
     try:
-        version, endpoints = fetch_endpoints(connection, connection.versions_url, connection.token_theirs)
+        version, endpoints = fetch_endpoints(
+            connection, connection.versions_url, connection.token_theirs
+        )
         url = next((e["url"] for e in endpoints if e.get("identifier") == "credentials"), None)
         if not url:
             raise CsmsError("the CPO has no credentials endpoint", permanent=True)
         # Saved before the POST: the CPO calls our versions endpoint with it while answering.
         connection.token_ours = new_token()
         connection.save(update_fields=["token_ours", "updated_at"])
-        theirs = parse_credentials(client.data(client.call(connection, "POST", url,
-                                                           json=our_credentials(connection))))
+        theirs = parse_credentials(
+            client.data(client.call(connection, "POST", url, json=our_credentials(connection)))
+        )
     except (CsmsError, CredentialsInvalid) as exc:
         OcpiConnection.objects.filter(pk=connection_id).update(last_error=str(exc)[:300])
         raise
@@ -131,7 +144,11 @@ def connection_accept(*, connection: OcpiConnection, creds: Credentials) -> Ocpi
     role = _cpo_role(creds)
     with transaction.atomic():
         connection = OcpiConnection.objects.select_for_update().get(pk=connection.pk)
-        connection.versions_url, connection.version, connection.endpoints = creds.url, version, endpoints
+        connection.versions_url, connection.version, connection.endpoints = (
+            creds.url,
+            version,
+            endpoints,
+        )
         connection.token_theirs, connection.token_ours = creds.token, new_token()
         connection.country_code, connection.party_id = role["country_code"], role["party_id"]
         connection.business_name = (role.get("business_details") or {}).get("name", "")[:100]

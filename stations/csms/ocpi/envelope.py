@@ -30,8 +30,14 @@ def timestamp() -> str:
     return timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def response(data=None, *, status_code: int = SUCCESS, message: str = "Success", http_status: int = 200,
-             headers: dict | None = None) -> JsonResponse:
+def response(
+    data=None,
+    *,
+    status_code: int = SUCCESS,
+    message: str = "Success",
+    http_status: int = 200,
+    headers: dict | None = None,
+) -> JsonResponse:
     body = {"status_code": status_code, "status_message": message, "timestamp": timestamp()}
     if data is not None:
         body = {"data": data, **body}

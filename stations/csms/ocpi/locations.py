@@ -60,7 +60,9 @@ class Report:
 
 def _operator(connection: OcpiConnection):
     if connection.operator is None:
-        raise messages.Invalid(f"the connection {connection.name} has no operator set: ask staff to set it")
+        raise messages.Invalid(
+            f"the connection {connection.name} has no operator set: ask staff to set it"
+        )
     return connection.operator
 
 
@@ -94,7 +96,8 @@ def _tariff_for(connection: OcpiConnection, tariff_ids) -> Tariff | None:
 def _apply(connection: OcpiConnection, data: dict, report: Report) -> Location:
     """Write our rows from a whole OCPI Location (already checked)."""
     location, _ = Location.objects.update_or_create(
-        ocpi_connection=connection, ocpi_id=data["id"],
+        ocpi_connection=connection,
+        ocpi_id=data["id"],
         defaults={
             "operator": _operator(connection),
             "name": (data.get("name") or data["address"])[:200],
@@ -117,9 +120,14 @@ def _apply(connection: OcpiConnection, data: dict, report: Report) -> Location:
         if Evse.objects.filter(evse_id=evse_id).exclude(uid=uid).exists():
             report.skipped.append(f"EVSE {uid}: EVSE ID {evse_id} is already used by another EVSE")
             continue
-        evse, _ = Evse.objects.update_or_create(uid=uid, defaults={
-            "location": location, "evse_id": evse_id, "status": EVSE_STATUS[evse_data["status"]],
-        })
+        evse, _ = Evse.objects.update_or_create(
+            uid=uid,
+            defaults={
+                "location": location,
+                "evse_id": evse_id,
+                "status": EVSE_STATUS[evse_data["status"]],
+            },
+        )
         report.evses += 1
         for connector_data in evse_data["connectors"]:
             _apply_connector(connection, evse, connector_data, report)
@@ -148,15 +156,25 @@ def _apply_connector(connection: OcpiConnection, evse: Evse, data: dict, report:
 # --- pushes (the CPO's PUT and PATCH) -------------------------------------------------------
 
 
-def location_push(*, connection: OcpiConnection, location_id: str, evse_uid: str | None = None,
-                  connector_id: str | None = None, data, patch: bool) -> Report:
+def location_push(
+    *,
+    connection: OcpiConnection,
+    location_id: str,
+    evse_uid: str | None = None,
+    connector_id: str | None = None,
+    data,
+    patch: bool,
+) -> Report:
     """A PUT or PATCH of a Location, one of its EVSEs, or one connector."""
     if not isinstance(data, dict):
         raise messages.Invalid("an object is required")
     report = Report()
     with transaction.atomic():
-        location = Location.objects.select_for_update().filter(ocpi_connection=connection,
-                                                                 ocpi_id__iexact=location_id).first()
+        location = (
+            Location.objects.select_for_update()
+            .filter(ocpi_connection=connection, ocpi_id__iexact=location_id)
+            .first()
+        )
         if location is None and (patch or evse_uid):
             raise UnknownLocation(location_id)
         stored = location.ocpi if location else {}
@@ -164,7 +182,11 @@ def location_push(*, connection: OcpiConnection, location_id: str, evse_uid: str
             whole = {**stored, **data} if patch else data
         else:
             whole = _replace_child(stored, evse_uid, connector_id, data, patch=patch)
-        if not patch and evse_uid is None and str(data.get("id", "")).lower() != location_id.lower():
+        if (
+            not patch
+            and evse_uid is None
+            and str(data.get("id", "")).lower() != location_id.lower()
+        ):
             raise messages.Invalid("id: differs from the location id in the URL")
         _apply(connection, messages.check_location(whole), report)
     return report
@@ -186,16 +208,27 @@ def _put_child(children, key: str, ident: str, data: dict, *, patch: bool, what:
     return children
 
 
-def _replace_child(stored: dict, evse_uid: str, connector_id: str | None, data: dict, *, patch: bool) -> dict:
+def _replace_child(
+    stored: dict, evse_uid: str, connector_id: str | None, data: dict, *, patch: bool
+) -> dict:
     evses = stored.get("evses")
     if connector_id is None:
-        return {**stored, "evses": _put_child(evses, "uid", evse_uid, data, patch=patch, what="EVSE")}
+        return {
+            **stored,
+            "evses": _put_child(evses, "uid", evse_uid, data, patch=patch, what="EVSE"),
+        }
     evse = find_child(evses, "uid", evse_uid)
     if evse is None:
         raise UnknownLocation(f"EVSE {evse_uid}")
-    connectors = _put_child(evse.get("connectors"), "id", connector_id, data, patch=patch, what="connector")
-    return {**stored, "evses": _put_child(evses, "uid", evse_uid, {**evse, "connectors": connectors}, patch=True,
-                                          what="EVSE")}
+    connectors = _put_child(
+        evse.get("connectors"), "id", connector_id, data, patch=patch, what="connector"
+    )
+    return {
+        **stored,
+        "evses": _put_child(
+            evses, "uid", evse_uid, {**evse, "connectors": connectors}, patch=True, what="EVSE"
+        ),
+    }
 
 
 def tariff_push(*, connection: OcpiConnection, tariff_id: str, data) -> Report:
@@ -214,9 +247,13 @@ def tariff_push(*, connection: OcpiConnection, tariff_id: str, data) -> Report:
 
 def _apply_tariff(connection: OcpiConnection, data: dict, report: Report) -> tuple[Tariff, bool]:
     names = data.get("tariff_alt_text") or []
-    name = next((t.get("text") for t in names if isinstance(t, dict) and t.get("text")), "") or f"Tariff {data['id']}"
+    name = (
+        next((t.get("text") for t in names if isinstance(t, dict) and t.get("text")), "")
+        or f"Tariff {data['id']}"
+    )
     tariff, created = Tariff.objects.update_or_create(
-        ocpi_connection=connection, ocpi_id=data["id"],
+        ocpi_connection=connection,
+        ocpi_id=data["id"],
         defaults={"operator": _operator(connection), "name": name[:200], "ocpi": data},
     )
     report.tariffs += 1
@@ -229,7 +266,11 @@ def tariff_delete(*, connection: OcpiConnection, tariff_id: str) -> bool:
     if tariff is None:
         return False
     if tariff.connectors.exists():
-        log.warning("ocpi: %s deleted tariff %s, which connectors still use: kept", connection.name, tariff_id)
+        log.warning(
+            "ocpi: %s deleted tariff %s, which connectors still use: kept",
+            connection.name,
+            tariff_id,
+        )
         return True
     tariff.delete()
     return True
@@ -248,7 +289,10 @@ def _pages(connection: OcpiConnection, url: str, params: dict):
         if not isinstance(items, list):
             raise CsmsError(f"{url} did not answer with a list", permanent=True)
         yield from items
-        url, params = answer.links.get("next", {}).get("url"), None  # the next link carries the query
+        url, params = (
+            answer.links.get("next", {}).get("url"),
+            None,
+        )  # the next link carries the query
 
 
 def syncable(connections):
@@ -276,11 +320,14 @@ def sync_pull(*, connection_id: int) -> Report:
                     with transaction.atomic():
                         apply(connection, check(item), report)
                 except messages.Invalid as exc:
-                    report.skipped.append(f"{module[:-1]} {item.get('id') if isinstance(item, dict) else '?'}: {exc}")
+                    report.skipped.append(
+                        f"{module[:-1]} {item.get('id') if isinstance(item, dict) else '?'}: {exc}"
+                    )
     except (CsmsError, messages.Invalid) as exc:
         OcpiConnection.objects.filter(pk=connection.pk).update(last_error=str(exc)[:300])
         raise
-    OcpiConnection.objects.filter(pk=connection.pk).update(synced_at=started, last_error=str(report)[:300]
-                                                          if report.skipped else "")
+    OcpiConnection.objects.filter(pk=connection.pk).update(
+        synced_at=started, last_error=str(report)[:300] if report.skipped else ""
+    )
     log.info("ocpi: pulled from %s: %s", connection.name, report)
     return report

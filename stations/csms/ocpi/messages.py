@@ -22,12 +22,30 @@ class Invalid(ValueError):
 
 SESSION_STATUSES = {"ACTIVE", "COMPLETED", "INVALID", "PENDING", "RESERVATION"}
 COMMAND_RESPONSES = {"ACCEPTED", "NOT_SUPPORTED", "REJECTED", "UNKNOWN_SESSION"}
-COMMAND_RESULTS = {"ACCEPTED", "CANCELED_RESERVATION", "EVSE_OCCUPIED", "EVSE_INOPERATIVE", "FAILED",
-                   "NOT_SUPPORTED", "REJECTED", "TIMEOUT", "UNKNOWN_RESERVATION"}
+COMMAND_RESULTS = {
+    "ACCEPTED",
+    "CANCELED_RESERVATION",
+    "EVSE_OCCUPIED",
+    "EVSE_INOPERATIVE",
+    "FAILED",
+    "NOT_SUPPORTED",
+    "REJECTED",
+    "TIMEOUT",
+    "UNKNOWN_RESERVATION",
+}
 TOKEN_TYPES = {"AD_HOC_USER", "APP_USER", "OTHER", "RFID"}
 WHITELISTS = {"ALWAYS", "ALLOWED", "ALLOWED_OFFLINE", "NEVER"}
-EVSE_STATUSES = {"AVAILABLE", "BLOCKED", "CHARGING", "INOPERATIVE", "OUTOFORDER", "PLANNED", "REMOVED",
-                 "RESERVED", "UNKNOWN"}
+EVSE_STATUSES = {
+    "AVAILABLE",
+    "BLOCKED",
+    "CHARGING",
+    "INOPERATIVE",
+    "OUTOFORDER",
+    "PLANNED",
+    "REMOVED",
+    "RESERVED",
+    "UNKNOWN",
+}
 
 
 def _object(value, name: str) -> dict:
@@ -148,7 +166,9 @@ def parse_session(data) -> Session:
         start=moment(data, "start_date_time"),
         end=moment(data, "end_date_time", required=False),
         last_updated=moment(data, "last_updated"),
-        authorization_reference=text(data, "authorization_reference", required=False, max_length=36),
+        authorization_reference=text(
+            data, "authorization_reference", required=False, max_length=36
+        ),
         token_uid=text(token, "uid", max_length=36),
         parking_hours=_parking_hours(data.get("charging_periods")),
     )
@@ -162,7 +182,10 @@ def merge_session_patch(stored: dict, patch) -> dict:
     if "charging_periods" in patch:
         if not isinstance(patch["charging_periods"], list):
             raise Invalid("charging_periods: a list is required")
-        merged["charging_periods"] = [*(stored.get("charging_periods") or []), *patch["charging_periods"]]
+        merged["charging_periods"] = [
+            *(stored.get("charging_periods") or []),
+            *patch["charging_periods"],
+        ]
     return merged
 
 
@@ -201,7 +224,9 @@ def parse_cdr(data) -> Cdr:
         start=moment(data, "start_date_time"),
         end=moment(data, "end_date_time"),
         session_id=text(data, "session_id", required=False, max_length=36),
-        authorization_reference=text(data, "authorization_reference", required=False, max_length=36),
+        authorization_reference=text(
+            data, "authorization_reference", required=False, max_length=36
+        ),
         token_uid=text(token, "uid", max_length=36),
         total_energy=number(data, "total_energy"),
         total_parking_time=number(data, "total_parking_time", required=False) or Decimal(0),
@@ -225,13 +250,18 @@ def parse_command_response(data) -> CommandAnswer:
         data = data[0]  # some platforms wrap the object in a list
     data = _object(data, "CommandResponse")
     timeout = number(data, "timeout")
-    return CommandAnswer(result=choice(data, "result", COMMAND_RESPONSES), message=_display_text(data.get("message")),
-                         timeout=min(int(timeout), 3600))
+    return CommandAnswer(
+        result=choice(data, "result", COMMAND_RESPONSES),
+        message=_display_text(data.get("message")),
+        timeout=min(int(timeout), 3600),
+    )
 
 
 def parse_command_result(data) -> CommandAnswer:
     data = _object(data, "CommandResult")
-    return CommandAnswer(result=choice(data, "result", COMMAND_RESULTS), message=_display_text(data.get("message")))
+    return CommandAnswer(
+        result=choice(data, "result", COMMAND_RESULTS), message=_display_text(data.get("message"))
+    )
 
 
 # --- Locations and Tariffs ---------------------------------------------------------------------
@@ -245,7 +275,9 @@ def check_connector(data) -> dict:
     for key in ("max_voltage", "max_amperage", "max_electric_power"):
         number(data, key, required=False)
     tariff_ids = data.get("tariff_ids")
-    if tariff_ids is not None and not (isinstance(tariff_ids, list) and all(isinstance(t, str) for t in tariff_ids)):
+    if tariff_ids is not None and not (
+        isinstance(tariff_ids, list) and all(isinstance(t, str) for t in tariff_ids)
+    ):
         raise Invalid("tariff_ids: a list of strings is required")
     return data
 
@@ -284,7 +316,9 @@ def check_tariff(data) -> dict:
     text(data, "id", max_length=36)
     text(data, "currency", max_length=3)
     text(data, "type", required=False, max_length=30)
-    moment(data, "last_updated", required=False)  # required by the spec, missing in its own PUT example
+    moment(
+        data, "last_updated", required=False
+    )  # required by the spec, missing in its own PUT example
     try:
         price_lines(data)
     except TariffError as exc:

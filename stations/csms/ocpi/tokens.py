@@ -31,7 +31,11 @@ def ad_hoc_token(record: OcpiSession, *, valid: bool) -> dict:
 
 def ours(connection: OcpiConnection):
     """The tokens we gave this CPO, oldest first (for the paginated GET)."""
-    return OcpiSession.objects.filter(connection=connection, reference__isnull=False).exclude(token_uid="").order_by("pk")
+    return (
+        OcpiSession.objects.filter(connection=connection, reference__isnull=False)
+        .exclude(token_uid="")
+        .order_by("pk")
+    )
 
 
 def as_token(record: OcpiSession) -> dict:

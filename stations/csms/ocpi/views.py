@@ -41,21 +41,36 @@ def ocpi_view(methods: tuple[str, ...], *, states=(OcpiConnection.State.CONNECTE
         @wraps(view)
         def handle(request, *args, **kwargs):
             ids = {h: request.headers.get(h, "") for h in ("X-Request-ID", "X-Correlation-ID")}
-            log.info("ocpi %s %s X-Request-ID=%s X-Correlation-ID=%s from=%s*%s", request.method, request.path,
-                     ids["X-Request-ID"], ids["X-Correlation-ID"], request.headers.get("OCPI-from-country-code", ""),
-                     request.headers.get("OCPI-from-party-id", ""))
+            log.info(
+                "ocpi %s %s X-Request-ID=%s X-Correlation-ID=%s from=%s*%s",
+                request.method,
+                request.path,
+                ids["X-Request-ID"],
+                ids["X-Correlation-ID"],
+                request.headers.get("OCPI-from-country-code", ""),
+                request.headers.get("OCPI-from-party-id", ""),
+            )
             connection = None
             for token in envelope.tokens_in(request.headers.get("Authorization", "")):
-                connection = OcpiConnection.objects.filter(token_ours=token, state__in=states).first()
+                connection = OcpiConnection.objects.filter(
+                    token_ours=token, state__in=states
+                ).first()
                 if connection:
                     break
             if connection is None:
-                answer = envelope.error(envelope.CLIENT_ERROR, "Unknown or missing token.", http_status=401)
+                answer = envelope.error(
+                    envelope.CLIENT_ERROR, "Unknown or missing token.", http_status=401
+                )
             elif request.method not in methods:
-                answer = envelope.error(envelope.CLIENT_ERROR, f"{request.method} is not supported here.",
-                                        http_status=405)
+                answer = envelope.error(
+                    envelope.CLIENT_ERROR,
+                    f"{request.method} is not supported here.",
+                    http_status=405,
+                )
             elif not _party_ok(kwargs):
-                answer = envelope.error(envelope.INVALID_PARAMETERS, "country_code has 2 characters, party_id 1 to 3.")
+                answer = envelope.error(
+                    envelope.INVALID_PARAMETERS, "country_code has 2 characters, party_id 1 to 3."
+                )
             else:
                 try:
                     answer = view(request, connection, *args, **kwargs)
@@ -63,8 +78,11 @@ def ocpi_view(methods: tuple[str, ...], *, states=(OcpiConnection.State.CONNECTE
                     answer = envelope.error(envelope.INVALID_PARAMETERS, f"Invalid: {exc}")
                 except Exception:  # noqa: BLE001 - the CPO gets an envelope and retries; we get the trace
                     log.exception("ocpi %s %s failed", request.method, request.path)
-                    answer = envelope.error(envelope.SERVER_ERROR, "Could not store this now: please retry.",
-                                            http_status=500)
+                    answer = envelope.error(
+                        envelope.SERVER_ERROR,
+                        "Could not store this now: please retry.",
+                        http_status=500,
+                    )
             for header, value in ids.items():
                 if value:
                     answer[header] = value
@@ -89,18 +107,31 @@ READ_STATES = (*ANY_STATE, OcpiConnection.State.PENDING)
 
 @ocpi_view(("GET",), states=READ_STATES)
 def versions(request, connection):
-    return envelope.response([{"version": credentials.VERSION,
-                               "url": request.build_absolute_uri(reverse("ocpi:details"))}])
+    return envelope.response(
+        [
+            {
+                "version": credentials.VERSION,
+                "url": request.build_absolute_uri(reverse("ocpi:details")),
+            }
+        ]
+    )
 
 
 @ocpi_view(("GET",), states=READ_STATES)
 def details(request, connection):
-    return envelope.response({
-        "version": credentials.VERSION,
-        "endpoints": [{"identifier": identifier, "role": role,
-                       "url": request.build_absolute_uri(f"{reverse('ocpi:details')}/{suffix}")}
-                      for identifier, role, suffix in ENDPOINTS],
-    })
+    return envelope.response(
+        {
+            "version": credentials.VERSION,
+            "endpoints": [
+                {
+                    "identifier": identifier,
+                    "role": role,
+                    "url": request.build_absolute_uri(f"{reverse('ocpi:details')}/{suffix}"),
+                }
+                for identifier, role, suffix in ENDPOINTS
+            ],
+        }
+    )
 
 
 @ocpi_view(("GET", "POST", "PUT", "DELETE"), states=ANY_STATE)
@@ -116,7 +147,9 @@ def credentials_endpoint(request, connection):
         credentials.connection_suspend(connection=connection)
         return envelope.response()
     if request.method == "POST" and registered:
-        return envelope.error(envelope.CLIENT_ERROR, "Already registered: use PUT to update.", http_status=405)
+        return envelope.error(
+            envelope.CLIENT_ERROR, "Already registered: use PUT to update.", http_status=405
+        )
     if request.method == "PUT" and not registered:
         return envelope.error(envelope.CLIENT_ERROR, "Not registered: use POST.", http_status=405)
     try:
@@ -128,7 +161,11 @@ def credentials_endpoint(request, connection):
     except CsmsError as exc:
         log.warning("ocpi registration of %s failed: %s", connection.name, exc)
         OcpiConnection.objects.filter(pk=connection.pk).update(last_error=str(exc)[:300])
-        code = envelope.UNSUPPORTED_VERSION if "not 2.2.1" in str(exc) else envelope.CLIENT_API_UNUSABLE
+        code = (
+            envelope.UNSUPPORTED_VERSION
+            if "not 2.2.1" in str(exc)
+            else envelope.CLIENT_API_UNUSABLE
+        )
         return envelope.error(code, f"Could not use your OCPI platform: {exc}")
     return envelope.response(credentials.our_credentials(connection))
 
@@ -143,9 +180,12 @@ def _body(request):
 @ocpi_view(("POST",))
 def command_result(request, connection, command, command_id):
     if command not in ("START_SESSION", "STOP_SESSION"):
-        return envelope.error(envelope.INVALID_PARAMETERS, f"We send no {command} commands.", http_status=404)
-    record = commands.command_result(connection=connection, command=command, command_id=command_id,
-                                     data=_body(request))
+        return envelope.error(
+            envelope.INVALID_PARAMETERS, f"We send no {command} commands.", http_status=404
+        )
+    record = commands.command_result(
+        connection=connection, command=command, command_id=command_id, data=_body(request)
+    )
     if record is None:
         return envelope.error(envelope.INVALID_PARAMETERS, "Unknown command.", http_status=404)
     return envelope.response()
@@ -153,7 +193,9 @@ def command_result(request, connection, command, command_id):
 
 @ocpi_view(("GET", "PUT", "PATCH"))
 def session(request, connection, country_code, party_id, session_id):
-    ids = dict(connection=connection, country_code=country_code, party_id=party_id, session_id=session_id)
+    ids = dict(
+        connection=connection, country_code=country_code, party_id=party_id, session_id=session_id
+    )
     if request.method == "GET":
         record = sessions.stored(connection, country_code, party_id, session_id).first()
         if record is None:
@@ -165,14 +207,18 @@ def session(request, connection, country_code, party_id, session_id):
     try:
         sessions.session_patch(**ids, patch=_body(request))
     except sessions.UnknownSession:
-        return envelope.error(envelope.INVALID_PARAMETERS, "Unknown session: PUT it first.", http_status=404)
+        return envelope.error(
+            envelope.INVALID_PARAMETERS, "Unknown session: PUT it first.", http_status=404
+        )
     return envelope.response()
 
 
 @ocpi_view(("POST",))
 def cdrs(request, connection):
     row, _ = sessions.cdr_post(connection=connection, data=_body(request))
-    return envelope.response(headers={"Location": request.build_absolute_uri(reverse("ocpi:cdr", args=[row.pk]))})
+    return envelope.response(
+        headers={"Location": request.build_absolute_uri(reverse("ocpi:cdr", args=[row.pk]))}
+    )
 
 
 @ocpi_view(("GET",))
@@ -184,13 +230,20 @@ def cdr(request, connection, pk):
 
 
 @ocpi_view(("GET", "PUT", "PATCH"))
-def location(request, connection, country_code, party_id, location_id, evse_uid=None, connector_id=None):
+def location(
+    request, connection, country_code, party_id, location_id, evse_uid=None, connector_id=None
+):
     if request.method == "GET":
         return _location_get(connection, location_id, evse_uid, connector_id)
     try:
-        report = locations.location_push(connection=connection, location_id=location_id, evse_uid=evse_uid,
-                                         connector_id=connector_id, data=_body(request),
-                                         patch=request.method == "PATCH")
+        report = locations.location_push(
+            connection=connection,
+            location_id=location_id,
+            evse_uid=evse_uid,
+            connector_id=connector_id,
+            data=_body(request),
+            patch=request.method == "PATCH",
+        )
     except locations.UnknownLocation as exc:
         return envelope.error(envelope.UNKNOWN_LOCATION, f"Unknown {exc}.", http_status=404)
     if report.skipped:
@@ -199,7 +252,11 @@ def location(request, connection, country_code, party_id, location_id, evse_uid=
 
 
 def _location_get(connection, location_id, evse_uid, connector_id):
-    found = connection.locations.filter(ocpi_id__iexact=location_id).values_list("ocpi", flat=True).first()
+    found = (
+        connection.locations.filter(ocpi_id__iexact=location_id)
+        .values_list("ocpi", flat=True)
+        .first()
+    )
     for key, ident, wanted in (("evses", "uid", evse_uid), ("connectors", "id", connector_id)):
         if wanted is None or not found:
             break
@@ -217,7 +274,11 @@ def tariff(request, connection, country_code, party_id, tariff_id):
     if request.method == "DELETE":
         found = locations.tariff_delete(connection=connection, tariff_id=tariff_id)
     else:
-        found = connection.tariffs.filter(ocpi_id__iexact=tariff_id).values_list("ocpi", flat=True).first()
+        found = (
+            connection.tariffs.filter(ocpi_id__iexact=tariff_id)
+            .values_list("ocpi", flat=True)
+            .first()
+        )
     if not found:
         return envelope.error(envelope.INVALID_PARAMETERS, "Unknown tariff.", http_status=404)
     return envelope.response(found if request.method == "GET" else None)
@@ -227,12 +288,21 @@ def _paginated(request, queryset, serialize):
     """One page of a list, as OCPI paginates: offset/limit, date_from/date_to, Link, X-Total-Count, X-Limit."""
     try:
         offset = int(request.GET.get("offset", 0))
-        limit = min(int(request.GET.get("limit", settings.OCPI_PAGE_LIMIT)), settings.OCPI_PAGE_LIMIT)
-        bounds = {key: messages.moment(request.GET, key, required=False) for key in ("date_from", "date_to")}
+        limit = min(
+            int(request.GET.get("limit", settings.OCPI_PAGE_LIMIT)), settings.OCPI_PAGE_LIMIT
+        )
+        bounds = {
+            key: messages.moment(request.GET, key, required=False)
+            for key in ("date_from", "date_to")
+        }
     except ValueError:
-        return envelope.error(envelope.INVALID_PARAMETERS, "offset and limit are numbers, dates RFC 3339.")
+        return envelope.error(
+            envelope.INVALID_PARAMETERS, "offset and limit are numbers, dates RFC 3339."
+        )
     if offset < 0 or limit < 1:
-        return envelope.error(envelope.INVALID_PARAMETERS, "offset must be 0 or more, limit 1 or more.")
+        return envelope.error(
+            envelope.INVALID_PARAMETERS, "offset must be 0 or more, limit 1 or more."
+        )
     if bounds["date_from"]:
         queryset = queryset.filter(updated_at__gte=bounds["date_from"])
     if bounds["date_to"]:
@@ -242,7 +312,9 @@ def _paginated(request, queryset, serialize):
     if offset + limit < total:
         query = urlencode({**request.GET.dict(), "offset": offset + limit, "limit": limit})
         headers["Link"] = f'<{request.build_absolute_uri(request.path)}?{query}>; rel="next"'
-    return envelope.response([serialize(item) for item in queryset[offset:offset + limit]], headers=headers)
+    return envelope.response(
+        [serialize(item) for item in queryset[offset : offset + limit]], headers=headers
+    )
 
 
 @ocpi_view(("GET",))
@@ -252,7 +324,9 @@ def token_list(request, connection):
 
 @ocpi_view(("POST",))
 def token_authorize(request, connection, uid):
-    info = tokens.authorize(connection=connection, uid=uid, token_type=request.GET.get("type", "RFID"))
+    info = tokens.authorize(
+        connection=connection, uid=uid, token_type=request.GET.get("type", "RFID")
+    )
     if info is None:
         return envelope.error(envelope.UNKNOWN_TOKEN, "Unknown token.", http_status=404)
     return envelope.response(info)

@@ -1,7 +1,7 @@
 """Pull Locations and Tariffs from connected CPOs now (the beat schedule does it every OCPI_SYNC_MINUTES).
 
-    manage.py ocpi_sync              # every connected CPO with an operator
-    manage.py ocpi_sync "Acme CPO"   # one
+manage.py ocpi_sync              # every connected CPO with an operator
+manage.py ocpi_sync "Acme CPO"   # one
 """
 
 from django.core.management.base import BaseCommand, CommandError
@@ -26,7 +26,9 @@ class Command(BaseCommand):
         failed = False
         for connection in connections:
             try:
-                self.stdout.write(f"{connection.name}: {locations.sync_pull(connection_id=connection.pk)}")
+                self.stdout.write(
+                    f"{connection.name}: {locations.sync_pull(connection_id=connection.pk)}"
+                )
             except (CsmsError, messages.Invalid) as exc:
                 failed = True
                 self.stderr.write(f"{connection.name}: {exc}")

@@ -34,8 +34,9 @@ def _number(value, option: str) -> Decimal | None:
     return number
 
 
-def quote_from_args(tariff, start, end, kwh, parking_minutes=0, max_current=None,
-                    max_power=None, tz=None) -> dict:
+def quote_from_args(
+    tariff, start, end, kwh, parking_minutes=0, max_current=None, max_power=None, tz=None
+) -> dict:
     """The command without argparse: parse and check the inputs, return Quote.as_dict().
 
     Every input problem (file, JSON, dates, numbers, time zone, tariff) becomes a CommandError.
@@ -70,24 +71,45 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--tariff", required=True, metavar="FILE.json",
-                            help="OCPI 2.2.1 Tariff object as JSON")
-        parser.add_argument("--start", required=True, metavar="ISO8601",
-                            help="plug-in time, e.g. 2024-01-15T09:30:00+01:00 (no offset = UTC)")
-        parser.add_argument("--end", required=True, metavar="ISO8601",
-                            help="plug-out time, end of the whole session (no offset = UTC)")
+        parser.add_argument(
+            "--tariff", required=True, metavar="FILE.json", help="OCPI 2.2.1 Tariff object as JSON"
+        )
+        parser.add_argument(
+            "--start",
+            required=True,
+            metavar="ISO8601",
+            help="plug-in time, e.g. 2024-01-15T09:30:00+01:00 (no offset = UTC)",
+        )
+        parser.add_argument(
+            "--end",
+            required=True,
+            metavar="ISO8601",
+            help="plug-out time, end of the whole session (no offset = UTC)",
+        )
         parser.add_argument("--kwh", required=True, metavar="X", help="energy delivered in kWh")
-        parser.add_argument("--parking-minutes", default="0", metavar="M",
-                            help="the last M minutes of the session were parking, not charging")
+        parser.add_argument(
+            "--parking-minutes",
+            default="0",
+            metavar="M",
+            help="the last M minutes of the session were parking, not charging",
+        )
         parser.add_argument("--max-current", metavar="A", help="maximum charging current in A")
         parser.add_argument("--max-power", metavar="KW", help="maximum charging power in kW")
-        parser.add_argument("--tz", help="IANA time zone of the location for time-of-day/day "
-                                         "restrictions, e.g. Europe/Amsterdam (default UTC)")
+        parser.add_argument(
+            "--tz",
+            help="IANA time zone of the location for time-of-day/day "
+            "restrictions, e.g. Europe/Amsterdam (default UTC)",
+        )
 
     def handle(self, *args, **options):
         result = quote_from_args(
-            options["tariff"], options["start"], options["end"], options["kwh"],
-            parking_minutes=options["parking_minutes"], max_current=options["max_current"],
-            max_power=options["max_power"], tz=options["tz"],
+            options["tariff"],
+            options["start"],
+            options["end"],
+            options["kwh"],
+            parking_minutes=options["parking_minutes"],
+            max_current=options["max_current"],
+            max_power=options["max_power"],
+            tz=options["tz"],
         )
         self.stdout.write(json.dumps(result, indent=2))
