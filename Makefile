@@ -9,7 +9,7 @@ CPO_LOCK := tests/extrawest_cpo/requirements.lock
 CPO_VENV := .venv-cpo
 CPO_STAMP := $(CPO_VENV)/.installed-$(shell cat $(CPO_LOCK) | cksum | cut -d' ' -f1)
 
-.PHONY: run test install install-cpo migrate lock clean
+.PHONY: run test lint install install-cpo migrate lock clean
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,11 +45,17 @@ test: install install-cpo
 	@mkdir -p var
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff with the configuration in pyproject.toml; CI runs it before the tests.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 # Re-pin every installed package after changing pyproject.toml's dependencies.
 lock:
 	rm -rf var/lockenv && $(PYTHON) -m venv var/lockenv
 	var/lockenv/bin/pip install --quiet ".[test]"
 	var/lockenv/bin/pip freeze --exclude qr-direct-pay > requirements.lock
+	rm -rf *.egg-info build
 
 clean:
 	rm -rf $(VENV) $(CPO_VENV) var

@@ -24,14 +24,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "directpay.settings")
 os.environ.setdefault("PUBLIC_BASE_URL", "https://pay.example.com")
 os.environ.setdefault("QR_SIGNING_KEYS", "bench-only-qr-key")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
+from django.core.management import call_command
 
-from stations import demo, stickers  # noqa: E402
-from stations.models import Evse  # noqa: E402
+from stations import demo, stickers
+from stations.models import Evse
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--evses", type=int, default=1000, help="EVSEs in the PDF (default 1000)")

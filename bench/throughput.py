@@ -38,7 +38,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.stack import Stack  # noqa: E402  (sets test defaults in os.environ; replaced below)
+from tests.stack import Stack
 
 DEMO_EVSE = "NL*DPY*E0001*1"
 BEFORE_CHARGING = ("created", "authorizing", "authorized", "starting")

@@ -16,7 +16,8 @@ from stations.admin_ops import ReadOnlyMixin
 
 from . import refunds, services
 from .models import ChargingSession, Dispute, Payment, PaymentEvent, Receipt, Refund, StripeEvent
-from .states import PaymentStatus, SessionStatus as S
+from .states import PaymentStatus
+from .states import SessionStatus as S
 
 REFUNDABLE_STATUSES = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
 
@@ -67,7 +68,7 @@ def session_link(session: ChargingSession):
 
 class PaymentEventInline(ReadOnlyMixin, admin.TabularInline):
     model = PaymentEvent
-    fields = [
+    fields = (
         "created_at",
         "kind",
         "actor",
@@ -76,13 +77,13 @@ class PaymentEventInline(ReadOnlyMixin, admin.TabularInline):
         "amount",
         "stripe_id",
         "message",
-    ]
+    )
     readonly_fields = fields
 
 
 class PaymentInline(ReadOnlyMixin, admin.StackedInline):
     model = Payment
-    readonly_fields = [
+    readonly_fields = (
         "status",
         "currency",
         "amount_held",
@@ -94,7 +95,7 @@ class PaymentInline(ReadOnlyMixin, admin.StackedInline):
         "card_last4",
         "wallet",
         "capture_before",
-    ]
+    )
     fields = readonly_fields
 
 
@@ -137,7 +138,7 @@ class RefundForm(forms.Form):
 
 @admin.register(ChargingSession)
 class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = [
+    list_display = (
         "created_at",
         "evse",
         "status",
@@ -146,25 +147,25 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "payment_status",
         "shortfall",
         "needs_attention",
-    ]
-    list_filter = [NeedsAttentionFilter, "status", "payment__status", "evse__location__operator"]
-    list_select_related = ["evse", "payment"]
-    search_fields = [
+    )
+    list_filter = (NeedsAttentionFilter, "status", "payment__status", "evse__location__operator")
+    list_select_related = ("evse", "payment")
+    search_fields = (
         "evse__evse_id",
         "csms_reference",
         "payment__stripe_payment_intent_id",
         "public_id",
-    ]
-    inlines = [PaymentInline, PaymentEventInline]
-    readonly_fields = [
+    )
+    inlines = (PaymentInline, PaymentEventInline)
+    readonly_fields = (
         "attention",
         "tariff_snapshot",
         "cdr",
         "final_breakdown",
         "refunds_table",
         "disputes_table",
-    ]
-    actions = ["mark_dealt_with", "stop_charging"]
+    )
+    actions = ("mark_dealt_with", "stop_charging")
 
     def get_fieldsets(self, request, obj=None):
         fields = [
@@ -393,7 +394,7 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = [
+    list_display = (
         "created_at",
         "session",
         "amount_display",
@@ -401,16 +402,16 @@ class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "status",
         "requested_by",
         "stripe_refund_id",
-    ]
-    list_filter = ["status", "reason"]
-    list_select_related = ["payment__session__evse"]
-    search_fields = [
+    )
+    list_filter = ("status", "reason")
+    list_select_related = ("payment__session__evse",)
+    search_fields = (
         "stripe_refund_id",
         "payment__stripe_payment_intent_id",
         "requested_by",
         "note",
-    ]
-    readonly_fields = ["session"]
+    )
+    readonly_fields = ("session",)
 
     @admin.display(description="session")
     def session(self, refund):
@@ -423,18 +424,18 @@ class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = [
+    list_display = (
         "created_at",
         "stripe_dispute_id",
         "session",
         "amount_display",
         "reason",
         "status",
-    ]
-    list_filter = ["status", "reason"]
-    list_select_related = ["payment__session__evse"]
-    search_fields = ["stripe_dispute_id", "payment__stripe_payment_intent_id"]
-    readonly_fields = ["session"]
+    )
+    list_filter = ("status", "reason")
+    list_select_related = ("payment__session__evse",)
+    search_fields = ("stripe_dispute_id", "payment__stripe_payment_intent_id")
+    readonly_fields = ("session",)
 
     @admin.display(description="session")
     def session(self, dispute):
@@ -447,11 +448,11 @@ class DisputeAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Receipt)
 class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["number", "issued_at", "operator", "total_incl_vat", "emailed_at"]
-    list_filter = ["operator", "year"]
-    search_fields = ["number"]
-    exclude = ["pdf"]
-    actions = ["export_csv"]
+    list_display = ("number", "issued_at", "operator", "total_incl_vat", "emailed_at")
+    list_filter = ("operator", "year")
+    search_fields = ("number",)
+    exclude = ("pdf",)
+    actions = ("export_csv",)
 
     def has_export_permission(self, request):
         return request.user.has_perm("checkout.export_receipts")
@@ -514,6 +515,6 @@ class UnmatchedEventFilter(admin.SimpleListFilter):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["event_id", "type", "received_at", "processed_at", "outcome"]
-    list_filter = [UnmatchedEventFilter, "type"]
-    search_fields = ["event_id"]
+    list_display = ("event_id", "type", "received_at", "processed_at", "outcome")
+    list_filter = (UnmatchedEventFilter, "type")
+    search_fields = ("event_id",)

@@ -52,16 +52,16 @@ class ChargingSession(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [
+        constraints = (
             # One active session per EVSE, enforced by the database so two drivers cannot both win.
             models.UniqueConstraint(
                 fields=["evse"],
                 condition=Q(status__in=ACTIVE_SESSION_STATUSES),
                 name="one_active_session_per_evse",
             ),
-        ]
-        ordering = ["-created_at"]
-        permissions = [("stop_chargingsession", "Can stop a driver's charging session")]
+        )
+        ordering = ("-created_at",)
+        permissions = (("stop_chargingsession", "Can stop a driver's charging session"),)
 
     def __str__(self):
         return f"{self.evse.evse_id} {self.created_at:%Y-%m-%d %H:%M} ({self.status})"
@@ -128,7 +128,7 @@ class PaymentEvent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["created_at", "pk"]
+        ordering = ("created_at", "pk")
 
 
 class Refund(models.Model):
@@ -157,7 +157,7 @@ class Refund(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["created_at", "pk"]
+        ordering = ("created_at", "pk")
 
     def __str__(self):
         return f"refund {self.amount / 100:.2f} ({self.status})"
@@ -197,11 +197,11 @@ class ReceiptCounter(models.Model):
     last = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [
+        constraints = (
             models.UniqueConstraint(
                 fields=["operator", "year"], name="one_counter_per_operator_year"
-            )
-        ]
+            ),
+        )
 
 
 class Receipt(models.Model):
@@ -218,13 +218,13 @@ class Receipt(models.Model):
     emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
+        constraints = (
             models.UniqueConstraint(
                 fields=["operator", "year", "sequence"], name="receipt_number_unique"
             ),
-        ]
-        ordering = ["-issued_at"]
-        permissions = [("export_receipts", "Can export receipts and payments (CSV)")]
+        )
+        ordering = ("-issued_at",)
+        permissions = (("export_receipts", "Can export receipts and payments (CSV)"),)
 
     def __str__(self):
         return self.number

@@ -25,16 +25,19 @@ from stations.csms import get_adapter
 from stations.csms.base import (
     CsmsError,
     Limits,
-    SessionStatus as CsmsStatus,
     SessionUpdate,
     StartResult,
     StartStatus,
+)
+from stations.csms.base import (
+    SessionStatus as CsmsStatus,
 )
 from stations.models import Connector, Evse
 
 from . import payments, tasks
 from .models import ChargingSession, Payment
-from .states import PaymentStatus as P, SessionStatus as S
+from .states import PaymentStatus as P
+from .states import SessionStatus as S
 from .transitions import (
     acting_as,
     flag_attention,

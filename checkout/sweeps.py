@@ -13,11 +13,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from stations.csms.base import CsmsError
+
 from . import services, tasks
 from .models import ChargingSession, Payment
 from .payments import PaymentGatewayError
-from .states import PaymentStatus as P, SessionStatus as S
-from stations.csms.base import CsmsError
+from .states import PaymentStatus as P
+from .states import SessionStatus as S
 
 log = logging.getLogger(__name__)
 

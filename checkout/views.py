@@ -20,7 +20,8 @@ from stations.models import Evse
 from . import selectors, services
 from .forms import PayForm
 from .payments import PaymentGatewayError
-from .states import PaymentStatus as P, SessionStatus as S
+from .states import PaymentStatus as P
+from .states import SessionStatus as S
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from . import qr
+from . import tasks as ocpi_tasks
 from .admin_ops import EvseActivityMixin, ReadOnlyMixin, TamperFilter, TariffPreviewMixin
 from .admin_stickers import (
     EvseStickerMixin,
@@ -15,8 +16,8 @@ from .admin_stickers import (
     StickerFilter,
 )  # also registers PrintBatch
 from .csms.base import CsmsError
-from . import tasks as ocpi_tasks
-from .csms.ocpi import credentials as ocpi_credentials, locations as ocpi_locations
+from .csms.ocpi import credentials as ocpi_credentials
+from .csms.ocpi import locations as ocpi_locations
 from .models import (
     Connector,
     Evse,
@@ -31,14 +32,14 @@ from .models import (
 
 @admin.register(Operator)
 class OperatorAdmin(admin.ModelAdmin):
-    list_display = ["name", "legal_name", "vat_id", "receipt_prefix"]
+    list_display = ("name", "legal_name", "vat_id", "receipt_prefix")
 
 
 @admin.register(Location)
 class LocationAdmin(LocationStickerMixin, admin.ModelAdmin):
-    list_display = ["name", "operator", "city", "country"]
-    list_filter = ["operator", "country"]
-    search_fields = ["name", "address", "city"]
+    list_display = ("name", "operator", "city", "country")
+    list_filter = ("operator", "country")
+    search_fields = ("name", "address", "city")
 
     def get_urls(self):
         from . import admin_import  # the "Import from CSV" page (button on the list's template)
@@ -48,8 +49,8 @@ class LocationAdmin(LocationStickerMixin, admin.ModelAdmin):
 
 @admin.register(Tariff)
 class TariffAdmin(TariffPreviewMixin, admin.ModelAdmin):
-    list_display = ["name", "operator", "currency", "valid_until", "replaced_by"]
-    readonly_fields = ["price_preview"]
+    list_display = ("name", "operator", "currency", "valid_until", "replaced_by")
+    readonly_fields = ("price_preview",)
 
 
 class ConnectorInline(admin.TabularInline):
@@ -59,7 +60,7 @@ class ConnectorInline(admin.TabularInline):
 
 @admin.register(Evse)
 class EvseAdmin(EvseStickerMixin, EvseActivityMixin, admin.ModelAdmin):
-    list_display = [
+    list_display = (
         "evse_id",
         "location",
         "status",
@@ -70,14 +71,14 @@ class EvseAdmin(EvseStickerMixin, EvseActivityMixin, admin.ModelAdmin):
         "conversion",
         "tamper",
         "sim_behaviour",
-    ]
-    list_filter = ["status", TamperFilter, StickerFilter, "location__operator", "sim_behaviour"]
-    search_fields = ["evse_id", "uid", "location__name"]
-    readonly_fields = [
+    )
+    list_filter = ("status", TamperFilter, StickerFilter, "location__operator", "sim_behaviour")
+    search_fields = ("evse_id", "uid", "location__name")
+    readonly_fields = (
         "sticker_version",
         "qr_code",
-    ]  # only printing changes the version (it voids the old sticker)
-    inlines = [ConnectorInline]
+    )  # only printing changes the version (it voids the old sticker)
+    inlines = (ConnectorInline,)
 
     def get_urls(self):
         own = [
@@ -122,7 +123,7 @@ class OcpiConnectionChangeForm(forms.ModelForm):
 
     class Meta:
         model = OcpiConnection
-        fields = ["name", "versions_url", "raw_token", "operator"]
+        fields = ("name", "versions_url", "raw_token", "operator")
 
 
 class OcpiConnectionForm(OcpiConnectionChangeForm):
@@ -152,7 +153,7 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
     """Connections to CPO platforms. Tokens are secrets: only their last characters are shown."""
 
     form = OcpiConnectionForm
-    list_display = [
+    list_display = (
         "name",
         "state",
         "party",
@@ -161,9 +162,9 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
         "synced_at",
         "last_error",
         "updated_at",
-    ]
-    list_filter = ["state"]
-    readonly_fields = [
+    )
+    list_filter = ("state",)
+    readonly_fields = (
         "state",
         "party",
         "business_name",
@@ -175,8 +176,8 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
         "last_error",
         "created_at",
         "updated_at",
-    ]
-    actions = ["sync_now"]
+    )
+    actions = ("sync_now",)
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -280,7 +281,7 @@ class UnmatchedFilter(admin.SimpleListFilter):
 
 @admin.register(OcpiSession)
 class OcpiSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = [
+    list_display = (
         "__str__",
         "connection",
         "session_id",
@@ -288,13 +289,13 @@ class OcpiSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "start_result",
         "stop_result",
         "updated_at",
-    ]
-    list_filter = [UnmatchedFilter, "connection", "start_result"]
-    search_fields = ["reference", "session_id", "token_uid"]
+    )
+    list_filter = (UnmatchedFilter, "connection", "start_result")
+    search_fields = ("reference", "session_id", "token_uid")
 
 
 @admin.register(OcpiCdr)
 class OcpiCdrAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["__str__", "connection", "session", "credit", "received_at"]
-    list_filter = [UnmatchedFilter, "connection", "credit"]
-    search_fields = ["cdr_id", "session__reference", "session__session_id"]
+    list_display = ("__str__", "connection", "session", "credit", "received_at")
+    list_filter = (UnmatchedFilter, "connection", "credit")
+    search_fields = ("cdr_id", "session__reference", "session__session_id")

@@ -83,9 +83,9 @@ class EvseActivityMixin:
 # An example charge for the preview: an hour, 11 kWh, ten minutes idle after.
 EXAMPLE = {
     "hours": 1,
-    "kwh": Decimal("11"),
-    "parking_minutes": Decimal("10"),
-    "max_power_kw": Decimal("11"),
+    "kwh": Decimal(11),
+    "parking_minutes": Decimal(10),
+    "max_power_kw": Decimal(11),
 }
 
 

@@ -10,8 +10,8 @@ import tempfile
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.db.models import Count
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -41,7 +41,8 @@ class StickerPrintForm(forms.Form):
 
 def pdf_response(model_admin, request, batch):
     """The batch's PDF as a download, or None (with a message) when a newer print voided it."""
-    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    # Closed by the response that streams it (or below), not by a with-block.
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
     try:
         count = stickers.render_pdf(batch, out)
     except stickers.StaleBatch as exc:  # another print of the same EVSE came in between
@@ -68,7 +69,7 @@ class StickerPrintMixin:
     """The "Print QR stickers…" action: choose a layout on a page that says how many stickers a
     print voids, then download the PDF. `sticker_evses` says which EVSEs a selection means."""
 
-    actions = ["print_stickers"]
+    actions = ("print_stickers",)
 
     def sticker_evses(self, queryset):
         raise NotImplementedError
@@ -151,7 +152,7 @@ class StickerFilter(admin.SimpleListFilter):
 
 class PrintedStickerInline(ReadOnlyMixin, admin.TabularInline):
     model = PrintedSticker
-    fields = readonly_fields = ["evse", "sticker_version", "key_id", "on_the_charger"]
+    fields = readonly_fields = ("evse", "sticker_version", "key_id", "on_the_charger")
     extra = 0
 
     def get_queryset(self, request):
@@ -170,10 +171,10 @@ class PrintedStickerInline(ReadOnlyMixin, admin.TabularInline):
 class PrintBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Who printed which stickers when: a record, so nobody edits it."""
 
-    list_display = ["__str__", "created_by", "created_at", "layout", "sticker_count"]
-    list_filter = ["layout"]
-    fields = readonly_fields = ["created_by", "created_at", "layout", "sticker_count", "download"]
-    inlines = [PrintedStickerInline]
+    list_display = ("__str__", "created_by", "created_at", "layout", "sticker_count")
+    list_filter = ("layout",)
+    fields = readonly_fields = ("created_by", "created_at", "layout", "sticker_count", "download")
+    inlines = (PrintedStickerInline,)
 
     def get_urls(self):
         own = [

@@ -41,16 +41,16 @@ def seed() -> list[Evse]:
     """Create or update the demo rows (idempotent: safe to run at every start)."""
     operator, _ = Operator.objects.update_or_create(
         receipt_prefix="DPY",
-        defaults=dict(
-            name="Direct Pay Demo Charging",
-            legal_name="Direct Pay Demo Charging B.V.",
-            address="Stationsplein 1\n1012 AB Amsterdam\nThe Netherlands",
-            vat_id="NL000099998B57",
-            support_contact="support@directpay.invalid · +31 20 000 0000",
-            currency="EUR",
-            hold_amounts=[2000, 3500, 5000],
-            default_hold=3500,
-        ),
+        defaults={
+            "name": "Direct Pay Demo Charging",
+            "legal_name": "Direct Pay Demo Charging B.V.",
+            "address": "Stationsplein 1\n1012 AB Amsterdam\nThe Netherlands",
+            "vat_id": "NL000099998B57",
+            "support_contact": "support@directpay.invalid · +31 20 000 0000",
+            "currency": "EUR",
+            "hold_amounts": [2000, 3500, 5000],
+            "default_hold": 3500,
+        },
     )
     ac_tariff, _ = Tariff.objects.update_or_create(
         operator=operator, name="AC ad hoc", defaults={"ocpi": AC_TARIFF}
@@ -61,16 +61,22 @@ def seed() -> list[Evse]:
     garage, _ = Location.objects.update_or_create(
         operator=operator,
         name="Central Station Garage",
-        defaults=dict(
-            address="Stationsplein 1", postal_code="1012 AB", city="Amsterdam", country="NL"
-        ),
+        defaults={
+            "address": "Stationsplein 1",
+            "postal_code": "1012 AB",
+            "city": "Amsterdam",
+            "country": "NL",
+        },
     )
     hub, _ = Location.objects.update_or_create(
         operator=operator,
         name="A10 Fast Charging Hub",
-        defaults=dict(
-            address="Ringweg-Zuid 12", postal_code="1083 HP", city="Amsterdam", country="NL"
-        ),
+        defaults={
+            "address": "Ringweg-Zuid 12",
+            "postal_code": "1083 HP",
+            "city": "Amsterdam",
+            "country": "NL",
+        },
     )
     rows = [
         (
@@ -86,14 +92,17 @@ def seed() -> list[Evse]:
     evses = []
     for evse_id, location, standard, power_type, kw, tariff in rows:
         evse, _ = Evse.objects.update_or_create(
-            evse_id=evse_id, defaults=dict(location=location, uid=evse_id.replace("*", "-"))
+            evse_id=evse_id, defaults={"location": location, "uid": evse_id.replace("*", "-")}
         )
         Connector.objects.update_or_create(
             evse=evse,
             connector_id="1",
-            defaults=dict(
-                standard=standard, power_type=power_type, max_power_kw=Decimal(kw), tariff=tariff
-            ),
+            defaults={
+                "standard": standard,
+                "power_type": power_type,
+                "max_power_kw": Decimal(kw),
+                "tariff": tariff,
+            },
         )
         evses.append(evse)
     return evses

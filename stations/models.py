@@ -63,13 +63,13 @@ class Location(models.Model):
     )
 
     class Meta:
-        constraints = [
+        constraints = (
             models.UniqueConstraint(
                 fields=["ocpi_connection", "ocpi_id"],
                 condition=models.Q(ocpi_connection__isnull=False),
                 name="location_unique_per_ocpi_connection",
             ),
-        ]
+        )
 
     def __str__(self):
         return self.name
@@ -106,13 +106,13 @@ class Tariff(models.Model):
     )
 
     class Meta:
-        constraints = [
+        constraints = (
             models.UniqueConstraint(
                 fields=["ocpi_connection", "ocpi_id"],
                 condition=models.Q(ocpi_connection__isnull=False),
                 name="tariff_unique_per_ocpi_connection",
             ),
-        ]
+        )
 
     def __str__(self):
         return self.name
@@ -192,12 +192,12 @@ class Evse(models.Model):
     class Meta:
         verbose_name = "EVSE"
         verbose_name_plural = "EVSEs"
-        permissions = [
+        permissions = (
             (
                 "print_sticker",
                 "Can print and reprint QR stickers (a reprint voids the old sticker)",
             ),
-        ]
+        )
 
     def __str__(self):
         return self.evse_id
@@ -229,11 +229,11 @@ class Connector(models.Model):
     tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="connectors")
 
     class Meta:
-        constraints = [
+        constraints = (
             models.UniqueConstraint(
                 fields=["evse", "connector_id"], name="connector_unique_per_evse"
             ),
-        ]
+        )
 
     def __str__(self):
         return f"{self.evse.evse_id} #{self.connector_id}"
@@ -249,7 +249,7 @@ class SimulatedSession(models.Model):
     reference = models.CharField(max_length=64, unique=True)
     connector = models.ForeignKey(Connector, on_delete=models.CASCADE)
     power_kw = models.DecimalField(max_digits=7, decimal_places=2)
-    battery_kwh = models.DecimalField(max_digits=7, decimal_places=2, default=Decimal("60"))
+    battery_kwh = models.DecimalField(max_digits=7, decimal_places=2, default=Decimal(60))
     accept_at = models.DateTimeField(help_text="When the simulated charger answers the start.")
     started_at = models.DateTimeField(null=True, blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
@@ -357,7 +357,7 @@ class OcpiSession(models.Model):
 
     class Meta:
         verbose_name = "OCPI session"
-        ordering = ["-created_at"]
+        ordering = ("-created_at",)
 
     def __str__(self):
         return self.reference or f"unmatched {self.country_code}*{self.party_id} {self.session_id}"
@@ -379,12 +379,12 @@ class OcpiCdr(models.Model):
 
     class Meta:
         verbose_name = "OCPI CDR"
-        ordering = ["-received_at"]
-        constraints = [
+        ordering = ("-received_at",)
+        constraints = (
             models.UniqueConstraint(
                 fields=["connection", "country_code", "party_id", "cdr_id"], name="cdr_unique"
             ),
-        ]
+        )
 
     def __str__(self):
         return f"{self.country_code}*{self.party_id} {self.cdr_id}"
@@ -401,7 +401,7 @@ class PrintBatch(models.Model):
 
     class Meta:
         verbose_name_plural = "print batches"
-        ordering = ["-created_at"]
+        ordering = ("-created_at",)
 
     def __str__(self):
         return f"Print {self.pk} ({self.created_at:%Y-%m-%d %H:%M})"
@@ -416,11 +416,11 @@ class PrintedSticker(models.Model):
     )
 
     class Meta:
-        constraints = [
+        constraints = (
             models.UniqueConstraint(
                 fields=["batch", "evse"], name="one_sticker_per_evse_per_batch"
             ),
-        ]
+        )
 
 
 class ScanDay(models.Model):
@@ -439,6 +439,6 @@ class ScanDay(models.Model):
     invalid = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["evse", "day"], name="one_scan_row_per_evse_day")
-        ]
+        constraints = (
+            models.UniqueConstraint(fields=["evse", "day"], name="one_scan_row_per_evse_day"),
+        )

@@ -51,13 +51,14 @@ contradicts itself):
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["Usage", "Quote", "PricedComponent", "quote", "price_lines", "TariffError"]
+__all__ = ["PricedComponent", "Quote", "TariffError", "Usage", "price_lines", "quote"]
 
 ENERGY, TIME, PARKING_TIME, FLAT = "ENERGY", "TIME", "PARKING_TIME", "FLAT"
 # Display order (EU AFIR: energy price first).
@@ -127,7 +128,7 @@ class Usage:
             if value is not None and value < 0:
                 raise ValueError(f"{name} must not be negative, got {value}")
             object.__setattr__(self, name, value)
-        duration = self.end.astimezone(timezone.utc) - self.start.astimezone(timezone.utc)
+        duration = self.end.astimezone(UTC) - self.start.astimezone(UTC)
         if duration < timedelta(0):
             raise ValueError(
                 f"end ({self.end.isoformat()}) is before start ({self.start.isoformat()})"
@@ -372,7 +373,7 @@ def _seconds(delta: timedelta) -> Decimal:
 
 def _zone(tz) -> tzinfo:
     if tz is None:
-        return timezone.utc
+        return UTC
     if isinstance(tz, tzinfo):
         return tz
     try:
@@ -402,14 +403,14 @@ def _calendar_breaks(start: datetime, end: datetime, zone: tzinfo, elements) -> 
         for clock in clocks:
             for fold in (0, 1):  # both readings of an ambiguous (DST fall-back) wall time
                 local = datetime.combine(day, clock).replace(tzinfo=zone, fold=fold)
-                instants.add(local.astimezone(timezone.utc))
+                instants.add(local.astimezone(UTC))
         day += timedelta(days=1)
     ordered = sorted(i for i in instants if start <= i <= end)
     # A wall time inside a DST gap (or a repeated hour) starts/stops applying exactly at the
     # offset change, which no wall-clock conversion yields: find those changes by bisection.
     # Consecutive instants are at most a day apart, so each pair holds at most one change.
-    offset = lambda i: i.astimezone(zone).utcoffset()  # noqa: E731
-    for lo, hi in zip(ordered, ordered[1:]):
+    offset = lambda i: i.astimezone(zone).utcoffset()
+    for lo, hi in itertools.pairwise(ordered):
         if offset(lo) != offset(hi):
             before = offset(lo)
             while hi - lo > timedelta(seconds=1):
@@ -421,7 +422,7 @@ def _calendar_breaks(start: datetime, end: datetime, zone: tzinfo, elements) -> 
 
 def _segments(tariff: _Tariff, usage: Usage, zone: tzinfo) -> list[_Segment]:
     # All arithmetic in UTC: aware datetimes sharing a tzinfo subtract as wall-clock times.
-    start, end = usage.start.astimezone(timezone.utc), usage.end.astimezone(timezone.utc)
+    start, end = usage.start.astimezone(UTC), usage.end.astimezone(UTC)
     total, energy = _seconds(end - start), usage.kwh
     charging_end = total - usage.parking_minutes * 60
 
@@ -446,7 +447,7 @@ def _segments(tariff: _Tariff, usage: Usage, zone: tzinfo) -> list[_Segment]:
     ordered = sorted(points)
 
     segments = []
-    for (t0, e0), (t1, e1) in zip(ordered, ordered[1:]):
+    for (t0, e0), (t1, e1) in itertools.pairwise(ordered):
         local = (
             start + timedelta(microseconds=int((t0 * 1_000_000).to_integral_value(ROUND_CEILING)))
         ).astimezone(zone)
@@ -536,7 +537,7 @@ def quote(tariff: dict, usage: Usage, tz: str | None = None) -> Quote:
     for seg in _segments(parsed, usage, zone):
         active = [el for el in parsed.elements if _holds(el.restrictions, seg, usage)]
 
-        def pick(dimension):
+        def pick(dimension, active=active):
             return next(
                 (el.components[dimension] for el in active if dimension in el.components), None
             )

@@ -60,7 +60,7 @@ class ExtrawestCpo:
         self.token_a = token_a or secrets.token_hex(8)  # the Token A an eMSP registers with
         self.country_code, self.party_id, self.name = country_code, party_id, name
         # Its stderr, gone when it stops; appended to (the child writes while we may read).
-        self._log = tempfile.TemporaryFile(mode="a+", prefix="extrawest-cpo-", suffix=".log")
+        self._log = tempfile.TemporaryFile(mode="a+", prefix="extrawest-cpo-", suffix=".log")  # noqa: SIM115 - lives as long as the peer
         self.process = subprocess.Popen(
             [
                 str(PYTHON),

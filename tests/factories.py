@@ -22,7 +22,7 @@ class OperatorFactory(factory.django.DjangoModelFactory):
     address = "Stationsplein 1\n1012 AB Amsterdam"
     vat_id = "NL000099998B57"
     receipt_prefix = factory.Sequence(lambda n: f"OP{n}")
-    hold_amounts = [2000, 3500, 5000]
+    hold_amounts = (2000, 3500, 5000)
     default_hold = 3500
 
 
@@ -64,7 +64,7 @@ class ConnectorFactory(factory.django.DjangoModelFactory):
     connector_id = "1"
     standard = Connector.Standard.TYPE2
     power_type = Connector.PowerType.AC_3_PHASE
-    max_power_kw = Decimal("22")
+    max_power_kw = Decimal(22)
     tariff = factory.SubFactory(
         TariffFactory, operator=factory.SelfAttribute("..evse.location.operator")
     )

@@ -15,8 +15,8 @@ import base64
 import json
 import secrets
 import threading
-from urllib.parse import parse_qs, urlencode, urlsplit
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 

@@ -16,6 +16,7 @@ tasks, the pytest database): every child process gets the stack's values explici
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import random
 import re
@@ -284,10 +285,8 @@ class Stack:
                 )
             self._db_created = False
         if self.redis_db is not None:
-            try:
+            with contextlib.suppress(Exception):  # nothing to clean if Redis went away
                 self._redis().flushdb()
-            except Exception:  # noqa: BLE001 - nothing to clean if Redis went away
-                pass
             self.redis_db = None
 
     def cleanup_files(self) -> None:
@@ -307,6 +306,7 @@ class Stack:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,  # the exit code is checked below, after logging
         )
         with open(self.log_dir / "manage.log", "a") as log:
             log.write(
@@ -458,7 +458,7 @@ class Stack:
         ]
 
     def _spawn(self, name: str, args: list[str], *, append: bool = False) -> None:
-        log = open(self.log_dir / f"{name}.log", "a" if append else "w")
+        log = open(self.log_dir / f"{name}.log", "a" if append else "w")  # noqa: SIM115 - closed in stop()
         self._log_files.append(log)
         self.processes[name] = subprocess.Popen(
             args,

@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from checkout import refunds, services
 from checkout.models import ChargingSession, Dispute, PaymentEvent, Refund, StripeEvent
-from checkout.states import PaymentStatus as P, SessionStatus as S
+from checkout.states import PaymentStatus as P
+from checkout.states import SessionStatus as S
 from stations.models import SimulatedSession
 from tests.factories import ConnectorFactory
 
@@ -285,11 +286,10 @@ def test_session_page_shows_disputes_and_shortfall(admin_client, finished):
 
 
 def test_refund_dispute_and_event_lists(admin_client, finished, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        with services.acting_as("staff:admin"):
-            refunds.payment_refund(
-                payment_id=finished.payment.pk, amount=100, reason="duplicate", requested_by="admin"
-            )
+    with django_capture_on_commit_callbacks(execute=True), services.acting_as("staff:admin"):
+        refunds.payment_refund(
+            payment_id=finished.payment.pk, amount=100, reason="duplicate", requested_by="admin"
+        )
     Dispute.objects.create(
         payment=finished.payment, stripe_dispute_id="dp_test_2", amount=666, status="lost"
     )

@@ -13,7 +13,8 @@ from django.db import connections
 
 from checkout import refunds, services
 from checkout.models import ChargingSession, Payment
-from checkout.states import PaymentStatus as P, SessionStatus as S
+from checkout.states import PaymentStatus as P
+from checkout.states import SessionStatus as S
 from stations.csms import simulator
 from stations.models import SimulatedSession
 from tests.factories import ConnectorFactory

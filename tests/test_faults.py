@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from checkout import refunds, services, sweeps
 from checkout.models import ChargingSession, Payment, Receipt, Refund
-from checkout.states import PaymentStatus as P, SessionStatus as S
+from checkout.states import PaymentStatus as P
+from checkout.states import SessionStatus as S
 from stations import qr
 from stations.csms import simulator
 from stations.models import Evse, SimulatedSession

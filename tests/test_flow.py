@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from checkout import services
 from checkout.models import ChargingSession, Receipt
-from checkout.states import PaymentStatus as P, SessionStatus as S
+from checkout.states import PaymentStatus as P
+from checkout.states import SessionStatus as S
 from stations.models import Evse, SimulatedSession
 
 VISA = "4242424242424242"
@@ -280,11 +281,9 @@ def test_start_retried_after_a_transient_csms_error(
 
     monkeypatch.setattr(SimulatorAdapter, "start_session", flaky_start)
     session = services.session_create(evse=connector.evse, connector=connector, hold_amount=2000)
-    with pytest.raises(Retry):  # the task asks Celery to retry it with backoff
-        with django_capture_on_commit_callbacks(execute=True):
-            services.payment_authorize(
-                session_id=session.pk, payment_method_id=stripe.card_token(VISA)
-            )
+    # The task asks Celery to retry it with backoff.
+    with pytest.raises(Retry), django_capture_on_commit_callbacks(execute=True):
+        services.payment_authorize(session_id=session.pk, payment_method_id=stripe.card_token(VISA))
     session.refresh_from_db()
     assert session.status == S.STARTING
     services.session_request_start(session_id=session.pk)  # what the task's retry does

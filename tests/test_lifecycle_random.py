@@ -23,10 +23,12 @@ from django.utils import timezone
 
 from checkout import refunds, services, sweeps
 from checkout.models import ChargingSession, Payment, Receipt, Refund
-from checkout.states import PaymentStatus as P, SessionStatus as S
+from checkout.states import PaymentStatus as P
+from checkout.states import SessionStatus as S
 from stations import qr
 from stations.csms import simulator
-from stations.csms.base import SessionStatus as CsmsStatus, SessionUpdate
+from stations.csms.base import SessionStatus as CsmsStatus
+from stations.csms.base import SessionUpdate
 from stations.models import Evse
 from tests.factories import ConnectorFactory
 from tests.faultproxy import stripe_behind_proxy

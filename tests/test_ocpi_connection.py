@@ -18,7 +18,6 @@ from stations.models import OcpiConnection
 from tests.ocpi_examples import examples
 from tests.ocpi_peer import CpoPeer
 
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -119,7 +118,7 @@ def test_we_register_with_a_cpo(ours, peer):
     assert peer.emsp_credentials["url"] == f"{ours}/ocpi/emsp/versions"
     assert peer.emsp_credentials["roles"][0]["role"] == "EMSP"
     assert peer.emsp_versions_seen == [{"version": "2.2.1", "url": f"{ours}/ocpi/emsp/2.2.1"}]
-    method, path, headers = peer.requests[0]
+    _method, _path, headers = peer.requests[0]
     assert headers["Authorization"] == b64(peer.token_a)
     assert headers["X-Request-ID"] and headers["X-Correlation-ID"]
 

@@ -15,7 +15,8 @@ import requests
 from django.utils import timezone
 
 from checkout import services, sweeps
-from checkout.states import PaymentStatus as P, SessionStatus as S
+from checkout.states import PaymentStatus as P
+from checkout.states import SessionStatus as S
 from stations.csms.ocpi import credentials, envelope, locations
 from stations.models import Connector, OcpiCdr, OcpiConnection, OcpiSession
 from tests.factories import OperatorFactory
@@ -225,7 +226,7 @@ def test_pay_start_charge_stop_cdr_capture_receipt(network, cpo_peer, pay):
         "NL", "EXA", "SES-1", {"kwh": 4.0, "last_updated": _iso(timezone.now())}
     )
     assert patched["body"]["status_code"] == 1000, patched
-    assert refreshed(session).kwh == Decimal("4")
+    assert refreshed(session).kwh == Decimal(4)
     # The driver stops: STOP_SESSION reaches extrawest with its session id.
     services.session_request_stop(session_id=session.pk)
     stop = cpo_peer.commands()[-1]

@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from checkout import services, sweeps
 from checkout.models import ChargingSession
-from checkout.states import PaymentStatus as P, SessionStatus as S
+from checkout.states import PaymentStatus as P
+from checkout.states import SessionStatus as S
 from stations.models import OcpiCdr, OcpiConnection, OcpiSession
 from tests.factories import ConnectorFactory, LocationFactory, OperatorFactory
 from tests.ocpi_examples import examples
@@ -209,7 +210,7 @@ def test_pay_start_charge_stop_cdr_capture_receipt(ocpi_connector, pay, peer, se
     assert answer["Location"].endswith(f"/ocpi/emsp/2.2.1/cdrs/{cdr.pk}")
     session.refresh_from_db()
     payment = session.payment
-    assert (session.status, payment.status, session.kwh) == (S.FINISHED, P.CAPTURED, Decimal("6"))
+    assert (session.status, payment.status, session.kwh) == (S.FINISHED, P.CAPTURED, Decimal(6))
     assert payment.amount_captured == 363 and not session.attention
     assert payment.receipt.total_incl_vat == payment.amount_captured
     # The CDR can be read back at its Location.
@@ -258,7 +259,7 @@ def test_a_charge_the_charger_ended_whose_cdr_never_comes(
     session.refresh_from_db()
     assert (session.status, session.kwh, session.payment.status) == (
         S.FINISHED,
-        Decimal("5"),
+        Decimal(5),
         P.CAPTURED,
     )
     assert session.payment.amount_captured == 303 and "final record" in session.attention
@@ -319,7 +320,7 @@ def test_a_cdr_before_the_last_session_update(ocpi_connector, pay, peer, send):
     session.refresh_from_db()
     assert (session.status, session.kwh, session.payment.amount_captured) == (
         S.FINISHED,
-        Decimal("4"),
+        Decimal(4),
         captured,
     )
     assert OcpiSession.objects.get(reference=session.csms_reference).data["status"] == "COMPLETED"
@@ -331,7 +332,7 @@ def test_an_older_session_update_is_ignored(ocpi_connector, pay, peer, send):
     send.put_session(session_object(start, kwh=3, minutes=30))
     send.put_session(session_object(start, kwh=1, minutes=10))
     session.refresh_from_db()
-    assert session.kwh == Decimal("3")
+    assert session.kwh == Decimal(3)
 
 
 def test_a_cdr_above_our_price_charges_ours_and_flags_it(ocpi_connector, pay, peer, send):

@@ -2,7 +2,6 @@
 
 import io
 import re
-
 from datetime import timedelta
 from decimal import Decimal
 
@@ -14,9 +13,11 @@ from pypdf import PdfReader
 
 from checkout import services
 from checkout.models import ChargingSession, Payment
-from checkout.states import PaymentStatus as P, SessionStatus as S
+from checkout.states import PaymentStatus as P
+from checkout.states import SessionStatus as S
 from stations import demo, qr
-from stations.csms.base import SessionStatus as Cs, SessionUpdate
+from stations.csms.base import SessionStatus as Cs
+from stations.csms.base import SessionUpdate
 from stations.models import Evse
 
 VISA = "4242424242424242"
@@ -55,7 +56,7 @@ def test_checkout_page_shows_everything_before_any_script(
     ]:
         assert text in html, text
     # AFIR order: per kWh, per minute, per session. 0.59 + 21% VAT = 0.7139; 6.00/h + 21% = 0.121/min.
-    rows = re.findall(r'<th scope="row">(.*?)</th>\s*<td>(.*?)</td>', html, re.S)
+    rows = re.findall(r'<th scope="row">(.*?)</th>\s*<td>(.*?)</td>', html, re.DOTALL)
     labels = [re.sub(r"<.*?>|\s+", " ", label).strip() for label, _ in rows]
     assert [label.split(" ")[1] for label in labels] == ["kWh", "minute", "session"]
     assert [value for _, value in rows] == ["0.7139 EUR", "0.121 EUR", "1.21 EUR"]
@@ -173,7 +174,7 @@ def _finished_session(connector, stripe, capture):
             SessionUpdate(
                 reference=session.csms_reference,
                 status=Cs.ACTIVE,
-                kwh=Decimal("1"),
+                kwh=Decimal(1),
                 started_at=now - timedelta(hours=1),
             )
         )
@@ -182,7 +183,7 @@ def _finished_session(connector, stripe, capture):
             SessionUpdate(
                 reference=session.csms_reference,
                 status=Cs.COMPLETED,
-                kwh=Decimal("10"),
+                kwh=Decimal(10),
                 started_at=now - timedelta(hours=1),
                 ended_at=now,
                 final=True,

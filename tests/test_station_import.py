@@ -1,9 +1,9 @@
 """Importing stations from CSV: the template, updates in place, row errors with nothing written, the admin page."""
 
 import csv
-import json
 import io
-from datetime import datetime, timedelta, timezone
+import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -54,7 +54,7 @@ def test_the_template_imports_cleanly(operator):
         ("1", "IEC_62196_T2_COMBO"),
         ("2", "CHADEMO"),
     ]
-    assert dc.connectors.get(connector_id="2").max_power_kw == Decimal("50")
+    assert dc.connectors.get(connector_id="2").max_power_kw == Decimal(50)
     lines = tariffs.price_lines(Tariff.objects.get(name="DC ad hoc").ocpi)
     assert [(line["type"], line["price_excl_vat"]) for line in lines] == [
         ("ENERGY", Decimal("0.5900")),
@@ -91,29 +91,29 @@ def test_a_reimport_updates_in_place_and_stickers_stay_valid(operator):
     assert qr.verify(code).pk == evse.pk
     evse.refresh_from_db()
     assert evse.evse_id == "NL*ABC*E0009*1" and evse.location.address == "Stationsplein 2"
-    assert evse.connectors.get().max_power_kw == Decimal("11")
+    assert evse.connectors.get().max_power_kw == Decimal(11)
     tariff = Tariff.objects.get(pk=tariff_pk)
     assert tariffs.price_lines(tariff.ocpi)[0]["price_excl_vat"] == Decimal("0.4900")
 
 
 BAD_ROWS = [
-    (dict(country="XX"), "country", "ISO 3166-1"),
-    (dict(country=""), "country", "required"),
-    (dict(time_zone="Europe/Atlantis"), "time_zone", "not a time zone"),
-    (dict(max_power_kw="22kW"), "max_power_kw", "not a number"),
-    (dict(max_power_kw="0"), "max_power_kw", "between"),
-    (dict(energy_price="0,45"), "energy_price", "decimal point"),
-    (dict(energy_price="-1"), "energy_price", "between"),
-    (dict(vat_percent=""), "vat_percent", "required"),
-    (dict(currency="EURO"), "currency", "ISO 4217"),
-    (dict(location_name=""), "location_name", "required"),
-    (dict(evse_uid=""), "evse_uid", "required"),
-    (dict(evse_id="E0001"), "evse_id", "eMI3"),
-    (dict(standard="Type 3"), "standard", "not one of"),
-    (dict(power_type="AC"), "power_type", "not one of"),
-    (dict(energy_price="", vat_percent="21"), "energy_price", "at least one price"),
+    ({"country": "XX"}, "country", "ISO 3166-1"),
+    ({"country": ""}, "country", "required"),
+    ({"time_zone": "Europe/Atlantis"}, "time_zone", "not a time zone"),
+    ({"max_power_kw": "22kW"}, "max_power_kw", "not a number"),
+    ({"max_power_kw": "0"}, "max_power_kw", "between"),
+    ({"energy_price": "0,45"}, "energy_price", "decimal point"),
+    ({"energy_price": "-1"}, "energy_price", "between"),
+    ({"vat_percent": ""}, "vat_percent", "required"),
+    ({"currency": "EURO"}, "currency", "ISO 4217"),
+    ({"location_name": ""}, "location_name", "required"),
+    ({"evse_uid": ""}, "evse_uid", "required"),
+    ({"evse_id": "E0001"}, "evse_id", "eMI3"),
+    ({"standard": "Type 3"}, "standard", "not one of"),
+    ({"power_type": "AC"}, "power_type", "not one of"),
+    ({"energy_price": "", "vat_percent": "21"}, "energy_price", "at least one price"),
     (
-        dict(tariff_name="Unknown", energy_price="", vat_percent="", currency=""),
+        {"tariff_name": "Unknown", "energy_price": "", "vat_percent": "", "currency": ""},
         "tariff_name",
         "no tariff",
     ),
@@ -263,7 +263,7 @@ def test_an_imported_tariff_prices_like_one_made_in_the_admin(operator, admin_cl
     assert imports.import_stations(operator=operator, file=data).ok
     admin_made, imported = Tariff.objects.get(name="Hand made"), Tariff.objects.get(name="Imported")
     assert tariffs.price_lines(imported.ocpi) == tariffs.price_lines(admin_made.ocpi)
-    start = datetime(2025, 3, 1, 10, tzinfo=timezone.utc)
+    start = datetime(2025, 3, 1, 10, tzinfo=UTC)
     usage = tariffs.Usage(
         start=start, end=start + timedelta(minutes=95), kwh=Decimal("17.3"), parking_minutes=20
     )

@@ -62,7 +62,7 @@ def test_a_sharp_drop_against_its_own_history_is_flagged(db):
         covered, 3, range(7, 35), today
     )  # busy for four weeks, then nothing: a covered sticker?
     _history(quiet, 1, range(7, 17), today)  # too little history to call a drop
-    _history(steady, 3, range(0, 35), today)
+    _history(steady, 3, range(35), today)
     found = scans.signals([covered.pk, quiet.pk, steady.pk], today)
     assert found[covered.pk].dropped and found[covered.pk].expected == 21
     assert not found[quiet.pk].flagged and not found[steady.pk].flagged

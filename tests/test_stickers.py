@@ -6,6 +6,7 @@ also shown in Chromium and saved to test-artifacts/sticker-sheet.png for a perso
 
 import base64
 import io
+import itertools
 import os
 import tempfile
 import threading
@@ -116,7 +117,7 @@ def test_labels_lie_on_the_page_without_overlapping(layout):
     width, height = layout.page
     for x, y, w, h in boxes:
         assert 0 <= x and x + w <= width + 0.01 and 0 <= y and y + h <= height + 0.01
-    for (x1, y1, w1, h1), (x2, y2, w2, h2) in zip(boxes, boxes[1:]):
+    for (x1, y1, w1, h1), (x2, y2, w2, h2) in itertools.pairwise(boxes):
         assert x2 >= x1 + w1 - 0.01 or y2 + h2 <= y1 + 0.01  # the next one is to the right or below
 
 

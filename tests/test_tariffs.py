@@ -8,7 +8,7 @@ prose of the OCPI 2.2.1 mod_tariffs examples; the upstream example files are rea
 import io
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,6 @@ from stations.tariffs import PricedComponent, Quote, TariffError, Usage, price_l
 from tests.ocpi_examples import examples
 
 AMS = ZoneInfo("Europe/Amsterdam")
-UTC = timezone.utc
 WEEKDAYS = ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY"]
 
 

@@ -4,7 +4,8 @@ import pytest
 
 from checkout import services
 from checkout.models import StripeEvent
-from checkout.states import PaymentStatus as P, SessionStatus as S
+from checkout.states import PaymentStatus as P
+from checkout.states import SessionStatus as S
 from tests.peers import intent_event, signed
 
 

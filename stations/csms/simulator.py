@@ -94,13 +94,13 @@ def _advance(pk: int, now) -> SessionUpdate | None:
         if final:
             sim.finished_at = now
         sim.save()
-        common = dict(
-            reference=sim.reference,
-            kwh=sim.kwh,
-            started_at=sim.started_at,
-            parking_minutes=parking_minutes,
-            csms_session_id=f"SIM-{sim.pk}",
-        )
+        common = {
+            "reference": sim.reference,
+            "kwh": sim.kwh,
+            "started_at": sim.started_at,
+            "parking_minutes": parking_minutes,
+            "csms_session_id": f"SIM-{sim.pk}",
+        }
         if not final:
             return SessionUpdate(status=SessionStatus.ACTIVE, measured_at=end, **common)
         tariff = sim.connector.tariff_at(sim.started_at)

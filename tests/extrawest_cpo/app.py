@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 parser = argparse.ArgumentParser()
@@ -54,25 +54,24 @@ os.environ.update(
 )
 os.chdir(os.path.dirname(os.path.abspath(__file__)))  # its BaseSettings also reads ./.env
 
-import httpx  # noqa: E402
-import uvicorn  # noqa: E402
-from fastapi import Body  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
-
-import py_ocpi.core.push as push  # noqa: E402
-import py_ocpi.modules.commands.v_2_2_1.api.cpo as commands_api  # noqa: E402
-import py_ocpi.core.utils as ocpi_utils  # noqa: E402
-from py_ocpi.core.adapter import BaseAdapter  # noqa: E402
-from py_ocpi.core.authentication.authenticator import Authenticator  # noqa: E402
-from py_ocpi.core.crud import Crud  # noqa: E402
-from py_ocpi.core.endpoints import ENDPOINTS  # noqa: E402
-from py_ocpi.core.endpoints.v_2_2_1.utils import cpo_generator  # noqa: E402
-from py_ocpi.core.enums import Action, ModuleID, RoleEnum  # noqa: E402
-from py_ocpi.core.utils import encode_string_base64  # noqa: E402
-from py_ocpi.main import get_application  # noqa: E402
-from py_ocpi.modules.versions.enums import VersionNumber  # noqa: E402
-from py_ocpi.modules.versions.v_2_2_1.schemas import InterfaceRole  # noqa: E402
+import httpx
+import py_ocpi.core.utils as ocpi_utils
+import py_ocpi.modules.commands.v_2_2_1.api.cpo as commands_api
+import uvicorn
+from fastapi import Body
+from fastapi.responses import JSONResponse
+from py_ocpi.core import push
+from py_ocpi.core.adapter import BaseAdapter
+from py_ocpi.core.authentication.authenticator import Authenticator
+from py_ocpi.core.crud import Crud
+from py_ocpi.core.endpoints import ENDPOINTS
+from py_ocpi.core.endpoints.v_2_2_1.utils import cpo_generator
+from py_ocpi.core.enums import Action, ModuleID, RoleEnum
+from py_ocpi.core.utils import encode_string_base64
+from py_ocpi.main import get_application
+from py_ocpi.modules.versions.enums import VersionNumber
+from py_ocpi.modules.versions.v_2_2_1.schemas import InterfaceRole
+from pydantic import ValidationError
 
 V221 = VersionNumber.v_2_2_1
 VERSIONS_URL = f"http://127.0.0.1:{PORT}/ocpi/versions"
@@ -122,11 +121,11 @@ def our_credentials(token: str) -> dict:
 def _parse_dt(value) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return datetime.fromisoformat(str(value))
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _find(module: ModuleID, object_id) -> dict | None:
@@ -436,7 +435,7 @@ async def control_state():
 
 
 @app.post("/control/configure")
-async def control_configure(changes: dict = Body(...)):
+async def control_configure(changes: dict = Body(...)):  # noqa: B008 - FastAPI declares bodies this way
     unknown = set(changes) - set(state.config)
     if unknown:
         return JSONResponse({"error": f"unknown settings {sorted(unknown)}"}, status_code=400)
@@ -457,7 +456,7 @@ async def control_command_result(index: int, result: str = Body(..., embed=True)
 
 
 @app.put("/control/{module}")
-async def control_set_objects(module: str, objects: list = Body(...)):
+async def control_set_objects(module: str, objects: list = Body(...)):  # noqa: B008 - FastAPI declares bodies this way
     state.objects[ModuleID(module)] = objects
     return {"count": len(objects)}
 
@@ -497,17 +496,17 @@ async def _push(module: ModuleID, obj: dict):
 
 
 @app.post("/control/push/sessions")
-async def control_push_session(session: dict = Body(...)):
+async def control_push_session(session: dict = Body(...)):  # noqa: B008 - FastAPI declares bodies this way
     return await _push(ModuleID.sessions, session)
 
 
 @app.post("/control/push/cdrs")
-async def control_push_cdr(cdr: dict = Body(...)):
+async def control_push_cdr(cdr: dict = Body(...)):  # noqa: B008 - FastAPI declares bodies this way
     return await _push(ModuleID.cdrs, cdr)
 
 
 @app.post("/control/call")
-async def control_call(call: dict = Body(...)):
+async def control_call(call: dict = Body(...)):  # noqa: B008 - FastAPI declares bodies this way
     """A raw OCPI call to the eMSP with the token it issued us: {method, url | module + path, json}.
 
     extrawest cannot send a Session PATCH (nor GET an eMSP's objects); this is how tests do it."""

@@ -76,7 +76,7 @@ def ocpi_view(methods: tuple[str, ...], *, states=(OcpiConnection.State.CONNECTE
                     answer = view(request, connection, *args, **kwargs)
                 except messages.Invalid as exc:
                     answer = envelope.error(envelope.INVALID_PARAMETERS, f"Invalid: {exc}")
-                except Exception:  # noqa: BLE001 - the CPO gets an envelope and retries; we get the trace
+                except Exception:
                     log.exception("ocpi %s %s failed", request.method, request.path)
                     answer = envelope.error(
                         envelope.SERVER_ERROR,
@@ -193,9 +193,12 @@ def command_result(request, connection, command, command_id):
 
 @ocpi_view(("GET", "PUT", "PATCH"))
 def session(request, connection, country_code, party_id, session_id):
-    ids = dict(
-        connection=connection, country_code=country_code, party_id=party_id, session_id=session_id
-    )
+    ids = {
+        "connection": connection,
+        "country_code": country_code,
+        "party_id": party_id,
+        "session_id": session_id,
+    }
     if request.method == "GET":
         record = sessions.stored(connection, country_code, party_id, session_id).first()
         if record is None:

@@ -5,7 +5,7 @@
 """
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from django.core.management import BaseCommand, CommandError
@@ -19,7 +19,7 @@ def _datetime(value: str, option: str) -> datetime:
     except (TypeError, ValueError):
         raise CommandError(f"{option}: not an ISO 8601 date-time: {value!r}") from None
     # No offset given: the help text promises UTC.
-    return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
 
 
 def _number(value, option: str) -> Decimal | None:
