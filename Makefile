@@ -28,7 +28,7 @@ $(CPO_STAMP): $(CPO_LOCK)
 install-cpo: $(CPO_STAMP)
 
 migrate: install
-	mkdir -p var/broker/queue var/broker/processed
+	mkdir -p var/broker/queue var/broker/processed var/broker/control
 	$(PY) manage.py migrate --noinput
 
 run: migrate

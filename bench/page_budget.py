@@ -1,4 +1,4 @@
-"""Checkout page budget (DESIGN.md §11): our HTML+CSS+JS compressed, and SQL queries per page view.
+"""Checkout page budget (docs/design.md §11): our HTML+CSS+JS compressed, and SQL queries per page view.
 
 Run: .venv/bin/python bench/page_budget.py   (uses a throwaway SQLite database; prints, asserts nothing)
 """

@@ -339,7 +339,7 @@ def test_altered_code_is_not_valid(stack, page):
 
 @pytest.mark.parametrize("evse_id", [AC, DC])
 def test_checkout_fits_a_360_px_phone(stack, browser, evse_id):
-    """DESIGN.md §11: every driver-facing page works at 360 px wide: nothing scrolls sideways."""
+    """docs/design.md §11: every driver-facing page works at 360 px wide: nothing scrolls sideways."""
     context = browser.new_context(
         viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True
     )

@@ -5,7 +5,7 @@ chargers accept, refuse, stay silent or start late, drivers stop or hit the spen
 refund (sometimes too much). Meanwhile Stripe fails requests at random through the fault proxy
 (500, 429, silence, writes whose answer is lost), tasks run in random order and some are delivered
 twice, and webhooks arrive duplicated and out of order. Then the repair sweeps run, and every
-money rule of DESIGN.md §4 is checked against our database and against localstripe itself.
+money rule of docs/design.md §4 is checked against our database and against localstripe itself.
 
 LIFECYCLE_SEED and LIFECYCLE_SESSIONS change the draw (the seed is printed on failure).
 """

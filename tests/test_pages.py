@@ -38,7 +38,9 @@ def checkout_path(evse):
 def test_checkout_page_shows_everything_before_any_script(
     client, dc, django_assert_max_num_queries
 ):
-    with django_assert_max_num_queries(4):  # the budget (DESIGN.md §11); the 4th counts the scan
+    with django_assert_max_num_queries(
+        4
+    ):  # the budget (docs/design.md §11); the 4th counts the scan
         response = client.get(checkout_path(dc))
     assert response.status_code == 200
     html = response.content.decode()

@@ -1,6 +1,6 @@
 """The OCPI 2.2.1 objects we receive, checked field by field before anything is stored.
 
-No PyPI package validates these well (see DESIGN.md §6), so each parser here checks what we use
+No PyPI package validates these well (see docs/design.md §6), so each parser here checks what we use
 and says which field is wrong. Peers differ in small ways we tolerate: numbers sent as floats or
 strings, optional fields sent as explicit nulls, CommandResponse wrapped in a list.
 """
