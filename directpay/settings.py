@@ -181,6 +181,10 @@ QR_SIGNING_KEYS = env.list(
     "QR_SIGNING_KEYS", default=["dev-only-qr-key"] if DEBUG else environ.Env.NOTSET
 )
 
+# Who is asking (directpay/clients.py): how many reverse proxies in front of us append the address
+# they received from to X-Forwarded-For. 0: the header is ignored (anyone can write it).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
