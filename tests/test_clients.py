@@ -2,8 +2,10 @@
 
 import pytest
 from django.test import RequestFactory
+from django.urls import reverse
 
 from directpay.clients import client_ip
+from stations import scans
 
 
 def request(forwarded=None):
@@ -32,3 +34,18 @@ def test_the_client_is_the_entry_our_last_trusted_proxy_appended(
 ):
     settings.TRUSTED_PROXY_COUNT = proxies
     assert client_ip(request(forwarded)) == expected
+
+
+def test_a_client_behind_our_proxy_cannot_pose_as_many_by_writing_the_header(
+    client, connector, settings
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    evse = connector.evse
+    forged = f"{evse.pk}-1-{'a' * 16}"
+    for n in range(5):  # what our proxy appends (the real client) comes last
+        client.get(
+            reverse("checkout:scan", args=[forged]),
+            REMOTE_ADDR="10.0.0.2",
+            HTTP_X_FORWARDED_FOR=f"203.0.113.{n}, 198.51.100.9",
+        )
+    assert scans.signals([evse.pk])[evse.pk].suspicious == 1
