@@ -74,7 +74,9 @@ def test_one_client_with_a_forged_code_does_not_flag_a_charger(client, connector
     assert evse.pk not in scans.flagged_evse_ids()
 
 
-def test_forged_and_voided_codes_from_several_clients_flag_it(client, connector, settings):
+def test_forged_and_voided_codes_from_several_clients_flag_it(
+    client, admin_client, connector, settings
+):
     assert settings.SCAN_TAMPER_MIN_CLIENTS == 3
     evse = connector.evse
     voided = qr.code_for(evse)
@@ -85,6 +87,8 @@ def test_forged_and_voided_codes_from_several_clients_flag_it(client, connector,
     assert evse.pk not in scans.flagged_evse_ids()
     scanned(client, f"{evse.pk}-2-{'b' * 16}", ip=third)
     assert evse.pk in scans.flagged_evse_ids()
+    page = admin_client.get(reverse("admin:stations_evse_changelist")).content.decode()
+    assert "3 clients scanned voided or invalid codes" in page
 
 
 def test_fifty_scans_of_a_genuine_code_by_one_client_count_once(client, connector):
@@ -180,10 +184,13 @@ def test_the_admin_shows_scans_checkouts_conversion_and_flags(
     page = admin_client.get(reverse("admin:stations_evse_changelist")).content.decode()
     assert "scans dropped: 4 against 35 expected" in page
     assert "25 %" in page  # 4 scans, 1 charge
+    other = ConnectorFactory().evse
+    scanned(client, f"{other.pk}-1-{'a' * 16}")  # one client forging a code: shown, not flagged
+    page = admin_client.get(reverse("admin:stations_evse_changelist")).content.decode()
+    assert "ok (1 with voided or invalid codes)" in page
     flagged = admin_client.get(
         reverse("admin:stations_evse_changelist") + "?tamper=flagged"
     ).content.decode()
-    other = ConnectorFactory().evse
     assert evse.evse_id in flagged and other.evse_id not in flagged
 
 
