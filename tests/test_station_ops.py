@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timedelta
+from functools import partial
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -17,6 +18,7 @@ from checkout.states import SessionStatus as S
 from stations import qr, scans
 from stations.models import Evse, PrintBatch, ScanDay, ScanMark, SimulatedSession
 from tests.factories import ENERGY_TARIFF, ConnectorFactory, TariffFactory
+from tests.test_concurrency import race
 
 
 def scanned(client, code: str, ip: str = "192.0.2.1", **headers) -> int:
@@ -192,6 +194,21 @@ def test_the_admin_shows_scans_checkouts_conversion_and_flags(
         reverse("admin:stations_evse_changelist") + "?tamper=flagged"
     ).content.decode()
     assert evse.evse_id in flagged and other.evse_id not in flagged
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("requires_postgres")
+def test_simultaneous_roll_ups_and_scans_count_every_client_once():
+    evse = ConnectorFactory().evse
+    yesterday = timezone.localdate() - timedelta(days=1)
+    ScanMark.objects.bulk_create(
+        ScanMark(evse=evse, day=yesterday, kind="valid", client=n) for n in range(2000)
+    )
+    same_client = partial(scans.scan_record, evse_id=evse.pk, kind="valid", client="192.0.2.1")
+    results = race(scans.roll_up, scans.roll_up, scans.roll_up, same_client, same_client)
+    assert sum(results[:3]) == 2000 and results[3:] == [None, None]
+    assert ScanDay.objects.get(evse=evse, day=yesterday).valid == 2000
+    assert ScanMark.objects.filter(day=timezone.localdate()).count() == 1
 
 
 # --- planned price changes --------------------------------------------------------------------
