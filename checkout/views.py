@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import get_language
 from django.views.decorators.http import require_GET, require_POST
 
+from directpay.clients import client_ip
 from stations import qr, scans, tariffs
 from stations.models import Evse
 
@@ -35,10 +36,10 @@ def _evse_or_invalid(request, code, *, count=False):
             "invalid QR code scanned: reason=%s code=%r evse=%s", exc.reason, code[:80], exc.evse
         )
         if count:
-            scans.scan_seen(code, error=exc)
+            scans.scan_seen(code, client=client_ip(request), error=exc)
         return None, render(request, "checkout/invalid_code.html", status=404)
     if count:
-        scans.scan_seen(code, evse=evse)
+        scans.scan_seen(code, client=client_ip(request), evse=evse)
     return evse, None
 
 

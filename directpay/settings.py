@@ -183,6 +183,14 @@ QR_SIGNING_KEYS = env.list(
     "QR_SIGNING_KEYS", default=["dev-only-qr-key"] if DEBUG else environ.Env.NOTSET
 )
 
+# Who is asking (directpay/clients.py): how many reverse proxies in front of us append the address
+# they received from to X-Forwarded-For. 0: the header is ignored (anyone can write it).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# QR scans count distinct clients per EVSE and day (stations/scans.py). Anyone can send a forged
+# code, so a voided/forged-code tamper signal needs this many clients in a week, not one request.
+SCAN_TAMPER_MIN_CLIENTS = env.int("SCAN_TAMPER_MIN_CLIENTS", default=3)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -218,6 +226,13 @@ CELERY_BEAT_SCHEDULE["sessions-sweep-start-timeouts"] = {
     "task": "checkout.tasks.sweep_start_timeouts",
     "schedule": 15.0,
     "options": {"expires": 30},
+}
+# The day's scan marks (hashes of client addresses) become counts and are deleted soon after the
+# day ends; hourly, so a beat restarted at any time still does it within the hour.
+CELERY_BEAT_SCHEDULE["stations-scans-roll-up"] = {
+    "task": "stations.tasks.scans_roll_up",
+    "schedule": 3600.0,
+    "options": {"expires": 3600},
 }
 
 # One worker process per queue (Procfile), so no queue's backlog or slow peer delays another's:

@@ -38,7 +38,9 @@ class TamperFilter(admin.SimpleListFilter):
     parameter_name = "tamper"
 
     def lookups(self, request, model_admin):
-        return [("flagged", "Flagged (scans dropped, or voided/invalid codes scanned)")]
+        return [
+            ("flagged", "Flagged (scans dropped, or several clients scanned voided/invalid codes)")
+        ]
 
     def queryset(self, request, queryset):
         if self.value() == "flagged":
@@ -47,7 +49,8 @@ class TamperFilter(admin.SimpleListFilter):
 
 
 class EvseActivityMixin:
-    """Scans, checkouts and conversion over the last week per EVSE, and whether to look at its sticker."""
+    """Scans, checkouts and conversion over the last week per EVSE, and whether to look at its sticker.
+    Scans are distinct clients per day (stations/scans.py), not requests."""
 
     def get_queryset(self, request):
         return scans.with_activity(super().get_queryset(request))
@@ -71,12 +74,13 @@ class EvseActivityMixin:
         reasons = []
         if signal.dropped:
             reasons.append(f"scans dropped: {signal.recent} against {signal.expected:.0f} expected")
-        if signal.suspicious:
-            reasons.append(f"{signal.suspicious} scans of voided or invalid codes")
+        if signal.bad_codes:
+            reasons.append(f"{signal.suspicious} clients scanned voided or invalid codes")
+        if reasons:
+            return format_html('<strong style="color:#b00">{}</strong>', "; ".join(reasons))
+        # Below the threshold one client may be playing with codes: shown, not flagged.
         return (
-            format_html('<strong style="color:#b00">{}</strong>', "; ".join(reasons))
-            if reasons
-            else "ok"
+            f"ok ({signal.suspicious} with voided or invalid codes)" if signal.suspicious else "ok"
         )
 
 

@@ -424,10 +424,11 @@ class PrintedSticker(models.Model):
 
 
 class ScanDay(models.Model):
-    """Scans of QR codes per EVSE and day: counts only, nothing about who scanned.
+    """Distinct clients that scanned QR codes per EVSE and day: counts only, nothing about who.
 
-    `evse` is empty for codes that name no EVSE of ours. `voided` counts scans of an EVSE's older
-    sticker, `invalid` scans whose signature does not verify: both may mean a fake sticker.
+    Rows are written when a day's ScanMarks are rolled up (stations/scans.py). `evse` is empty for
+    codes that name no EVSE of ours. `voided` counts clients that scanned an EVSE's older sticker,
+    `invalid` clients whose code's signature does not verify: both may mean a fake sticker.
     """
 
     evse = models.ForeignKey(
@@ -441,4 +442,33 @@ class ScanDay(models.Model):
     class Meta:
         constraints = (
             models.UniqueConstraint(fields=["evse", "day"], name="one_scan_row_per_evse_day"),
+        )
+
+
+class ScanMark(models.Model):
+    """A client seen scanning an EVSE's code today, so that it counts once per EVSE, kind and day.
+
+    `client` is a 16-bit bucket of a keyed hash of the client's address under a key that changes
+    every day: some 65,000 IPv4 addresses share a bucket, so a mark does not say who scanned, and
+    the day's marks are counted into ScanDay and deleted soon after the day (stations/scans.py).
+    """
+
+    evse = models.ForeignKey(
+        Evse, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    day = models.DateField()
+    kind = models.CharField(max_length=7)  # valid, voided or invalid
+    client = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["evse", "day", "kind", "client"], name="one_scan_mark_per_client"
+            ),
+            # NULLs never conflict in the constraint above: codes that name no EVSE need their own.
+            models.UniqueConstraint(
+                fields=["day", "kind", "client"],
+                condition=models.Q(evse__isnull=True),
+                name="one_unknown_scan_mark_per_client",
+            ),
         )

@@ -2,6 +2,7 @@ import logging
 
 from celery import shared_task
 
+from stations import scans
 from stations.csms import simulator
 from stations.csms.base import CsmsError
 from stations.csms.ocpi import locations, messages
@@ -13,6 +14,12 @@ log = logging.getLogger(__name__)
 @shared_task(ignore_result=True)
 def simulator_tick():
     simulator.tick()
+
+
+@shared_task(ignore_result=True)
+def scans_roll_up():
+    """Past days' scan marks become counts; the marks are deleted (nothing identifying is kept)."""
+    scans.roll_up()
 
 
 @shared_task(ignore_result=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -15,18 +16,30 @@ from django.utils import timezone
 from checkout import services
 from checkout.states import SessionStatus as S
 from stations import qr, scans
-from stations.models import Evse, PrintBatch, ScanDay, SimulatedSession
+from stations.models import Evse, PrintBatch, ScanDay, ScanMark, SimulatedSession
 from tests.factories import ENERGY_TARIFF, ConnectorFactory, TariffFactory
+from tests.test_concurrency import race
 
 
-def scanned(client, code: str) -> int:
-    return client.get(reverse("checkout:scan", args=[code])).status_code
+def scanned(client, code: str, ip: str = "192.0.2.1", **headers) -> int:
+    return client.get(reverse("checkout:scan", args=[code]), REMOTE_ADDR=ip, **headers).status_code
+
+
+def addresses(n: int) -> list[str]:
+    """`n` addresses the scan counter tells apart today (two clients may share one of its 65,536
+    buckets: the tests skip such a pair rather than depend on the date)."""
+    day, found = timezone.localdate(), {}
+    for i in range(1, 255):
+        found.setdefault(scans.client_bucket(f"198.51.100.{i}", day), f"198.51.100.{i}")
+        if len(found) == n:
+            return list(found.values())
+    raise AssertionError("not enough distinct buckets")
 
 
 # --- scans -------------------------------------------------------------------------------------
 
 
-def test_every_scan_is_counted_by_kind_without_personal_data(client, connector):
+def test_every_scan_is_counted_by_kind_once_per_client_without_personal_data(client, connector):
     evse = connector.evse
     good = qr.code_for(evse)
     assert scanned(client, good) == 200 and scanned(client, good) == 200
@@ -34,9 +47,10 @@ def test_every_scan_is_counted_by_kind_without_personal_data(client, connector):
     assert scanned(client, good) == 404
     forged = f"{evse.pk}-2-{'a' * 16}"  # names the EVSE, but we never signed it
     assert scanned(client, forged) == 404
-    assert scanned(client, "not-a-code") == 404
+    assert scanned(client, "not-a-code") == 404 and scanned(client, "not-a-code") == 404
+    scans.roll_up(timezone.localdate() + timedelta(days=1))  # the day is over
     today = ScanDay.objects.get(evse=evse)
-    assert (today.valid, today.voided, today.invalid) == (2, 1, 1)
+    assert (today.valid, today.voided, today.invalid) == (1, 1, 1)
     assert ScanDay.objects.get(evse=None).invalid == 1
     # Counts and a day: nothing that could identify who scanned.
     assert {f.name for f in ScanDay._meta.fields} == {
@@ -47,6 +61,94 @@ def test_every_scan_is_counted_by_kind_without_personal_data(client, connector):
         "voided",
         "invalid",
     }
+    assert not ScanMark.objects.exists()
+
+
+def test_one_client_with_a_forged_code_does_not_flag_a_charger(client, connector):
+    evse = connector.evse
+    forged = f"{evse.pk}-1-{'a' * 16}"  # EVSE ids are sequential: anyone can name any charger
+    assert scanned(client, forged) == 404
+    assert evse.pk not in scans.flagged_evse_ids()
+    # Hammering, or changing the browser it claims to be, is still one client.
+    for n in range(50):
+        scanned(client, forged, HTTP_USER_AGENT=f"agent {n}")
+    assert scans.signals([evse.pk])[evse.pk].suspicious == 1
+    assert evse.pk not in scans.flagged_evse_ids()
+
+
+def test_forged_and_voided_codes_from_several_clients_flag_it(
+    client, admin_client, connector, settings
+):
+    assert settings.SCAN_TAMPER_MIN_CLIENTS == 3
+    evse = connector.evse
+    voided = qr.code_for(evse)
+    Evse.objects.filter(pk=evse.pk).update(sticker_version=2)
+    first, second, third = addresses(3)
+    scanned(client, f"{evse.pk}-2-{'a' * 16}", ip=first)
+    scanned(client, voided, ip=second)
+    assert evse.pk not in scans.flagged_evse_ids()
+    scanned(client, f"{evse.pk}-2-{'b' * 16}", ip=third)
+    assert evse.pk in scans.flagged_evse_ids()
+    page = admin_client.get(reverse("admin:stations_evse_changelist")).content.decode()
+    assert "3 clients scanned voided or invalid codes" in page
+
+
+def test_fifty_scans_of_a_genuine_code_by_one_client_count_once(client, connector):
+    evse = connector.evse
+    for _ in range(50):
+        assert scanned(client, qr.code_for(evse)) == 200
+    assert scans.signals([evse.pk])[evse.pk].recent == 1
+    assert ScanMark.objects.count() == 1
+
+
+def test_a_covered_sticker_shows_even_when_one_client_hammers_the_code(client, connector):
+    evse = connector.evse
+    _history(evse, 5, range(7, 35), timezone.localdate())  # 35 clients a week expected
+    for _ in range(50):  # someone keeps the count up from one phone, or one script
+        scanned(client, qr.code_for(evse))
+    found = scans.signals([evse.pk])[evse.pk]
+    assert (found.recent, found.dropped) == (1, True)
+    assert evse.pk in scans.flagged_evse_ids()
+
+
+def test_the_client_hash_changes_daily_and_no_address_is_kept(client, connector, monkeypatch):
+    evse, ip = connector.evse, "203.0.113.7"
+    monday = timezone.make_aware(datetime(2030, 1, 7, 12))
+    for day in (monday, monday + timedelta(days=1)):
+        monkeypatch.setattr(timezone, "now", lambda day=day: day)
+        assert scanned(client, qr.code_for(evse), ip=ip) == 200
+    marks = list(ScanMark.objects.order_by("day").values())
+    assert [m["day"].isoformat() for m in marks] == ["2030-01-07", "2030-01-08"]
+    assert marks[0]["client"] != marks[1]["client"]  # the same client, not recognisable a day later
+    rows = marks + list(ScanDay.objects.values())
+    assert not any(ip in str(value) for row in rows for value in row.values())
+    # An IPv6 client is its /64: one machine cannot pose as many by changing its interface id.
+    day = monday.date()
+    assert scans.client_bucket("2001:db8:1:2::1", day) == scans.client_bucket(
+        "2001:db8:1:2::9", day
+    )
+    assert scans.client_bucket("2001:db8:1:2::1", day) != scans.client_bucket(
+        "2001:db8:1:3::1", day
+    )
+
+
+def test_marks_become_counts_after_the_day_and_are_deleted(client, connector, monkeypatch):
+    evse = connector.evse
+    today = timezone.localdate()
+    yesterday = timezone.now() - timedelta(days=1)
+    ScanDay.objects.create(evse=evse, day=yesterday.date(), valid=2)  # counted by an earlier run
+    with monkeypatch.context() as clock:
+        clock.setattr(timezone, "now", lambda: yesterday)
+        for ip in addresses(3):
+            scanned(client, qr.code_for(evse), ip=ip)
+        scanned(client, "not-a-code")
+    scanned(client, qr.code_for(evse))  # today's mark stays until the day is over
+    before = scans.signals([evse.pk])[evse.pk]
+    assert scans.roll_up() == 4 and scans.roll_up() == 0  # a second run counts nothing twice
+    assert scans.signals([evse.pk])[evse.pk] == before and before.recent == 6
+    assert ScanDay.objects.get(evse=evse, day=yesterday.date()).valid == 5
+    assert ScanDay.objects.get(evse=None, day=yesterday.date()).invalid == 1
+    assert list(ScanMark.objects.values_list("day", flat=True)) == [today]
 
 
 def _history(evse, per_day: int, days: range, today):
@@ -66,27 +168,47 @@ def test_a_sharp_drop_against_its_own_history_is_flagged(db):
     found = scans.signals([covered.pk, quiet.pk, steady.pk], today)
     assert found[covered.pk].dropped and found[covered.pk].expected == 21
     assert not found[quiet.pk].flagged and not found[steady.pk].flagged
-    ScanDay.objects.filter(evse=steady, day=today).update(voided=1)
-    assert scans.flagged_evse_ids(today) == {covered.pk, steady.pk}
+    ScanDay.objects.filter(evse=steady, day=today).update(voided=1, invalid=1)
+    assert scans.flagged_evse_ids(today) == {covered.pk}  # two clients: not yet a signal
+    ScanDay.objects.filter(evse=steady, day=today - timedelta(days=6)).update(invalid=1)
+    assert scans.flagged_evse_ids(today) == {covered.pk, steady.pk}  # three in the week
 
 
 def test_the_admin_shows_scans_checkouts_conversion_and_flags(
     admin_client, connector, pay, tick, client
 ):
     evse = connector.evse
-    for _ in range(4):
-        scanned(client, qr.code_for(evse))
+    for ip in addresses(4):
+        scanned(client, qr.code_for(evse), ip=ip)
     pay(connector)
     tick(timezone.now() + timedelta(minutes=1))  # it charges: a conversion
     _history(evse, 5, range(7, 35), timezone.localdate())
     page = admin_client.get(reverse("admin:stations_evse_changelist")).content.decode()
     assert "scans dropped: 4 against 35 expected" in page
     assert "25 %" in page  # 4 scans, 1 charge
+    other = ConnectorFactory().evse
+    scanned(client, f"{other.pk}-1-{'a' * 16}")  # one client forging a code: shown, not flagged
+    page = admin_client.get(reverse("admin:stations_evse_changelist")).content.decode()
+    assert "ok (1 with voided or invalid codes)" in page
     flagged = admin_client.get(
         reverse("admin:stations_evse_changelist") + "?tamper=flagged"
     ).content.decode()
-    other = ConnectorFactory().evse
     assert evse.evse_id in flagged and other.evse_id not in flagged
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("requires_postgres")
+def test_simultaneous_roll_ups_and_scans_count_every_client_once():
+    evse = ConnectorFactory().evse
+    yesterday = timezone.localdate() - timedelta(days=1)
+    ScanMark.objects.bulk_create(
+        ScanMark(evse=evse, day=yesterday, kind="valid", client=n) for n in range(2000)
+    )
+    same_client = partial(scans.scan_record, evse_id=evse.pk, kind="valid", client="192.0.2.1")
+    results = race(scans.roll_up, scans.roll_up, scans.roll_up, same_client, same_client)
+    assert sum(results[:3]) == 2000 and results[3:] == [None, None]
+    assert ScanDay.objects.get(evse=evse, day=yesterday).valid == 2000
+    assert ScanMark.objects.filter(day=timezone.localdate()).count() == 1
 
 
 # --- planned price changes --------------------------------------------------------------------
