@@ -122,7 +122,7 @@ def moment(obj: dict, key: str, *, required: bool = True) -> datetime | None:
 
 def choice(obj: dict, key: str, allowed: set[str]) -> str:
     value = obj.get(key)
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise Invalid(f"{key}: one of {', '.join(sorted(allowed))} is required")
     return value
 
