@@ -113,10 +113,12 @@ def creds(url: str, token: str = "their-token") -> dict:
     }
 
 
-def post_credentials(client, token: str, url: str, method: str = "post") -> dict:
+def post_credentials(
+    client, token: str, url: str, method: str = "post", theirs: str = "their-token"
+) -> dict:
     answer = getattr(client, method)(
         "/ocpi/emsp/2.2.1/credentials",
-        data=json.dumps(creds(url)),
+        data=json.dumps(creds(url, theirs)),
         content_type="application/json",
         **auth(token),
     )
@@ -162,7 +164,9 @@ def test_a_versions_list_pointing_inside_is_not_followed(db, client, listener):
     peer = CpoPeer(versions=[{"version": "2.2.1", "url": f"{listener.base}/2.2.1"}])
     try:
         invited = credentials.connection_invite(name="Invited")
-        answer = post_credentials(client, invited.token_ours, peer.versions_url)
+        answer = post_credentials(
+            client, invited.token_ours, peer.versions_url, theirs=peer.token_a
+        )
         assert peer.requests and listener.requests == []
         assert answer["status_code"] == 3001 and SECRET not in answer["raw"]
     finally:
@@ -510,7 +514,6 @@ def evse(evse_id, uid="E1") -> dict:
         {"evses": [evse("not an evse id")]},
         {"evses": [evse(None, uid="=1+1")]},  # no evse_id: the uid would be shown instead
         {"evses": [evse(12345)]},
-        {"id": "L1\u202e"},
     ],
 )
 def test_a_bad_location_gets_2001_and_stores_nothing(cpo, client, changes):
@@ -550,7 +553,6 @@ def test_a_case_insensitive_evse_id_is_accepted(cpo, client):
         {"kwh": "lots"},
         {"kwh": 10**12},
         {"start_date_time": "2026-02-30T10:00:00Z"},
-        {"id": 1.5e300},
         {"status": ["ACTIVE"]},
     ],
 )
