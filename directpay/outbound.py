@@ -125,8 +125,13 @@ def _pinned_adapter(address: str, sockets: list) -> HTTPAdapter:
 
     class Pinned:
         def _new_conn(self):
-            self._dns_host = address  # urllib3 connects here; host, SNI and cert stay the name
-            sock = super()._new_conn()
+            # urllib3 connects to _dns_host, and `host` (Host header, SNI, certificate check)
+            # reads it too: swap the checked address in only for the connect.
+            name, self._dns_host = self._dns_host, address
+            try:
+                sock = super()._new_conn()
+            finally:
+                self._dns_host = name
             sockets.append(sock)
             return sock
 

@@ -14,13 +14,17 @@ import csv
 import io
 import json
 import secrets
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 import urllib3.util.connection
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
@@ -645,3 +649,61 @@ def test_the_receipts_export_escapes_formulas(captured, admin_client, cpo, clien
     assert row[3] == "'" + HYPERLINK
     assert row[2] == "'@SUM(1+1)*cmd|' /C calc'!A0"
     assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+
+
+# --- HTTPS: the connection goes to the checked address, the certificate is checked on the name -
+
+
+@pytest.fixture
+def tls_localhost(tmp_path):
+    """An HTTPS server on 127.0.0.1 whose self-signed certificate names only `localhost`."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+
+    def answer(handler):
+        body = f"host={handler.headers['Host']}".encode()
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    server = Server("127.0.0.1", answer)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.http.socket = context.wrap_socket(server.http.socket, server_side=True)
+    yield server.http.server_address[1], str(cert)
+    server.stop()
+
+
+def trusting(monkeypatch, cafile: str):
+    """Our client trusting the test certificate (it verifies against the system's CAs otherwise)."""
+
+    class Session(requests.Session):
+        def __init__(self):
+            super().__init__()
+            self.verify = cafile
+
+    monkeypatch.setattr(outbound.requests, "Session", Session)
+
+
+def test_https_is_verified_on_the_name_while_connecting_to_the_checked_address(
+    monkeypatch, settings, tls_localhost
+):
+    port, cafile = tls_localhost
+    trusting(monkeypatch, cafile)
+    answer = outbound.request("GET", f"https://localhost:{port}/versions", timeout=5)
+    assert answer.text == f"host=localhost:{port}"
+    # A name that resolves to the same address but is not on the certificate: refused.
+    settings.OUTBOUND_HTTP_ALLOWED_HOSTS = ["cpo.test"]
+    resolving_to(monkeypatch, "127.0.0.1")
+    with pytest.raises(outbound.OutboundError) as caught:
+        outbound.request("GET", f"https://cpo.test:{port}/versions", timeout=5)
+    assert "cpo.test" in caught.value.detail
