@@ -212,7 +212,8 @@ def _request(method, url, headers, json, params, deadline, max_bytes) -> request
         answer = session.request(
             method,
             url,
-            headers=headers,
+            # Uncompressed, so that the size cap counts what we hold (no gzip bomb).
+            headers={"Accept-Encoding": "identity", **(headers or {})},
             json=json,
             params=params,
             timeout=(remaining, remaining),
