@@ -160,6 +160,16 @@ OCPI_TIMEOUT_SECONDS = env.float("OCPI_TIMEOUT_SECONDS", default=30)
 OCPI_COMMAND_MARGIN_SECONDS = env.int("OCPI_COMMAND_MARGIN_SECONDS", default=30)
 OCPI_PAGE_LIMIT = env.int("OCPI_PAGE_LIMIT", default=100)
 OCPI_SYNC_MINUTES = env.int("OCPI_SYNC_MINUTES", default=15)
+# URLs a remote party gives us (OCPI versions, endpoints, pages) go through directpay/outbound.py.
+# Plain HTTP only to these hosts (which also skip the public-address check): local peers in
+# development; none in production, where every peer is HTTPS on a public address.
+OUTBOUND_HTTP_ALLOWED_HOSTS = env.list(
+    "OUTBOUND_HTTP_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else []
+)
+# A larger answer is refused (bytes).
+OUTBOUND_MAX_BYTES = env.int("OUTBOUND_MAX_BYTES", default=5 * 1024 * 1024)
+# A Token A we issue for a CPO to register with stops working after this many days.
+OCPI_TOKEN_A_DAYS = env.int("OCPI_TOKEN_A_DAYS", default=7)
 CSMS_START_TIMEOUT_SECONDS = env.int("CSMS_START_TIMEOUT_SECONDS", default=60)
 # A checkout not paid for by then (page closed, 3-D Secure abandoned) is failed and its hold released,
 # so the EVSE is free for the next driver.

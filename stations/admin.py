@@ -172,19 +172,20 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
         "endpoints_table",
         "our_token",
         "their_token",
+        "token_a_expires_at",
         "synced_at",
         "last_error",
         "created_at",
         "updated_at",
     )
-    actions = ("sync_now",)
+    actions = ("sync_now", "revoke_token_a")
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["name", "versions_url", "token_a", "raw_token", "operator"]
         return ["name", "versions_url", "raw_token", "operator", *self.readonly_fields]
 
-    @admin.action(description="Pull locations and tariffs now")
+    @admin.action(description="Pull locations and tariffs now", permissions=["change"])
     def sync_now(self, request, queryset):
         # Queued, not run here: a large network takes longer than a request may.
         ready = ocpi_locations.syncable(queryset)
@@ -198,6 +199,11 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
                 request,
                 f"{connection.name}: pull queued. 'Synced at' and 'last error' show the outcome.",
             )
+
+    @admin.action(description="Revoke Token A (invited connections)", permissions=["change"])
+    def revoke_token_a(self, request, queryset):
+        revoked = ocpi_credentials.token_a_revoke(connection_ids=queryset.values("pk"))
+        messages.success(request, f"Token A revoked for {revoked} invited connection(s).")
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is not None:
@@ -234,11 +240,13 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
             return super().save_model(request, obj, form, change)
         if not form.cleaned_data.get("token_a"):
             obj.state, obj.token_ours = OcpiConnection.State.INVITED, ocpi_credentials.new_token()
+            obj.token_a_expires_at = ocpi_credentials.token_a_expiry()
             obj.save()
             messages.warning(
                 request,
                 f"Give the CPO our versions URL {ocpi_credentials.versions_url()} and this "
-                f"Token A, shown only now: {obj.token_ours}",
+                f"Token A, shown only now: {obj.token_ours} (valid until "
+                f"{obj.token_a_expires_at:%Y-%m-%d %H:%M %Z})",
             )
             return None
         obj.state, obj.token_ours = OcpiConnection.State.PENDING, ocpi_credentials.new_token()

@@ -20,13 +20,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
-from zoneinfo import available_timezones
 
 import pycountry
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
+from directpay import csvsafe
+
+from .identifiers import evse_id_valid, time_zone_valid
 from .models import Connector, Evse, Location, Operator, Tariff
 
 LOCATION_COLUMNS = ("location_name", "address", "postal_code", "city", "country", "time_zone")
@@ -48,8 +49,6 @@ _DIMENSION = {
     "parking_price_per_hour": "PARKING_TIME",
     "session_fee": "FLAT",
 }
-# eMI3 / ISO 15118 EVSE ID: country, operator id, "E", outlet id; the "*" separators are optional.
-_EVSE_ID_RE = re.compile(r"^[A-Z]{2}\*?[A-Z0-9]{3}\*?E[A-Z0-9*]{1,30}$", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 _STANDARDS = {
     **{s.value.lower(): s.value for s in Connector.Standard},
@@ -140,11 +139,6 @@ def _records(text: str):
     return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
 
 
-@lru_cache(maxsize=1)
-def _time_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
 class _Cells:
     """One row's cells, checked column by column; problems go to `errors`."""
 
@@ -197,7 +191,7 @@ def _parse_row(line: int, values: dict, operator: Operator, errors: list) -> _Ro
             "country", f"{country!r} is not an ISO 3166-1 alpha-2 country code (NL, DE, ...)"
         )
     time_zone = cells.text("time_zone", 64)
-    if time_zone and time_zone not in _time_zones():
+    if time_zone and not time_zone_valid(time_zone):
         cells.error("time_zone", f"{time_zone!r} is not a time zone (Europe/Amsterdam, ...)")
     location = {
         "address": cells.text("address", 200),
@@ -209,7 +203,7 @@ def _parse_row(line: int, values: dict, operator: Operator, errors: list) -> _Ro
 
     evse_uid = cells.text("evse_uid", 36)
     evse_id = cells.text("evse_id", 48)
-    if evse_id and not _EVSE_ID_RE.match(evse_id):
+    if evse_id and not evse_id_valid(evse_id):
         cells.error("evse_id", f"{evse_id!r} is not an eMI3 EVSE ID (NL*ABC*E0001*1)")
 
     standard = values.get("standard", "")
@@ -714,7 +708,7 @@ def template_csv() -> bytes:
     UTF-8 with a BOM, so that Excel opens accented names correctly (the import accepts both).
     """
     out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csvsafe.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     writer.writerows(TEMPLATE_ROWS)
     return ("\ufeff" + out.getvalue()).encode("utf-8")

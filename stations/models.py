@@ -284,6 +284,8 @@ class OcpiConnection(models.Model):
     business_name = models.CharField(max_length=100, blank=True)
     token_ours = models.CharField(max_length=64, unique=True, editable=False)
     token_theirs = models.CharField(max_length=64, blank=True, editable=False)
+    # A Token A we issued (state INVITED) opens nothing after this; revoking sets it to now.
+    token_a_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # OCPI 2.2.1 sends tokens base64-encoded; some platforms still send (and expect) the raw token.
     raw_token = models.BooleanField(
         default=False, help_text="Send our token to this peer without base64."
@@ -308,6 +310,13 @@ class OcpiConnection(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.state})"
+
+    def token_a_expired(self, now) -> bool:
+        return (
+            self.state == self.State.INVITED
+            and self.token_a_expires_at is not None
+            and self.token_a_expires_at <= now
+        )
 
     def endpoint(self, identifier: str, role: str | None = None) -> str | None:
         for endpoint in self.endpoints:

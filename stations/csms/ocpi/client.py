@@ -1,4 +1,10 @@
-"""Our calls to a CPO's OCPI platform: token, request and correlation ids, envelope checks."""
+"""Our calls to a CPO's OCPI platform: token, request and correlation ids, envelope checks.
+
+Every URL here came from the CPO, so every call goes through directpay.outbound (public addresses,
+HTTPS, no redirects, size cap, total deadline). Error texts never carry the CPO's answer: they may
+reach the CPO again (status_message) or staff, and the URL might not be the CPO's at all. The
+detail is logged.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import uuid
 
 import requests
 from django.conf import settings
+
+from directpay import outbound
 
 from ..base import CsmsError
 from . import envelope
@@ -39,7 +47,7 @@ def call(
         headers["OCPI-to-country-code"] = connection.country_code
         headers["OCPI-to-party-id"] = connection.party_id
     try:
-        answer = requests.request(
+        answer = outbound.request(
             method,
             url,
             headers=headers,
@@ -47,8 +55,8 @@ def call(
             params=params,
             timeout=settings.OCPI_TIMEOUT_SECONDS,
         )
-    except requests.RequestException as exc:
-        raise CsmsError(f"{method} {url}: {exc.__class__.__name__}") from exc
+    except outbound.OutboundError as exc:
+        raise CsmsError(f"{method} {url}: {exc}") from exc
     log.info(
         "ocpi %s %s -> %s (X-Request-ID %s, X-Correlation-ID %s)",
         method,
@@ -60,9 +68,10 @@ def call(
     if answer.status_code >= 500 or answer.status_code == 429:
         raise CsmsError(f"{method} {url}: HTTP {answer.status_code}")
     if answer.status_code >= 400:
-        raise CsmsError(
-            f"{method} {url}: HTTP {answer.status_code} {answer.text[:200]}", permanent=True
+        log.warning(
+            "ocpi %s %s answered HTTP %s: %.300r", method, url, answer.status_code, answer.text
         )
+        raise CsmsError(f"{method} {url}: HTTP {answer.status_code}", permanent=True)
     return answer
 
 
@@ -71,11 +80,13 @@ def data(answer: requests.Response):
     try:
         body = answer.json()
     except ValueError as exc:
+        log.warning("ocpi %s answered no JSON: %.300r", answer.url, answer.text)
         raise CsmsError(f"not JSON from {answer.url}", permanent=True) from exc
     code = body.get("status_code") if isinstance(body, dict) else None
     if not isinstance(code, int) or not 1000 <= code < 2000:
+        log.warning("ocpi %s answered an error: %.300r", answer.url, answer.text)
         raise CsmsError(
-            f"{answer.url} answered status_code {code}: {body.get('status_message', '') if isinstance(body, dict) else ''}",
+            f"{answer.url} answered status_code {code if isinstance(code, int) else '?'}",
             permanent=True,
         )
     return body.get("data")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from stations.models import OcpiConnection
 
@@ -83,26 +85,46 @@ def _cpo_role(creds: Credentials) -> dict:
 def fetch_endpoints(connection: OcpiConnection, url: str, token: str) -> tuple[str, list[dict]]:
     """Their versions list, then the 2.2.1 details: the modules and where they live."""
     versions = client.data(client.call(connection, "GET", url, token=token))
-    match = next(
-        (v for v in versions or [] if isinstance(v, dict) and v.get("version") == VERSION), None
-    )
+    if not isinstance(versions, list):
+        raise CsmsError("the CPO's versions are not a list", permanent=True)
+    match = next((v for v in versions if isinstance(v, dict) and v.get("version") == VERSION), None)
     if match is None:
-        offered = ", ".join(str(v.get("version")) for v in versions or [] if isinstance(v, dict))
+        # Short version labels only: this text reaches staff, never more of the CPO's answer.
+        offered = ", ".join(str(v.get("version"))[:10] for v in versions[:5] if isinstance(v, dict))
         raise CsmsError(
             f"the CPO offers OCPI {offered or 'nothing'}, not {VERSION}", permanent=True
         )
+    if not isinstance(match.get("url"), str):
+        raise CsmsError("the CPO's 2.2.1 entry has no URL", permanent=True)
     details = client.data(client.call(connection, "GET", match["url"], token=token))
-    endpoints = (details or {}).get("endpoints")
-    if not isinstance(endpoints, list):
-        raise CsmsError("the CPO's version details list no endpoints", permanent=True)
+    endpoints = details.get("endpoints") if isinstance(details, dict) else None
+    if not isinstance(endpoints, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("url"), str) for e in endpoints
+    ):
+        raise CsmsError("the CPO's version details list no usable endpoints", permanent=True)
     return VERSION, endpoints
 
 
+def token_a_expiry():
+    return timezone.now() + timedelta(days=settings.OCPI_TOKEN_A_DAYS)
+
+
 def connection_invite(*, name: str) -> OcpiConnection:
-    """A Token A for a CPO that will register with us: give it `token_ours` and versions_url()."""
+    """A Token A for a CPO that will register with us: give it `token_ours` and versions_url().
+    It expires after OCPI_TOKEN_A_DAYS (whoever holds it can make us call a URL of its choice)."""
     return OcpiConnection.objects.create(
-        name=name, state=OcpiConnection.State.INVITED, token_ours=new_token()
+        name=name,
+        state=OcpiConnection.State.INVITED,
+        token_ours=new_token(),
+        token_a_expires_at=token_a_expiry(),
     )
+
+
+def token_a_revoke(*, connection_ids) -> int:
+    """Token A of these invited connections stops working now. Returns how many were revoked."""
+    return OcpiConnection.objects.filter(
+        pk__in=connection_ids, state=OcpiConnection.State.INVITED
+    ).update(token_a_expires_at=timezone.now())
 
 
 def connection_register(*, connection_id: int) -> OcpiConnection:
@@ -153,6 +175,7 @@ def connection_accept(*, connection: OcpiConnection, creds: Credentials) -> Ocpi
         connection.country_code, connection.party_id = role["country_code"], role["party_id"]
         connection.business_name = (role.get("business_details") or {}).get("name", "")[:100]
         connection.state, connection.last_error = OcpiConnection.State.CONNECTED, ""
+        connection.token_a_expires_at = None
         connection.save()
     return connection
 

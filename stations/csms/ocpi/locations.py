@@ -38,6 +38,7 @@ EVSE_STATUS = {
     "UNKNOWN": Evse.Status.UNKNOWN,
 }
 TARIFF_PREFERENCE = ("AD_HOC_PAYMENT", None, "REGULAR")
+MAX_KW = Decimal("99999.99")  # what Connector.max_power_kw holds
 
 
 class UnknownLocation(LookupError):
@@ -82,7 +83,10 @@ def _power_kw(connector: dict) -> Decimal | None:
             return None
         # For three-phase AC, max_voltage is line to neutral: three times V x A.
         watts = volts * amps * (3 if connector.get("power_type") == "AC_3_PHASE" else 1)
-    return max((watts / 1000).quantize(Decimal("0.01")), Decimal("0.1"))
+    kw = (watts / 1000).quantize(Decimal("0.01"))
+    if kw > MAX_KW:
+        raise messages.Invalid(f"max_electric_power: more than {MAX_KW} kW")
+    return max(kw, Decimal("0.1"))
 
 
 def _tariff_for(connection: OcpiConnection, tariff_ids) -> Tariff | None:
@@ -320,9 +324,10 @@ def sync_pull(*, connection_id: int) -> Report:
                     with transaction.atomic():
                         apply(connection, check(item), report)
                 except messages.Invalid as exc:
-                    report.skipped.append(
-                        f"{module[:-1]} {item.get('id') if isinstance(item, dict) else '?'}: {exc}"
-                    )
+                    # One bad object is left out; the rest of the pull goes on.
+                    what = f"{module[:-1]} {str(item.get('id'))[:36] if isinstance(item, dict) else '?'}"
+                    log.warning("ocpi: pull from %s left out %s: %s", connection.name, what, exc)
+                    report.skipped.append(f"{what}: {exc}")
     except (CsmsError, messages.Invalid) as exc:
         OcpiConnection.objects.filter(pk=connection.pk).update(last_error=str(exc)[:300])
         raise

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.utils.dateparse import parse_datetime
 
+from stations.identifiers import evse_id_valid, time_zone_valid
 from stations.tariffs import TariffError, price_lines
 
 
@@ -54,20 +55,38 @@ def _object(value, name: str) -> dict:
     return value
 
 
-def text(obj: dict, key: str, *, required: bool = True, max_length: int = 255) -> str:
+def text(
+    obj: dict, key: str, *, required: bool = True, max_length: int = 255, strict: bool = False
+) -> str:
+    """A string field. Numbers are taken for ids (some platforms send them so) unless `strict`:
+    a field we store or show as text must be sent as a string."""
     value = obj.get(key)
     if value is None:
         if required:
             raise Invalid(f"{key}: required")
         return ""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)  # some platforms send numeric ids as numbers
+    if not strict and isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str) or len(value) > max_length:
         raise Invalid(f"{key}: a string of at most {max_length} characters is required")
     return value
 
 
-def number(obj: dict, key: str, *, required: bool = True) -> Decimal | None:
+def ci_string(obj: dict, key: str, *, required: bool = True, max_length: int = 36) -> str:
+    """An OCPI CiString id: printable ASCII only, as the specification defines it."""
+    value = text(obj, key, required=required, max_length=max_length)
+    if not all(" " <= c <= "~" for c in value):
+        raise Invalid(f"{key}: printable ASCII characters only")
+    return value
+
+
+# Larger than any real charger or session, small enough for our decimal columns.
+MAX_NUMBER = Decimal(10) ** 9
+
+
+def number(
+    obj: dict, key: str, *, required: bool = True, maximum: Decimal = MAX_NUMBER
+) -> Decimal | None:
     value = obj.get(key)
     if value is None:
         if required:
@@ -81,6 +100,8 @@ def number(obj: dict, key: str, *, required: bool = True) -> Decimal | None:
         raise Invalid(f"{key}: a number is required") from exc
     if not result.is_finite() or result < 0:
         raise Invalid(f"{key}: a number of zero or more is required")
+    if result > maximum:
+        raise Invalid(f"{key}: at most {maximum} is accepted")
     return result
 
 
@@ -90,7 +111,10 @@ def moment(obj: dict, key: str, *, required: bool = True) -> datetime | None:
         if required:
             raise Invalid(f"{key}: required")
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well-formed but impossible, e.g. February 30th
+        parsed = None
     if parsed is None:
         raise Invalid(f"{key}: an RFC 3339 date-time is required")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)  # OCPI times are UTC
@@ -98,7 +122,7 @@ def moment(obj: dict, key: str, *, required: bool = True) -> datetime | None:
 
 def choice(obj: dict, key: str, allowed: set[str]) -> str:
     value = obj.get(key)
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise Invalid(f"{key}: one of {', '.join(sorted(allowed))} is required")
     return value
 
@@ -119,6 +143,10 @@ def _display_text(value) -> str:
 
 
 # --- Sessions and CDRs -------------------------------------------------------------------------
+
+# What our columns hold (kWh with 4 decimals in 10 digits; parking minutes in 10 digits, 2 decimals).
+MAX_KWH = Decimal(999_999)
+MAX_HOURS = Decimal(99_999)
 
 
 @dataclass(frozen=True)
@@ -146,10 +174,12 @@ def _parking_hours(periods) -> Decimal:
         dimensions = period.get("dimensions")
         if not isinstance(dimensions, list):
             raise Invalid("charging_periods: each period needs a list of dimensions")
+        if hours > MAX_HOURS:
+            raise Invalid(f"charging_periods: more than {MAX_HOURS} hours of parking")
         for dimension in dimensions:
             dimension = _object(dimension, "dimensions")
             text(dimension, "type")
-            volume = number(dimension, "volume")
+            volume = number(dimension, "volume", maximum=MAX_KWH)
             if dimension["type"] == "PARKING_TIME":
                 hours += volume
     return hours
@@ -162,7 +192,7 @@ def parse_session(data) -> Session:
     return Session(
         id=text(data, "id", max_length=36),
         status=choice(data, "status", SESSION_STATUSES),
-        kwh=number(data, "kwh"),
+        kwh=number(data, "kwh", maximum=MAX_KWH),
         start=moment(data, "start_date_time"),
         end=moment(data, "end_date_time", required=False),
         last_updated=moment(data, "last_updated"),
@@ -228,8 +258,9 @@ def parse_cdr(data) -> Cdr:
             data, "authorization_reference", required=False, max_length=36
         ),
         token_uid=text(token, "uid", max_length=36),
-        total_energy=number(data, "total_energy"),
-        total_parking_time=number(data, "total_parking_time", required=False) or Decimal(0),
+        total_energy=number(data, "total_energy", maximum=MAX_KWH),
+        total_parking_time=number(data, "total_parking_time", required=False, maximum=MAX_HOURS)
+        or Decimal(0),
         total_cost_incl_vat=_price_incl_vat(data, "total_cost"),
         credit=bool(credit),
     )
@@ -269,9 +300,9 @@ def parse_command_result(data) -> CommandAnswer:
 
 def check_connector(data) -> dict:
     data = _object(data, "connector")
-    text(data, "id", max_length=36)
-    text(data, "standard", max_length=30)
-    text(data, "power_type", required=False, max_length=20)
+    ci_string(data, "id", max_length=36)
+    text(data, "standard", max_length=30, strict=True)
+    text(data, "power_type", required=False, max_length=20, strict=True)
     for key in ("max_voltage", "max_amperage", "max_electric_power"):
         number(data, key, required=False)
     tariff_ids = data.get("tariff_ids")
@@ -284,8 +315,12 @@ def check_connector(data) -> dict:
 
 def check_evse(data) -> dict:
     data = _object(data, "evse")
-    text(data, "uid", max_length=36)
-    text(data, "evse_id", required=False, max_length=48)
+    ci_string(data, "uid", max_length=36)
+    # Drivers read it on the checkout page and staff in exports: eMI3 only (our fallback when it is
+    # absent is the uid, which must then be one too).
+    evse_id = data.get("evse_id") or data.get("uid")
+    if not evse_id_valid(evse_id) or len(evse_id) > 48:
+        raise Invalid("evse_id: an eMI3 EVSE ID is required, e.g. NL*ABC*E0001*1")
     choice(data, "status", EVSE_STATUSES)
     connectors = data.get("connectors")
     if not isinstance(connectors, list):
@@ -297,12 +332,15 @@ def check_evse(data) -> dict:
 
 def check_location(data) -> dict:
     data = _object(data, "location")
-    text(data, "id", max_length=36)
-    text(data, "address", max_length=45)
-    text(data, "city", max_length=45)
-    text(data, "postal_code", required=False, max_length=10)
-    text(data, "country", max_length=3)
-    text(data, "time_zone", required=False, max_length=255)
+    ci_string(data, "id", max_length=36)
+    text(data, "name", required=False, max_length=255, strict=True)
+    text(data, "address", max_length=45, strict=True)
+    text(data, "city", max_length=45, strict=True)
+    text(data, "postal_code", required=False, max_length=10, strict=True)
+    text(data, "country", max_length=3, strict=True)
+    time_zone = text(data, "time_zone", required=False, max_length=255, strict=True)
+    if time_zone and not time_zone_valid(time_zone):
+        raise Invalid("time_zone: an IANA time zone is required, e.g. Europe/Amsterdam")
     evses = data.get("evses")
     if evses is not None and not isinstance(evses, list):
         raise Invalid("evses: a list is required")
@@ -313,9 +351,15 @@ def check_location(data) -> dict:
 
 def check_tariff(data) -> dict:
     data = _object(data, "tariff")
-    text(data, "id", max_length=36)
-    text(data, "currency", max_length=3)
-    text(data, "type", required=False, max_length=30)
+    ci_string(data, "id", max_length=36)
+    text(data, "currency", max_length=3, strict=True)
+    text(data, "type", required=False, max_length=30, strict=True)
+    names = data.get("tariff_alt_text")
+    if names is not None and not (
+        isinstance(names, list)
+        and all(isinstance(n, dict) and isinstance(n.get("text"), str) for n in names)
+    ):
+        raise Invalid("tariff_alt_text: a list of {language, text} objects is required")
     moment(
         data, "last_updated", required=False
     )  # required by the spec, missing in its own PUT example

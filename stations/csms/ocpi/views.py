@@ -13,6 +13,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.csrf import csrf_exempt
 
@@ -57,6 +58,9 @@ def ocpi_view(methods: tuple[str, ...], *, states=(OcpiConnection.State.CONNECTE
                 ).first()
                 if connection:
                     break
+            if connection is not None and connection.token_a_expired(timezone.now()):
+                log.warning("ocpi: expired or revoked Token A of %s presented", connection.name)
+                connection = None
             if connection is None:
                 answer = envelope.error(
                     envelope.CLIENT_ERROR, "Unknown or missing token.", http_status=401
@@ -161,12 +165,13 @@ def credentials_endpoint(request, connection):
     except CsmsError as exc:
         log.warning("ocpi registration of %s failed: %s", connection.name, exc)
         OcpiConnection.objects.filter(pk=connection.pk).update(last_error=str(exc)[:300])
-        code = (
-            envelope.UNSUPPORTED_VERSION
-            if "not 2.2.1" in str(exc)
-            else envelope.CLIENT_API_UNUSABLE
-        )
-        return envelope.error(code, f"Could not use your OCPI platform: {exc}")
+        # A fixed text: the caller chose the URL, so nothing about what it answered (or whether
+        # anything answered) goes back to it.
+        if "not 2.2.1" in str(exc):
+            return envelope.error(
+                envelope.UNSUPPORTED_VERSION, "Your versions do not include OCPI 2.2.1."
+            )
+        return envelope.error(envelope.CLIENT_API_UNUSABLE, "Could not use your OCPI platform.")
     return envelope.response(credentials.our_credentials(connection))
 
 

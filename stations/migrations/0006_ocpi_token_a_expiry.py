@@ -1,0 +1,15 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("stations", "0005_stickers_scans_tariff_periods"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="ocpiconnection",
+            name="token_a_expires_at",
+            field=models.DateTimeField(blank=True, editable=False, null=True),
+        ),
+    ]
