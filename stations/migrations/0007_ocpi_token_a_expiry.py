@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("stations", "0005_stickers_scans_tariff_periods"),
+        ("stations", "0006_scan_clients"),
     ]
 
     operations = [
