@@ -182,7 +182,8 @@ STRIPE_JS_URL = env.str(
 STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
 
 # Content-Security-Policy (django-csp): our own origin, plus Stripe's (or the localstripe serving
-# the shim) for scripts, frames and connections. No inline scripts or styles anywhere.
+# the shim) for scripts, frames and connections. No inline scripts or styles anywhere, so no nonces.
+# A CAPTCHA (TURNSTILE_*), when on, passes its origin as directives(..., extra_script=[origin]).
 CONTENT_SECURITY_POLICY = {"DIRECTIVES": content_policy.directives(STRIPE_JS_URL, STRIPE_API_BASE)}
 # Permissions-Policy: Payment Request (Apple Pay, Google Pay) for us and Stripe's frames only.
 PERMISSIONS_POLICY = content_policy.permissions_policy(STRIPE_JS_URL)
