@@ -373,3 +373,37 @@ def test_checkout_fits_a_360_px_phone(stack, browser, evse_id):
         expect(page.get_by_text(evse_id, exact=True)).to_be_in_viewport()
     finally:
         context.close()
+
+
+def test_staff_work_in_the_admin_within_the_csp(stack, page):
+    """Django's admin scripts (filters, actions, inlines, widgets) run under the same policy."""
+    password = "admin-pw-for-the-test-stack-only"
+    stack.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; "
+        f"User.objects.filter(username='csp-admin').exists() or User.objects.create_superuser("
+        f"'csp-admin', password='{password}')",
+    )
+    page.goto(stack.url("/admin/login/"))
+    page.get_by_label("Username").fill("csp-admin")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(
+        page.get_by_role("link", name="Log out").or_(page.get_by_role("button", name="Log out"))
+    ).to_be_visible()
+    for path in (
+        "/admin/stations/evse/",
+        "/admin/stations/evse/1/change/",
+        "/admin/stations/location/import/",
+        "/admin/checkout/chargingsession/",
+        "/admin/stations/tariff/add/",
+    ):
+        response = page.goto(stack.url(path))
+        assert response.status == 200, path
+        assert "script-src 'self'" in response.headers["content-security-policy"], path
+    # The action bar is driven by admin/js/actions.js: selecting a row counts it.
+    page.goto(stack.url("/admin/stations/evse/"))
+    page.locator("input.action-select").first.check()
+    expect(page.locator(".action-counter")).to_contain_text("1 of")
+    assert page.csp_violations == []
