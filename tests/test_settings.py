@@ -64,7 +64,6 @@ def test_production_passes_the_deploy_check():
         if ("(security." in line or "(directpay." in line) and "W021" not in line
     ]
     assert problems == [], reported(result)
-    assert result.returncode != 0 or "no issues" in reported(result)
 
 
 def test_production_refuses_to_start_without_its_secrets():
