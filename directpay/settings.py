@@ -5,9 +5,12 @@ SQLite, an embedded Celery broker (kombu's filesystem transport), localstripe, t
 Production sets the variables README.md lists.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+
+from directpay import content_policy
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -31,12 +34,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
+    "directpay.apps.DirectpayConfig",
     "stations",
     "checkout",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "directpay.headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -45,6 +52,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "directpay.urls"
@@ -101,7 +110,28 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if not DEBUG else None
 # Drivers pay here: HTTPS only in production (set SECURE_SSL_REDIRECT=false if a proxy redirects).
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 3600)
+# One year, subdomains included: a driver's phone never tries plain HTTP again once it has paid here.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+
+# Staff sessions (drivers have none: their checkout is in the URL). Short, so a forgotten admin
+# tab on a shared computer does not stay signed in for the default two weeks.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+
+# Admin login throttling (django-axes): after AXES_FAILURE_LIMIT failures for one username from
+# one address, that pair waits AXES_COOLOFF_MINUTES. Per pair, so a guesser cannot lock a real
+# member of staff out from elsewhere.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The same client address as every other limit (REMOTE_ADDR, or TRUSTED_PROXY_COUNT into X-Forwarded-For).
+AXES_CLIENT_IP_CALLABLE = "directpay.clients.client_ip"
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
@@ -136,10 +166,16 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
 
 # Stripe. Defaults point at a localstripe started by `make run` (any key works there).
-STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_localstripe")
-STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_localstripe")
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="whsec_localstripe")
-STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="http://127.0.0.1:8420")
+# With DEBUG=false there are no stand-ins: unset means empty, which directpay/checks.py refuses
+# (and an empty STRIPE_API_BASE means the real Stripe).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_localstripe" if DEBUG else "")
+STRIPE_PUBLISHABLE_KEY = env.str(
+    "STRIPE_PUBLISHABLE_KEY", default="pk_test_localstripe" if DEBUG else ""
+)
+STRIPE_WEBHOOK_SECRET = env.str(
+    "STRIPE_WEBHOOK_SECRET", default="whsec_localstripe" if DEBUG else ""
+)
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="http://127.0.0.1:8420" if DEBUG else "")
 # The browser talks to Stripe.js in production, to localstripe's shim when STRIPE_API_BASE is set.
 STRIPE_JS_URL = env.str(
     "STRIPE_JS_URL",
@@ -148,6 +184,13 @@ STRIPE_JS_URL = env.str(
     else "https://js.stripe.com/v3/",
 )
 STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
+
+# Content-Security-Policy (django-csp): our own origin, plus Stripe's (or the localstripe serving
+# the shim) for scripts, frames and connections. No inline scripts or styles anywhere, so no nonces.
+# A CAPTCHA (TURNSTILE_*), when on, passes its origin as directives(..., extra_script=[origin]).
+CONTENT_SECURITY_POLICY = {"DIRECTIVES": content_policy.directives(STRIPE_JS_URL, STRIPE_API_BASE)}
+# Permissions-Policy: Payment Request (Apple Pay, Google Pay) for us and Stripe's frames only.
+PERMISSIONS_POLICY = content_policy.permissions_policy(STRIPE_JS_URL)
 
 # Charging-station management system.
 CSMS_BACKEND = env.str("CSMS_BACKEND", default="simulator")

@@ -185,6 +185,7 @@ class OcpiConnectionAdmin(admin.ModelAdmin):
             return ["name", "versions_url", "token_a", "raw_token", "operator"]
         return ["name", "versions_url", "raw_token", "operator", *self.readonly_fields]
 
+    # It changes locations, EVSEs and tariffs from the CPO's data: for who may change the connection.
     @admin.action(description="Pull locations and tariffs now", permissions=["change"])
     def sync_now(self, request, queryset):
         # Queued, not run here: a large network takes longer than a request may.

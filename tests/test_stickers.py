@@ -309,8 +309,7 @@ def test_a_current_batch_can_be_downloaded_again_without_voiding(location, admin
         )
         == [1] * 3
     )
-    User.objects.create_user("viewer", password="pw", is_staff=True)
-    client.login(username="viewer", password="pw")
+    client.force_login(User.objects.create_user("viewer", is_staff=True))
     assert client.get(url).status_code == 403
     # A later print voids it: no more downloads of stickers that would not scan.
     stickers.print_batch_create(
