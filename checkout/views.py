@@ -60,6 +60,8 @@ def scan(request, code):
         "operator": operator,
         "connector": connector,
         "tariff": tariff,
+        # What Pay checks: the content of the price shown here, not the tariff's row.
+        "price_digest": tariff.price_digest,
         "price_lines": tariffs.price_lines(tariff.ocpi),
         "currency": tariff.currency,
         "holds": [(amount, Decimal(amount) / 100) for amount in operator.hold_amounts],
@@ -100,7 +102,7 @@ def pay(request, code):
                 email=form.cleaned_data["email"],
                 language=get_language() or "en",
                 attempt=form.cleaned_data["attempt"] or None,
-                tariff_shown=form.cleaned_data["tariff"],
+                price_shown=form.cleaned_data["price"],
             )
             payment = services.payment_authorize(
                 session_id=session.pk, payment_method_id=form.cleaned_data["payment_method"]
