@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from stations import qr, scans, tariffs
 from stations.models import Evse
 
-from . import selectors, services
+from . import payer, selectors, services
 from .forms import PayForm
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
@@ -121,7 +121,13 @@ def pay(request, code):
             status=503,
             held=True,
         )
-    return _payment_response(session, payment)
+    return _answer_payer(session, payment)
+
+
+def _answer_payer(session, payment):
+    """The answer to the browser that paid: it alone gets the cookie that lets it stop the charge."""
+    response = _payment_response(session, payment)
+    return payer.grant(response, session) if response.status_code == 200 else response
 
 
 def _payment_response(session, payment):
@@ -163,6 +169,12 @@ def confirm(request, public_id):
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
+    if not payer.is_payer(request, session):
+        # Only the browser that pressed Pay may finish (or, by not finishing, abandon) its checkout.
+        return _error(
+            "This payment was started in another browser. Nothing has been charged here.",
+            status=403,
+        )
     try:
         with services.acting_as("driver"):
             payment = services.payment_refresh(session_id=session.pk)
@@ -180,7 +192,7 @@ def confirm(request, public_id):
                 session_id=session.pk, reason="Card authentication was not completed."
             )
         payment.refresh_from_db()
-    return _payment_response(session, payment)
+    return _answer_payer(session, payment)
 
 
 def _duration(session) -> str:
@@ -192,7 +204,7 @@ def _duration(session) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
-def _status_context(session):
+def _status_context(session, *, is_payer=False):
     payment = session.payment
     receipt = getattr(payment, "receipt", None)
     return {
@@ -207,7 +219,9 @@ def _status_context(session):
         "refunded": Decimal(payment.amount_refunded) / 100,
         # Nothing more will change for the driver: no need to keep polling.
         "settled": receipt is not None or payment.status in (P.CANCELED, P.FAILED),
-        "can_stop": session.status == S.CHARGING,
+        "charging": session.status == S.CHARGING,
+        # Stop needs the browser that paid; others see how to stop at the charger instead.
+        "can_stop": session.status == S.CHARGING and is_payer,
     }
 
 
@@ -216,7 +230,11 @@ def status(request, public_id):
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
-    return render(request, "checkout/status.html", _status_context(session))
+    return render(
+        request,
+        "checkout/status.html",
+        _status_context(session, is_payer=payer.is_payer(request, session)),
+    )
 
 
 @require_GET
@@ -245,6 +263,9 @@ def stop(request, public_id):
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
+    if not payer.is_payer(request, session):
+        # Anyone may know the status URL; only the payer's browser (or staff, or the charger) stops.
+        return render(request, "checkout/stop_refused.html", {"session": session}, status=403)
     with services.acting_as("driver"):
         services.session_request_stop(session_id=session.pk)
     return redirect("checkout:status", public_id=session.public_id)
