@@ -4,7 +4,15 @@ from django import forms
 class PayForm(forms.Form):
     connector = forms.IntegerField(min_value=1)
     hold_amount = forms.IntegerField(min_value=1)
-    tariff = forms.IntegerField(min_value=1, required=False)  # the tariff the page showed
+    # The digest of the price the page showed (stations.tariffs.price_digest). Required: a page
+    # from before it existed, or a request made without a page, is asked to reload.
+    price = forms.RegexField(
+        regex=r"^[0-9a-f]{32}$",
+        error_messages={
+            "invalid": "This page is out of date. Reload it to see the current price.",
+            "required": "This page is out of date. Reload it to see the current price.",
+        },
+    )
     # The browser's id for one press of Pay, so the same press arriving twice opens one session.
     attempt = forms.RegexField(regex=r"^[A-Za-z0-9-]{8,64}$", required=False)
     email = forms.EmailField(required=False, max_length=254)

@@ -36,6 +36,7 @@ from stations.models import Connector, Evse
 
 from . import payments, tasks
 from .models import ChargingSession, Payment
+from .selectors import authentication_overdue
 from .states import PaymentStatus as P
 from .states import SessionStatus as S
 from .transitions import (
@@ -107,6 +108,13 @@ def flag_task_failure(subject: str, key, message: str) -> None:
 # --- checkout -----------------------------------------------------------------------------------
 
 
+PRICE_CHANGED = (
+    "The price changed since this page was loaded. Reload to see the new price. "
+    "Nothing has been charged."
+)
+AUTHENTICATION_EXPIRED = "This checkout expired before card authentication was completed."
+
+
 def session_create(
     *,
     evse: Evse,
@@ -115,22 +123,34 @@ def session_create(
     email: str = "",
     language: str = "en",
     attempt: str | None = None,
-    tariff_shown: int | None = None,
+    price_shown: str | None = None,
 ) -> ChargingSession:
     """Open a purchase for an EVSE. Refuses an EVSE that is busy, out of order or already paid for.
 
     `attempt` is the browser's id for one press of Pay: the same press sent twice (a double tap,
     a resent request) finds the session the first one opened instead of being refused.
-    `tariff_shown` is the tariff the page showed: if a planned price change took effect since, the
-    driver is asked to look at the new price rather than charged one not seen.
+    `price_shown` is the digest of the price the page showed (stations.tariffs.price_digest): if
+    the price differs now (an edit, an import, a CPO's update, a planned change taking effect),
+    the driver is asked to reload rather than charged a price not seen. The driver's page always
+    sends it; None is for callers that showed no price (tests, staff tools).
     """
+    if attempt:
+        # The same press again: it gets the first one's session (and answer), even if the price or
+        # the charger changed in between; that press was checked when it arrived.
+        same = ChargingSession.objects.filter(checkout_attempt=attempt, evse=evse).first()
+        if same is not None:
+            return same
     operator = evse.location.operator
-    tariff = connector.tariff_at(timezone.now())
-    if tariff_shown is not None and tariff_shown != tariff.pk:
-        raise CheckoutError(
-            "The price of this charger has just changed. Please reload the page to see the new "
-            "price. Nothing has been charged."
-        )
+    now = timezone.now()
+    # One fresh read of the price: the digest is checked against it and the session keeps exactly
+    # this content, whatever the row says a moment later.
+    tariff = (
+        Connector.objects.select_related("tariff__operator").get(pk=connector.pk).tariff_at(now)
+    )
+    priced, currency = tariff.ocpi, tariff.currency
+    digest = tariffs.price_digest(priced, currency)
+    if price_shown is not None and price_shown != digest:
+        raise CheckoutError(PRICE_CHANGED)
     if connector.evse_id != evse.pk:
         raise CheckoutError(
             "That connector does not belong to this charger. Nothing has been charged."
@@ -139,22 +159,32 @@ def session_create(
         raise CheckoutError("Please choose one of the amounts offered. Nothing has been charged.")
     if evse.status != Evse.Status.AVAILABLE:
         raise CheckoutError("This charger is not available right now. Nothing has been charged.")
+    # A checkout left waiting for 3-D Secure past its limit must not make this driver wait for
+    # the sweep: fail it now (its hold is released as usual), then this one may take the EVSE.
+    for stale in ChargingSession.objects.filter(authentication_overdue(now), evse=evse).values_list(
+        "pk", flat=True
+    ):
+        session_expire_authentication(session_id=stale, now=now)
     try:
         with transaction.atomic():
             session = ChargingSession.objects.create(
                 evse=evse,
                 connector=connector,
-                tariff_snapshot=tariff.ocpi,
+                tariff_snapshot=priced,
                 time_zone=evse.location.time_zone,
                 email=email,
                 language=language,
                 csms_reference=f"DP{uuid.uuid4().hex[:22].upper()}",
                 checkout_attempt=attempt or None,
             )
-            Payment.objects.create(
-                session=session, currency=tariff.currency, amount_held=hold_amount
+            Payment.objects.create(session=session, currency=currency, amount_held=hold_amount)
+            record_event(
+                session,
+                "created",
+                to_status=S.CREATED,
+                amount=hold_amount,
+                message=f"price {digest}",
             )
-            record_event(session, "created", to_status=S.CREATED, amount=hold_amount)
     except IntegrityError:
         same = (
             ChargingSession.objects.filter(checkout_attempt=attempt, evse=evse).first()
@@ -240,13 +270,20 @@ def payment_refresh(*, session_id: int) -> Payment:
     with transaction.atomic():
         session = lock_session(pk=session_id)
         payment = lock_payment(session=session)
+        expired = session.status == S.FAILED
         if (
-            payment.status not in (P.PENDING, P.REQUIRES_ACTION)
-            or not payment.stripe_payment_intent_id
+            not expired
+            and payment.status in (P.PENDING, P.REQUIRES_ACTION)
+            and payment.stripe_payment_intent_id
         ):
-            return payment
-        state = payments.retrieve(payment.stripe_payment_intent_id)
-        _apply_intent(session, payment, state)
+            state = payments.retrieve(payment.stripe_payment_intent_id)
+            _apply_intent(session, payment, state)
+    if expired and payment.status in (P.PENDING, P.REQUIRES_ACTION):
+        # The checkout expired (or was abandoned) while the driver was still authenticating: it
+        # must not turn into a hold now. Release it before answering, so the answer can say
+        # truthfully that nothing is held (the queued cancel then finds it done).
+        payment_cancel(payment_id=payment.pk, reason=session.failure_reason)
+        payment.refresh_from_db()
     return payment
 
 
@@ -357,6 +394,31 @@ def start_overdue(now) -> Q:
     return Q(status=S.STARTING) & (
         Q(start_deadline__lte=now) | Q(start_deadline__isnull=True, start_requested_at__lte=waited)
     )
+
+
+def session_expire_authentication(*, session_id: int, now=None) -> bool:
+    """A checkout waited too long for 3-D Secure: fail it so the EVSE is free, release any hold.
+
+    Checked again under the row lock: a driver who completed authentication meanwhile keeps it.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        session = lock_session(pk=session_id)
+        if (
+            session is None
+            or not ChargingSession.objects.filter(
+                authentication_overdue(now), pk=session_id
+            ).exists()
+        ):
+            return False
+        record_event(
+            session,
+            "authentication_expired",
+            message=f"waited more than {settings.CHECKOUT_3DS_MINUTES} min for 3-D Secure",
+        )
+        set_session_status(session, S.FAILED, failure_reason=AUTHENTICATION_EXPIRED)
+        queue_on_commit(tasks.payment_cancel, session.payment.pk, AUTHENTICATION_EXPIRED)
+    return True
 
 
 def session_is_live(reference: str) -> bool:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from stations.csms.base import CsmsError
 
-from . import services, tasks
+from . import selectors, services, tasks
 from .models import ChargingSession, Payment
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
@@ -60,11 +60,24 @@ def start_timeouts(now=None) -> int:
 
 def abandoned_checkouts(now=None) -> int:
     """Checkouts nobody finished paying for (page closed, 3-D Secure abandoned): they block the EVSE."""
-    cutoff = (now or timezone.now()) - timedelta(minutes=settings.CHECKOUT_ABANDON_MINUTES)
+    now = now or timezone.now()
+    # Waiting for 3-D Secure: a short limit, or one unanswered request per charger blocks a network.
+    expired = sum(
+        _run(
+            f"session {pk}: 3-D Secure not completed in time",
+            services.session_expire_authentication,
+            session_id=pk,
+            now=now,
+        )
+        for pk in ChargingSession.objects.filter(selectors.authentication_overdue(now)).values_list(
+            "pk", flat=True
+        )
+    )
+    cutoff = now - timedelta(minutes=settings.CHECKOUT_ABANDON_MINUTES)
     ids = ChargingSession.objects.filter(
         status__in=[S.CREATED, S.AUTHORIZING], created_at__lte=cutoff
     ).values_list("pk", flat=True)
-    return sum(
+    return expired + sum(
         _run(
             f"session {pk}: checkout abandoned",
             services.session_fail,

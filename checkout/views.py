@@ -18,7 +18,7 @@ from directpay.clients import client_ip
 from stations import qr, scans, tariffs
 from stations.models import Evse
 
-from . import selectors, services
+from . import payer, selectors, services
 from .forms import PayForm
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
@@ -61,6 +61,8 @@ def scan(request, code):
         "operator": operator,
         "connector": connector,
         "tariff": tariff,
+        # What Pay checks: the content of the price shown here, not the tariff's row.
+        "price_digest": tariff.price_digest,
         "price_lines": tariffs.price_lines(tariff.ocpi),
         "currency": tariff.currency,
         "holds": [(amount, Decimal(amount) / 100) for amount in operator.hold_amounts],
@@ -101,7 +103,7 @@ def pay(request, code):
                 email=form.cleaned_data["email"],
                 language=get_language() or "en",
                 attempt=form.cleaned_data["attempt"] or None,
-                tariff_shown=form.cleaned_data["tariff"],
+                price_shown=form.cleaned_data["price"],
             )
             payment = services.payment_authorize(
                 session_id=session.pk, payment_method_id=form.cleaned_data["payment_method"]
@@ -120,7 +122,13 @@ def pay(request, code):
             status=503,
             held=True,
         )
-    return _payment_response(session, payment)
+    return _answer_payer(session, payment)
+
+
+def _answer_payer(session, payment):
+    """The answer to the browser that paid: it alone gets the cookie that lets it stop the charge."""
+    response = _payment_response(session, payment)
+    return payer.grant(response, session) if response.status_code == 200 else response
 
 
 def _payment_response(session, payment):
@@ -162,6 +170,12 @@ def confirm(request, public_id):
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
+    if not payer.is_payer(request, session):
+        # Only the browser that pressed Pay may finish (or, by not finishing, abandon) its checkout.
+        return _error(
+            "This payment was started in another browser. Nothing has been charged here.",
+            status=403,
+        )
     try:
         with services.acting_as("driver"):
             payment = services.payment_refresh(session_id=session.pk)
@@ -179,7 +193,7 @@ def confirm(request, public_id):
                 session_id=session.pk, reason="Card authentication was not completed."
             )
         payment.refresh_from_db()
-    return _payment_response(session, payment)
+    return _answer_payer(session, payment)
 
 
 def _duration(session) -> str:
@@ -191,7 +205,7 @@ def _duration(session) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
-def _status_context(session):
+def _status_context(session, *, is_payer=False):
     payment = session.payment
     receipt = getattr(payment, "receipt", None)
     return {
@@ -206,7 +220,9 @@ def _status_context(session):
         "refunded": Decimal(payment.amount_refunded) / 100,
         # Nothing more will change for the driver: no need to keep polling.
         "settled": receipt is not None or payment.status in (P.CANCELED, P.FAILED),
-        "can_stop": session.status == S.CHARGING,
+        "charging": session.status == S.CHARGING,
+        # Stop needs the browser that paid; others see how to stop at the charger instead.
+        "can_stop": session.status == S.CHARGING and is_payer,
     }
 
 
@@ -215,7 +231,11 @@ def status(request, public_id):
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
-    return render(request, "checkout/status.html", _status_context(session))
+    return render(
+        request,
+        "checkout/status.html",
+        _status_context(session, is_payer=payer.is_payer(request, session)),
+    )
 
 
 @require_GET
@@ -244,6 +264,9 @@ def stop(request, public_id):
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
+    if not payer.is_payer(request, session):
+        # Anyone may know the status URL; only the payer's browser (or staff, or the charger) stops.
+        return render(request, "checkout/stop_refused.html", {"session": session}, status=403)
     with services.acting_as("driver"):
         services.session_request_stop(session_id=session.pk)
     return redirect("checkout:status", public_id=session.public_id)

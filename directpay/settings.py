@@ -230,6 +230,13 @@ SIMULATOR_SPEEDUP = env.float("SIMULATOR_SPEEDUP", default=60.0)
 SIMULATOR_TICK_SECONDS = env.float("SIMULATOR_TICK_SECONDS", default=2.0)
 SIMULATOR_SLOW_START_SECONDS = env.float("SIMULATOR_SLOW_START_SECONDS", default=8.0)
 
+# Checkout integrity (issue 10). A checkout still waiting for 3-D Secure this long after Pay is
+# failed and its intent canceled, so an unanswered challenge cannot hold an EVSE for long.
+CHECKOUT_3DS_MINUTES = env.int("CHECKOUT_3DS_MINUTES", default=3)
+# The payer's browser gets a signed cookie on Pay (scoped to that session's URLs): only it may
+# press Stop on the status page. Kept past the longest hold (Stripe: 7 days).
+CHECKOUT_PAYER_COOKIE_DAYS = env.int("CHECKOUT_PAYER_COOKIE_DAYS", default=8)
+
 # QR stickers are signed with their own keys (newest first), never SECRET_KEY, so rotating
 # SECRET_KEY does not void printed stickers.
 QR_SIGNING_KEYS = env.list(

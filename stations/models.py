@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from .tariffs import TariffError, price_lines
+from .tariffs import TariffError, price_digest, price_lines
 
 
 class Operator(models.Model):
@@ -153,6 +153,11 @@ class Tariff(models.Model):
     @property
     def currency(self):
         return self.ocpi.get("currency") or self.operator.currency
+
+    @property
+    def price_digest(self) -> str:
+        """What the checkout page posts back and Pay checks: this price's content, not this row."""
+        return price_digest(self.ocpi, self.currency)
 
 
 class Evse(models.Model):

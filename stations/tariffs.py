@@ -51,14 +51,24 @@ contradicts itself):
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["PricedComponent", "Quote", "TariffError", "Usage", "price_lines", "quote"]
+__all__ = [
+    "PricedComponent",
+    "Quote",
+    "TariffError",
+    "Usage",
+    "price_digest",
+    "price_lines",
+    "quote",
+]
 
 ENERGY, TIME, PARKING_TIME, FLAT = "ENERGY", "TIME", "PARKING_TIME", "FLAT"
 # Display order (EU AFIR: energy price first).
@@ -696,3 +706,29 @@ def price_lines(tariff: dict) -> list[dict]:
             )
     lines.sort(key=lambda line: _ORDER[line["type"]])  # stable: element order kept per type
     return lines
+
+
+# What of a Tariff object prices a session (see _parse): the digest covers these and nothing else,
+# so a CPO re-sending a tariff with only a new `last_updated` does not send drivers back to reload.
+PRICED_FIELDS = ("currency", "elements", "min_price", "max_price")
+
+
+def price_digest(tariff: dict, currency: str) -> str:
+    """A short fingerprint of a price as a driver sees it: the tariff's priced fields (VAT is in
+    its price components) and the currency it is shown in.
+
+    A price is identified by its content, not by a database row: an edit, an import or a CPO's
+    update of the same row changes the digest, identical content keeps it. Canonical JSON (sorted
+    keys, no whitespace), so the same content always hashes the same.
+    """
+    content = (
+        {key: tariff.get(key) for key in PRICED_FIELDS} if isinstance(tariff, dict) else tariff
+    )
+    canonical = json.dumps(
+        {"tariff": content, "shown_in": currency},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        default=str,  # a Decimal in an object that was never saved as JSON
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

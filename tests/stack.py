@@ -553,6 +553,7 @@ class Driver:
         self.csrf = self.http.cookies["csrftoken"]
         self.connector = re.search(r'name="connector" value="(\d+)"', page.text)[1]
         self.holds = [int(v) for v in re.findall(r'name="hold_amount" value="(\d+)"', page.text)]
+        self.price = re.search(r'name="price" value="([0-9a-f]+)"', page.text)[1]
         self.status_url = None
 
     def pay(self, card=VISA, hold=None, email="", payment_method=None):
@@ -563,6 +564,7 @@ class Driver:
                 "connector": self.connector,
                 "hold_amount": str(hold or self.holds[0]),
                 "email": email,
+                "price": self.price,
                 "payment_method": payment_method or self.stack.localstripe.card_token(card),
             },
             headers={"X-CSRFToken": self.csrf},

@@ -59,6 +59,7 @@ def pay(client, localstripe, connector, *, card=VISA, hold=2000):
             "connector": connector.pk,
             "hold_amount": hold,
             "payment_method": localstripe.card_token(card),
+            "price": connector.tariff.price_digest,  # what its checkout page shows
         },
     )
     return response, ChargingSession.objects.filter(evse=connector.evse).order_by("-pk").first()
@@ -161,6 +162,7 @@ def test_the_same_press_arriving_again_gets_the_same_answer(
         "hold_amount": 2000,
         "payment_method": localstripe.card_token(VISA),
         "attempt": "press-0001",
+        "price": connector.tariff.price_digest,
     }
     url = reverse("checkout:pay", args=[qr.code_for(connector.evse)])
     first = client.post(url, data)

@@ -86,6 +86,7 @@ class World:
             "hold_amount": hold,
             "attempt": f"att-{self.rng.getrandbits(48):x}",
             "payment_method": self.localstripe.card_token(card),
+            "price": connector.tariff.price_digest,  # what its checkout page shows
         }
         url = reverse("checkout:pay", args=[qr.code_for(connector.evse)])
         self.maybe_fault()

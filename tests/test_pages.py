@@ -102,12 +102,21 @@ def test_rotated_keys_still_verify_old_stickers(dc, settings):
         qr.verify(old_code)
 
 
+def price_shown(html: str) -> str:
+    """The digest of the price a checkout page showed, as its form posts it back."""
+    return re.search(r'name="price" value="([0-9a-f]+)"', html)[1]
+
+
 def _pay(client, evse, stripe, card=VISA, **extra):
-    client.get(checkout_path(evse))
+    page = client.get(checkout_path(evse)).content.decode()
     data = {
         "connector": evse.connectors.get().pk,
         "hold_amount": 2000,
         "payment_method": stripe.card_token(card),
+        # A busy EVSE's page has no form: post what a page loaded a moment earlier showed.
+        "price": price_shown(page)
+        if 'name="price"' in page
+        else evse.connectors.get().tariff.price_digest,
     }
     data.update(extra)
     return client.post(reverse("checkout:pay", args=[qr.code_for(evse)]), data)
@@ -200,10 +209,8 @@ def test_status_page_charging_then_finished_with_receipt(
     client, connector, stripe, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        session = services.session_create(
-            evse=connector.evse, connector=connector, hold_amount=2000
-        )
-        services.payment_authorize(session_id=session.pk, payment_method_id=stripe.card_token(VISA))
+        assert _pay(client, connector.evse, stripe).status_code == 200  # this browser paid
+    session = ChargingSession.objects.get()
     ChargingSession.objects.filter(pk=session.pk).update(status=S.CHARGING)
     page = client.get(f"/s/{session.public_id}/").content.decode()
     assert "Charging" in page and "Stop charging" in page
@@ -303,15 +310,7 @@ def test_evse_in_use_shows_in_use_and_no_pay_form(
 
 
 def test_unknown_card_is_a_clear_decline(client, dc, stripe):
-    client.get(checkout_path(dc))
-    response = client.post(
-        reverse("checkout:pay", args=[qr.code_for(dc)]),
-        {
-            "connector": dc.connectors.get().pk,
-            "hold_amount": 2000,
-            "payment_method": "pm_doesnotexist",
-        },
-    )
+    response = _pay(client, dc, stripe, payment_method="pm_doesnotexist")
     assert response.status_code == 402
     assert "could not be used" in response.json()["message"]
     assert Payment.objects.get().status == P.FAILED
@@ -324,11 +323,16 @@ def test_stripe_unreachable_fails_cleanly_and_frees_the_evse(
 
     card = stripe.card_token(VISA)
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"  # nobody listens there
-    client.get(checkout_path(dc))
+    page = client.get(checkout_path(dc)).content.decode()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             reverse("checkout:pay", args=[qr.code_for(dc)]),
-            {"connector": dc.connectors.get().pk, "hold_amount": 2000, "payment_method": card},
+            {
+                "connector": dc.connectors.get().pk,
+                "hold_amount": 2000,
+                "payment_method": card,
+                "price": price_shown(page),
+            },
         )
     assert response.status_code == 503
     assert "Nothing will be charged" in response.json()["message"]

@@ -244,9 +244,9 @@ def test_the_page_and_the_session_use_the_tariff_in_force(
     later = old.valid_until + timedelta(minutes=1)
     monkeypatch.setattr(timezone, "now", lambda: later)
     page = client.get(reverse("checkout:scan", args=[qr.code_for(connector.evse)])).content.decode()
-    assert "1.21 EUR" in page and f'name="tariff" value="{new.pk}"' in page
+    assert "1.21 EUR" in page and f'name="price" value="{new.price_digest}"' in page
     session = services.session_create(
-        evse=connector.evse, connector=connector, hold_amount=2000, tariff_shown=new.pk
+        evse=connector.evse, connector=connector, hold_amount=2000, price_shown=new.price_digest
     )
     assert session.tariff_snapshot == new.ocpi
 
@@ -256,9 +256,9 @@ def test_a_price_change_between_page_and_pay_is_refused_not_charged(
 ):
     old, _ = price_change
     monkeypatch.setattr(timezone, "now", lambda: old.valid_until + timedelta(seconds=1))
-    with pytest.raises(services.CheckoutError, match="price of this charger has just changed"):
+    with pytest.raises(services.CheckoutError, match="price changed since this page was loaded"):
         services.session_create(
-            evse=connector.evse, connector=connector, hold_amount=2000, tariff_shown=old.pk
+            evse=connector.evse, connector=connector, hold_amount=2000, price_shown=old.price_digest
         )
 
 
