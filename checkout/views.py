@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from stations import qr, scans, tariffs
 from stations.models import Evse
 
-from . import selectors, services
+from . import pay_limits, selectors, services
 from .forms import PayForm
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
@@ -69,12 +69,34 @@ def scan(request, code):
         "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
         "stripe_mode": "localstripe" if settings.STRIPE_API_BASE else "stripe",
         "pay_url": reverse("checkout:pay", args=[code]),
+        "challenge_site_key": settings.PAY_CHALLENGE_SITE_KEY,
     }
     return render(request, "checkout/checkout.html", context)
 
 
 def _error(message, *, status=400, held=False):
     return JsonResponse({"ok": False, "message": message, "held": held}, status=status)
+
+
+def _refused(request, refusal):
+    """Pay over an abuse limit: nothing reached Stripe. JSON for checkout.js, a page for a plain form."""
+    if "text/html" in request.headers.get("Accept", ""):
+        response = render(
+            request, "checkout/too_many.html", {"refusal": refusal}, status=refusal.status
+        )
+    else:
+        response = JsonResponse(
+            {
+                "ok": False,
+                "message": refusal.message,
+                "held": False,
+                "retry_after": refusal.retry_after,
+            },
+            status=refusal.status,
+        )
+    if refusal.retry_after:
+        response["Retry-After"] = str(refusal.retry_after)
+    return response
 
 
 @require_POST
@@ -86,6 +108,11 @@ def pay(request, code):
     if not form.is_valid():
         first = next(iter(form.errors.values()))[0]
         return _error(f"{first} Nothing has been charged.")
+    refusal = pay_limits.pay_refusal(
+        request, evse=evse, payment_method_id=form.cleaned_data["payment_method"]
+    )
+    if refusal:
+        return _refused(request, refusal)
     connector = (
         evse.connectors.select_related("tariff").filter(pk=form.cleaned_data["connector"]).first()
     )
@@ -103,7 +130,9 @@ def pay(request, code):
                 tariff_shown=form.cleaned_data["tariff"],
             )
             payment = services.payment_authorize(
-                session_id=session.pk, payment_method_id=form.cleaned_data["payment_method"]
+                session_id=session.pk,
+                payment_method_id=form.cleaned_data["payment_method"],
+                radar_session=form.cleaned_data["radar_session"],
             )
     except services.CheckoutError as exc:
         return _error(str(exc), status=409)
@@ -125,8 +154,9 @@ def pay(request, code):
 def _payment_response(session, payment):
     status_url = reverse("checkout:status", args=[session.public_id])
     if payment.status == P.FAILED:
+        # Never the issuer's reason (a card tester's oracle): staff find it on the payment.
         return _error(
-            f"{payment.decline_message or 'Your card was declined.'} Nothing has been charged.",
+            "Your card was declined. Nothing has been charged. Try another card or payment method.",
             status=402,
         )
     session.refresh_from_db(fields=["status", "failure_reason"])

@@ -181,6 +181,30 @@ QR_SIGNING_KEYS = env.list(
     "QR_SIGNING_KEYS", default=["dev-only-qr-key"] if DEBUG else environ.Env.NOTSET
 )
 
+# Abuse limits on Pay (checkout/pay_limits.py), counted in the default cache: it must be shared by
+# every web process, so production sets CACHE_URL=redis://... The default (local memory) serves
+# `make run`, whose single runserver process is the only one that counts; no table or server needed.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# Off only for load tests and benches that pay many times from one address.
+RATELIMIT_ENABLE = env.bool("PAY_LIMITS_ENABLED", default=True)
+# django-ratelimit rates: "<count>/<period>" with s, m, h or d, e.g. "5/10m"; empty turns one off.
+PAY_RATE_PER_IP = env.str("PAY_RATE_PER_IP", default="5/10m")
+PAY_RATE_PER_EVSE = env.str("PAY_RATE_PER_EVSE", default="10/10m")
+PAY_RATE_PER_CARD = env.str("PAY_RATE_PER_CARD", default="5/h")
+# Declined payments an EVSE may see before Pay pauses there (and staff are asked to look).
+PAY_DECLINES_PER_EVSE = env.str("PAY_DECLINES_PER_EVSE", default="5/h")
+# Declines across all EVSEs that make a spike worth a staff look (a flag, not a limit).
+PAY_DECLINES_SPIKE_TOTAL = env.str("PAY_DECLINES_SPIKE_TOTAL", default="50/h")
+# Clients behind this many reverse proxies: the client is that many addresses from the right of
+# X-Forwarded-For (0: REMOTE_ADDR, the right value when gunicorn faces the internet).
+PAY_TRUSTED_PROXIES = env.int("PAY_TRUSTED_PROXIES", default=0)
+RATELIMIT_IP_META_KEY = "checkout.pay_limits.client_ip"
+# A cache outage must not stop every driver paying: counting fails open (and is logged).
+RATELIMIT_FAIL_OPEN = True
+# An optional human check on Pay (Cloudflare Turnstile); off unless both keys are set.
+PAY_CHALLENGE_SITE_KEY = env.str("PAY_CHALLENGE_SITE_KEY", default="")
+PAY_CHALLENGE_SECRET_KEY = env.str("PAY_CHALLENGE_SECRET_KEY", default="")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
