@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core import checks
 from django_ratelimit.core import get_usage
 
 from . import pay_challenge, payments
@@ -43,6 +44,29 @@ class Refusal:
             "Too many payment attempts. Nothing has been charged. "
             f"Please try again in {minutes} {unit}."
         )
+
+
+# Caches whose counters each process keeps to itself (or not at all): limits per process are no limits.
+NOT_SHARED = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+@checks.register(checks.Tags.caches)
+def check_shared_cache(app_configs=None, **kwargs):
+    """Production fails closed: Pay's limits need a cache every web process shares (CACHE_URL)."""
+    backend = settings.CACHES["default"]["BACKEND"]
+    if settings.DEBUG or not settings.RATELIMIT_ENABLE or backend not in NOT_SHARED:
+        return []
+    return [
+        checks.Error(
+            f"the default cache ({backend}) is not shared by the web processes, so the abuse "
+            "limits on Pay would count per process",
+            hint="Set CACHE_URL, e.g. redis://host:6379/1",
+            id="pay_limits.E001",
+        )
+    ]
 
 
 def client_ip(request) -> str:

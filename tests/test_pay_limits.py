@@ -191,3 +191,16 @@ def test_client_address_behind_trusted_proxies(rf, settings):
     assert pay_limits.client_ip(request) == "10.0.0.1"  # a client's own header is not believed
     settings.PAY_TRUSTED_PROXIES = 1
     assert pay_limits.client_ip(request) == "203.0.113.5"
+
+
+def test_production_needs_a_shared_cache(settings):
+    settings.DEBUG = False
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert [e.id for e in pay_limits.check_shared_cache()] == ["pay_limits.E001"]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/1",
+        }
+    }
+    assert pay_limits.check_shared_cache() == []
