@@ -1,4 +1,4 @@
-"""An optional human check on Pay (Cloudflare Turnstile), off unless PAY_CHALLENGE_SECRET_KEY is set.
+"""An optional human check on Pay (Cloudflare Turnstile), off unless both PAY_CHALLENGE_* keys are set.
 
 A hook more than a feature: the page shows the widget when PAY_CHALLENGE_SITE_KEY is set, and
 `passed` asks Cloudflare about the token the widget put in the form. Tests replace `verify` with a
@@ -19,7 +19,8 @@ FIELD = "cf-turnstile-response"  # the form field Turnstile's widget fills in
 
 
 def enabled() -> bool:
-    return bool(settings.PAY_CHALLENGE_SECRET_KEY)
+    # Both keys or none: a secret without the widget on the page would refuse every driver.
+    return bool(settings.PAY_CHALLENGE_SECRET_KEY and settings.PAY_CHALLENGE_SITE_KEY)
 
 
 def verify(token: str, remote_ip: str) -> bool:

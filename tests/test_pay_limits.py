@@ -146,7 +146,11 @@ def test_a_failing_cache_lets_drivers_pay(client, evses, stripe, settings, monke
 
 
 def test_challenge_is_checked_by_the_replaceable_hook(client, evses, stripe, settings, monkeypatch):
-    settings.PAY_CHALLENGE_SECRET_KEY = "test-secret"
+    settings.PAY_CHALLENGE_SECRET_KEY, settings.PAY_CHALLENGE_SITE_KEY = "test-secret", "site"
+    assert (
+        'class="cf-turnstile" data-sitekey="site"'
+        in client.get(reverse("checkout:scan", args=[qr.code_for(evses[0])])).content.decode()
+    )
     seen = []
     monkeypatch.setattr(pay_challenge, "verify", lambda token, ip: seen.append(token) or False)
     response = pay(client, evses[0], stripe, card=VISA)
