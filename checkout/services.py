@@ -240,10 +240,11 @@ def _declined(session: ChargingSession, payment: Payment, reason: str) -> Paymen
     """The card was refused. The driver is told only that (telling why helps card testers); the
     issuer's reason stays in the audit trail and on the payment for staff."""
     set_session_status(session, S.FAILED, failure_reason=DECLINED)
-    set_payment_status(payment, P.FAILED, message=reason, decline_message=reason)
-    spike = pay_limits.decline_counted(evse=session.evse)
-    if spike:
-        flag_attention(session, spike)
+    if set_payment_status(payment, P.FAILED, message=reason, decline_message=reason):
+        # Counted once per payment, however often the same decline is reported.
+        spike = pay_limits.decline_counted(evse=session.evse)
+        if spike:
+            flag_attention(session, spike)
     return payment
 
 
