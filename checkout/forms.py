@@ -16,6 +16,8 @@ class PayForm(forms.Form):
     # The browser's id for one press of Pay, so the same press arriving twice opens one session.
     attempt = forms.RegexField(regex=r"^[A-Za-z0-9-]{8,64}$", required=False)
     email = forms.EmailField(required=False, max_length=254)
+    # Stripe.js's Radar Session (createRadarSession), passed on to Stripe when the browser has one.
+    radar_session = forms.RegexField(regex=r"^rse_[A-Za-z0-9_]{1,200}$", required=False)
     payment_method = forms.RegexField(
         regex=r"^(pm|card)_[A-Za-z0-9_]{1,200}$",
         error_messages={

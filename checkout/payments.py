@@ -95,6 +95,24 @@ def _call(fn, *args, bad_card_on_404: bool = False, **kwargs):
         raise PaymentGatewayError(str(exc) or exc.__class__.__name__) from exc
 
 
+@lru_cache(maxsize=256)
+def _payment_method(payment_method_id: str) -> dict:
+    """A PaymentMethod (or legacy Card). Its card details never change, so the read the abuse limits
+    make before the intent (the fingerprint) also serves the brand and last 4 after it."""
+    return _call(client().v1.payment_methods.retrieve, payment_method_id).to_dict()
+
+
+def card_fingerprint(payment_method_id: str) -> str:
+    """The card's fingerprint (the same card number gives the same one), or '' where there is none:
+    a wallet token without one, an unknown id, or Stripe not answering (create then says why)."""
+    try:
+        pm = _payment_method(payment_method_id)
+    except (PaymentDeclined, PaymentGatewayError):
+        return ""
+    card = pm if pm.get("object") == "card" else (pm.get("card") or {})
+    return card.get("fingerprint") or ""
+
+
 def _state(obj, *, card: bool = True) -> IntentState:
     """Our view of a PaymentIntent. `card=False` skips looking up the card (brand, last 4, wallet),
     which only matters while authorising: a capture or cancel then costs one Stripe call, not two."""
@@ -102,7 +120,7 @@ def _state(obj, *, card: bool = True) -> IntentState:
     capture_before = None
     pm = pi.get("payment_method") if card else None
     if isinstance(pm, str) and pm:
-        pm = _call(client().v1.payment_methods.retrieve, pm).to_dict()
+        pm = _payment_method(pm)
     pm = pm or {}
     # A PaymentMethod nests the card; a legacy Card object (card_...) is the card.
     card = pm if pm.get("object") == "card" else (pm.get("card") or {})
@@ -132,19 +150,30 @@ def _state(obj, *, card: bool = True) -> IntentState:
 
 
 def create(
-    *, amount: int, currency: str, payment_method: str, metadata: dict, idempotency_key: str
+    *,
+    amount: int,
+    currency: str,
+    payment_method: str,
+    metadata: dict,
+    idempotency_key: str,
+    radar_session: str = "",
 ) -> IntentState:
-    """Create a PaymentIntent that will only hold the amount. Nothing is held until confirm()."""
+    """Create a PaymentIntent that will only hold the amount. Nothing is held until confirm().
+
+    `radar_session`: Stripe.js's snapshot of the browser (createRadarSession), for Radar's scoring."""
+    params = {
+        "amount": amount,
+        "currency": currency.lower(),
+        "payment_method": payment_method,
+        "capture_method": "manual",
+        "metadata": metadata,
+        "payment_method_types": ["card"],  # cards, Apple Pay and Google Pay
+    }
+    if radar_session and not settings.STRIPE_API_BASE:
+        params["radar_options"] = {"session": radar_session}  # localstripe refuses the parameter
     pi = _call(
         client().v1.payment_intents.create,
-        params={
-            "amount": amount,
-            "currency": currency.lower(),
-            "payment_method": payment_method,
-            "capture_method": "manual",
-            "metadata": metadata,
-            "payment_method_types": ["card"],  # cards, Apple Pay and Google Pay
-        },
+        params=params,
         options={"idempotency_key": idempotency_key},
         bad_card_on_404=True,  # the only thing create refers to that can be missing is the payment method
     )

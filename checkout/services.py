@@ -34,7 +34,7 @@ from stations.csms.base import (
 )
 from stations.models import Connector, Evse
 
-from . import payments, tasks
+from . import pay_limits, payments, tasks
 from .models import ChargingSession, Payment
 from .selectors import authentication_overdue
 from .states import PaymentStatus as P
@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 
 class CheckoutError(Exception):
     """A request we refuse; the message is for the driver, and nothing was held."""
+
+
+# What a driver is told of any decline (the session's failure_reason); staff see the real reason.
+DECLINED = "Your card was declined."
 
 
 def _cents(amount: Decimal) -> int:
@@ -199,7 +203,9 @@ def session_create(
     return session
 
 
-def payment_authorize(*, session_id: int, payment_method_id: str) -> Payment:
+def payment_authorize(
+    *, session_id: int, payment_method_id: str, radar_session: str = ""
+) -> Payment:
     """Hold the amount on the driver's card (server-side confirmation, manual capture).
 
     Two steps, each committed: create the PaymentIntent and remember its id, then confirm it.
@@ -221,9 +227,10 @@ def payment_authorize(*, session_id: int, payment_method_id: str) -> Payment:
                     payment_method=payment_method_id,
                     metadata={"session": str(session.public_id), "evse_id": session.evse.evse_id},
                     idempotency_key=f"payment-{payment.pk}-create",
+                    radar_session=radar_session,
                 )
             except payments.PaymentDeclined as exc:
-                return _declined(session, payment, exc)
+                return _declined(session, payment, str(exc))
             # An intent that is only created holds nothing; from here on, a confirm may be in flight.
             payment.stripe_payment_intent_id = state.id
             payment.client_secret = state.client_secret
@@ -253,15 +260,21 @@ def payment_authorize(*, session_id: int, payment_method_id: str) -> Payment:
                 )
             except payments.PaymentDeclined as exc:
                 payment.write_in_flight = ""
-                return _declined(session, payment, exc)
+                return _declined(session, payment, str(exc))
         payment.write_in_flight = ""
         _apply_intent(session, payment, state)
     return payment
 
 
-def _declined(session: ChargingSession, payment: Payment, exc: payments.PaymentDeclined) -> Payment:
-    set_session_status(session, S.FAILED, failure_reason=f"Payment declined: {exc}")
-    set_payment_status(payment, P.FAILED, message=str(exc), decline_message=str(exc))
+def _declined(session: ChargingSession, payment: Payment, reason: str) -> Payment:
+    """The card was refused. The driver is told only that (telling why helps card testers); the
+    issuer's reason stays in the audit trail and on the payment for staff."""
+    set_session_status(session, S.FAILED, failure_reason=DECLINED)
+    if set_payment_status(payment, P.FAILED, message=reason, decline_message=reason):
+        # Counted once per payment, however often the same decline is reported.
+        spike = pay_limits.decline_counted(evse=session.evse)
+        if spike:
+            flag_attention(session, spike)
     return payment
 
 
@@ -304,9 +317,7 @@ def _apply_intent(session: ChargingSession, payment: Payment, state: payments.In
     elif state.status in ("requires_action", "requires_confirmation", "processing"):
         set_payment_status(payment, P.REQUIRES_ACTION)
     elif state.status == "requires_payment_method":
-        message = state.error_message or "The payment was not authorised."
-        set_payment_status(payment, P.FAILED, message=message, decline_message=message)
-        set_session_status(session, S.FAILED, failure_reason=f"Payment not authorised: {message}")
+        _declined(session, payment, state.error_message or "The payment was not authorised.")
     elif state.status == "canceled":
         set_payment_status(payment, P.CANCELED, message="canceled at Stripe")
         set_session_status(session, S.FAILED, failure_reason="The payment was canceled.")

@@ -18,7 +18,7 @@ from directpay.clients import client_ip
 from stations import qr, scans, tariffs
 from stations.models import Evse
 
-from . import payer, selectors, services
+from . import pay_limits, payer, selectors, services
 from .forms import PayForm
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
@@ -72,12 +72,34 @@ def scan(request, code):
         "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
         "stripe_mode": "localstripe" if settings.STRIPE_API_BASE else "stripe",
         "pay_url": reverse("checkout:pay", args=[code]),
+        "challenge_site_key": settings.PAY_CHALLENGE_SITE_KEY,
     }
     return render(request, "checkout/checkout.html", context)
 
 
 def _error(message, *, status=400, held=False):
     return JsonResponse({"ok": False, "message": message, "held": held}, status=status)
+
+
+def _refused(request, refusal):
+    """Pay over an abuse limit: nothing reached Stripe. JSON for checkout.js, a page for a plain form."""
+    if "text/html" in request.headers.get("Accept", ""):
+        response = render(
+            request, "checkout/too_many.html", {"refusal": refusal}, status=refusal.status
+        )
+    else:
+        response = JsonResponse(
+            {
+                "ok": False,
+                "message": refusal.message,
+                "held": False,
+                "retry_after": refusal.retry_after,
+            },
+            status=refusal.status,
+        )
+    if refusal.retry_after:
+        response["Retry-After"] = str(refusal.retry_after)
+    return response
 
 
 @require_POST
@@ -89,6 +111,11 @@ def pay(request, code):
     if not form.is_valid():
         first = next(iter(form.errors.values()))[0]
         return _error(f"{first} Nothing has been charged.")
+    refusal = pay_limits.pay_refusal(
+        request, evse=evse, payment_method_id=form.cleaned_data["payment_method"]
+    )
+    if refusal:
+        return _refused(request, refusal)
     connector = (
         evse.connectors.select_related("tariff").filter(pk=form.cleaned_data["connector"]).first()
     )
@@ -106,7 +133,9 @@ def pay(request, code):
                 price_shown=form.cleaned_data["price"],
             )
             payment = services.payment_authorize(
-                session_id=session.pk, payment_method_id=form.cleaned_data["payment_method"]
+                session_id=session.pk,
+                payment_method_id=form.cleaned_data["payment_method"],
+                radar_session=form.cleaned_data["radar_session"],
             )
     except services.CheckoutError as exc:
         return _error(str(exc), status=409)
@@ -134,8 +163,9 @@ def _answer_payer(session, payment):
 def _payment_response(session, payment):
     status_url = reverse("checkout:status", args=[session.public_id])
     if payment.status == P.FAILED:
+        # Never the issuer's reason (a card tester's oracle): staff find it on the payment.
         return _error(
-            f"{payment.decline_message or 'Your card was declined.'} Nothing has been charged.",
+            "Your card was declined. Nothing has been charged. Try another card or payment method.",
             status=402,
         )
     session.refresh_from_db(fields=["status", "failure_reason"])

@@ -185,10 +185,22 @@ STRIPE_JS_URL = env.str(
 )
 STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
 
+# An optional human check on Pay (Cloudflare Turnstile); off unless both keys are set.
+PAY_CHALLENGE_SITE_KEY = env.str("PAY_CHALLENGE_SITE_KEY", default="")
+PAY_CHALLENGE_SECRET_KEY = env.str("PAY_CHALLENGE_SECRET_KEY", default="")
+
 # Content-Security-Policy (django-csp): our own origin, plus Stripe's (or the localstripe serving
 # the shim) for scripts, frames and connections. No inline scripts or styles anywhere, so no nonces.
-# A CAPTCHA (TURNSTILE_*), when on, passes its origin as directives(..., extra_script=[origin]).
-CONTENT_SECURITY_POLICY = {"DIRECTIVES": content_policy.directives(STRIPE_JS_URL, STRIPE_API_BASE)}
+# Turnstile's origin only while the challenge is on.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": content_policy.directives(
+        STRIPE_JS_URL,
+        STRIPE_API_BASE,
+        extra_script=["https://challenges.cloudflare.com"]
+        if PAY_CHALLENGE_SITE_KEY and PAY_CHALLENGE_SECRET_KEY
+        else [],
+    )
+}
 # Permissions-Policy: Payment Request (Apple Pay, Google Pay) for us and Stripe's frames only.
 PERMISSIONS_POLICY = content_policy.permissions_policy(STRIPE_JS_URL)
 
@@ -250,6 +262,25 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 # QR scans count distinct clients per EVSE and day (stations/scans.py). Anyone can send a forged
 # code, so a voided/forged-code tamper signal needs this many clients in a week, not one request.
 SCAN_TAMPER_MIN_CLIENTS = env.int("SCAN_TAMPER_MIN_CLIENTS", default=3)
+
+# Abuse limits on Pay (checkout/pay_limits.py), counted in the default cache: it must be shared by
+# every web process, so production sets CACHE_URL=redis://... The default (local memory) serves
+# `make run`, whose single runserver process is the only one that counts; no table or server needed.
+CACHES = {"default": env.cache_url_config(env.str("CACHE_URL", default="") or "locmemcache://")}
+# Off only for load tests and benches that pay many times from one address.
+RATELIMIT_ENABLE = env.bool("PAY_LIMITS_ENABLED", default=True)
+# django-ratelimit rates: "<count>/<period>" with s, m, h or d, e.g. "5/10m"; empty turns one off.
+PAY_RATE_PER_IP = env.str("PAY_RATE_PER_IP", default="5/10m")
+PAY_RATE_PER_EVSE = env.str("PAY_RATE_PER_EVSE", default="10/10m")
+PAY_RATE_PER_CARD = env.str("PAY_RATE_PER_CARD", default="5/h")
+# Declined payments an EVSE may see before Pay pauses there (and staff are asked to look).
+PAY_DECLINES_PER_EVSE = env.str("PAY_DECLINES_PER_EVSE", default="5/h")
+# Declines across all EVSEs that make a spike worth a staff look (a flag, not a limit).
+PAY_DECLINES_SPIKE_TOTAL = env.str("PAY_DECLINES_SPIKE_TOTAL", default="50/h")
+# The client's address as every limit takes it (TRUSTED_PROXY_COUNT above).
+RATELIMIT_IP_META_KEY = "directpay.clients.client_ip"
+# A cache outage must not stop every driver paying: counting fails open (and is logged).
+RATELIMIT_FAIL_OPEN = True
 
 LOGGING = {
     "version": 1,

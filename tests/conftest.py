@@ -1,4 +1,5 @@
 import pytest
+from django.core.cache import cache
 
 from checkout import services
 from stations.csms import simulator
@@ -7,6 +8,12 @@ from tests.extrawest import cpo_peer  # noqa: F401 - the extrawest CPO fixture, 
 from tests.factories import ConnectorFactory
 from tests.ocpi_peer import CpoPeer
 from tests.peers import LocalStripe
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """The Pay abuse limits count in the cache (local memory here): each test starts uncounted."""
+    cache.clear()
 
 
 @pytest.fixture(scope="session")

@@ -195,6 +195,8 @@ class Stack:
             "VAR_DIR": str(self.var_dir),
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{self.db_name}",
             "CELERY_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}",
+            # The Pay abuse limits count in Redis, shared by the web workers, as in production.
+            "CACHE_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}",
             "CELERY_TASK_ALWAYS_EAGER": "false",
             "STRIPE_API_BASE": stripe_api_base,
             "STRIPE_JS_URL": f"{self.localstripe.base}/js.stripe.com/v3/",

@@ -312,8 +312,11 @@ def test_evse_in_use_shows_in_use_and_no_pay_form(
 def test_unknown_card_is_a_clear_decline(client, dc, stripe):
     response = _pay(client, dc, stripe, payment_method="pm_doesnotexist")
     assert response.status_code == 402
-    assert "could not be used" in response.json()["message"]
-    assert Payment.objects.get().status == P.FAILED
+    # The driver gets the one decline message; staff see what was wrong.
+    assert "declined" in response.json()["message"]
+    assert "Try another card" in response.json()["message"]
+    payment = Payment.objects.get()
+    assert payment.status == P.FAILED and "could not be used" in payment.decline_message
 
 
 def test_stripe_unreachable_fails_cleanly_and_frees_the_evse(

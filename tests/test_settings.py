@@ -46,6 +46,8 @@ def production(**overrides):
         "STRIPE_API_BASE": "",
         "EMAIL_URL": "smtp+tls://receipts:password@smtp.example.com:587",
         "QR_SIGNING_KEYS": secrets.token_urlsafe(32),
+        # The Pay limits' counts, shared by every web process (no connection is made by `check`).
+        "CACHE_URL": "redis://127.0.0.1:6379/9",
     }
     env.update(overrides)
     return env
@@ -61,7 +63,8 @@ def test_production_passes_the_deploy_check():
     problems = [
         line
         for line in reported(result).splitlines()
-        if ("(security." in line or "(directpay." in line) and "W021" not in line
+        if ("(security." in line or "(directpay." in line or "(pay_limits." in line)
+        and "W021" not in line
     ]
     assert problems == [], reported(result)
 
@@ -97,6 +100,8 @@ MISTAKES = [
     ({"EMAIL_URL": "filemail:////tmp/mail"}, "directpay.E007"),
     ({"QR_SIGNING_KEYS": "k"}, "directpay.E008"),
     ({"QR_SIGNING_KEYS": secrets.token_urlsafe(32) + ",short-old-key"}, "directpay.E008"),
+    ({"CACHE_URL": "locmemcache://"}, "pay_limits.E001"),
+    ({"CACHE_URL": ""}, "pay_limits.E001"),
 ]
 
 
@@ -104,7 +109,11 @@ MISTAKES = [
 def test_each_production_mistake_is_its_own_deploy_check_error(mistake, error_id):
     result = manage("check", "--deploy", **production(**mistake))
     assert result.returncode != 0
-    ids = {word.strip("():") for word in reported(result).split() if word.startswith("(directpay.")}
+    ids = {
+        word.strip("():")
+        for word in reported(result).split()
+        if word.startswith(("(directpay.", "(pay_limits."))
+    }
     assert ids == {error_id}, reported(result)
 
 

@@ -40,6 +40,7 @@
       authenticate: function (secret) {
         return stripe.confirmCardPayment(secret);
       },
+      radar: function () { return Promise.resolve(""); },  // the shim has no Radar
     };
   }
 
@@ -69,6 +70,12 @@
       },
       authenticate: function (secret) {
         return stripe.handleNextAction({ clientSecret: secret });
+      },
+      // Radar's snapshot of this browser for the server's PaymentIntent; paying works without it.
+      radar: function () {
+        return stripe.createRadarSession().then(function (r) {
+          return (r.radarSession && r.radarSession.id) || "";
+        }, function () { return ""; });
       },
     };
   }
@@ -109,7 +116,10 @@
       wallet.collect().then(function (pm) {
         var data = new FormData(form);
         data.set("payment_method", pm);
-        return post(form.action, data).then(function (a) { return follow(wallet, a); });
+        return wallet.radar().then(function (rse) {
+          if (rse) data.set("radar_session", rse);
+          return post(form.action, data);
+        }).then(function (a) { return follow(wallet, a); });
       }).catch(function (err) {
         showError((err && err.message) || "Something went wrong. Nothing has been charged.");
       });
