@@ -97,12 +97,12 @@ def pay_refusal(request, *, evse, payment_method_id: str) -> Refusal | None:
     if not pay_challenge.passed(request):
         return Refusal(limit="challenge", retry_after=0, status=403)
     evse_key = str(evse.pk)
-    checks = (
+    limits = (
         ("pay-declines-evse", evse_key, settings.PAY_DECLINES_PER_EVSE, False),
         ("pay-ip", "ip", settings.PAY_RATE_PER_IP, True),
         ("pay-evse", evse_key, settings.PAY_RATE_PER_EVSE, True),
     )
-    for group, key, rate, counted in checks:
+    for group, key, rate, counted in limits:
         usage = _usage(request, group, key, rate, increment=counted)
         if _over(usage, counted=counted):
             return _refused(group, usage, evse)

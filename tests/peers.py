@@ -48,6 +48,24 @@ class LocalStripe:
         )
         wait_for_http(f"{self.base}/js.stripe.com/v3/", process=self.process)
 
+    def payment_intents(self) -> list[dict]:
+        """Every PaymentIntent it holds, page by page (a test session creates far more than a page)."""
+        intents, after = [], None
+        while True:
+            params = {"limit": 100, **({"starting_after": after} if after else {})}
+            response = requests.get(
+                f"{self.base}/v1/payment_intents",
+                params=params,
+                auth=("sk_test_localstripe", ""),
+                timeout=10,
+            )
+            response.raise_for_status()
+            page = response.json()
+            intents += page["data"]
+            if not page.get("has_more") or not page["data"]:
+                return intents
+            after = page["data"][-1]["id"]
+
     def intent(self, intent_id: str) -> dict:
         response = requests.get(
             f"{self.base}/v1/payment_intents/{intent_id}",

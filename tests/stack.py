@@ -370,14 +370,7 @@ class Stack:
 
     def payment_intents(self) -> list[dict]:
         """Every PaymentIntent localstripe knows (for checks that no hold exists)."""
-        response = requests.get(
-            f"{self.localstripe.base}/v1/payment_intents",
-            params={"limit": 100},
-            auth=("sk_test_localstripe", ""),
-            timeout=10,
-        )
-        response.raise_for_status()
-        return response.json()["data"]
+        return self.localstripe.payment_intents()
 
     def mails(self) -> list[str]:
         """The e-mails the product sent (Django's file backend, one file per connection)."""

@@ -8,7 +8,6 @@ import threading
 from datetime import timedelta
 
 import pytest
-import requests
 from django.db import connections
 
 from checkout import refunds, services
@@ -54,13 +53,7 @@ def proxy(settings, localstripe):
 
 
 def intents_for(localstripe, evse_id):
-    data = requests.get(
-        f"{localstripe.base}/v1/payment_intents",
-        params={"limit": 100},
-        auth=("sk_test_localstripe", ""),
-        timeout=10,
-    ).json()["data"]
-    return [pi for pi in data if pi["metadata"].get("evse_id") == evse_id]
+    return [pi for pi in localstripe.payment_intents() if pi["metadata"].get("evse_id") == evse_id]
 
 
 def checkout(connector, card, attempt=None):

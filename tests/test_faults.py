@@ -81,17 +81,9 @@ def charge(queue, session, minutes=30):
 
 def intents_holding(localstripe, session) -> list[dict]:
     """Intents at Stripe that hold money for this session (requires_capture), whether we know them or not."""
-    import requests
-
-    data = requests.get(
-        f"{localstripe.base}/v1/payment_intents",
-        params={"limit": 100},
-        auth=("sk_test_localstripe", ""),
-        timeout=10,
-    ).json()["data"]
     return [
         pi
-        for pi in data
+        for pi in localstripe.payment_intents()
         if pi["metadata"].get("session") == str(session.public_id)
         and pi["status"] == "requires_capture"
     ]

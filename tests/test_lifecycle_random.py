@@ -293,16 +293,7 @@ def check_money_rules(localstripe, proxy):
             assert {str(r.pk) for r in succeeded} == set(ours), where
     # Stripe's side: no hold left behind, whether or not we know the intent.
     ours = {str(s) for s in ChargingSession.objects.values_list("public_id", flat=True)}
-    start = None
-    while True:
-        params = {"limit": 100, **({"starting_after": start} if start else {})}
-        page = requests.get(
-            f"{localstripe.base}/v1/payment_intents", params=params, auth=auth, timeout=10
-        ).json()
-        for pi in page["data"]:
-            if pi["metadata"].get("session") in ours:
-                assert pi["status"] != "requires_capture", f"{pi['id']} still holds money"
-        if not page.get("has_more"):
-            break
-        start = page["data"][-1]["id"]
+    for pi in localstripe.payment_intents():
+        if pi["metadata"].get("session") in ours:
+            assert pi["status"] != "requires_capture", f"{pi['id']} still holds money"
     assert Evse.objects.count() >= 1
