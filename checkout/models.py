@@ -214,7 +214,14 @@ class Receipt(models.Model):
     total_incl_vat = models.PositiveIntegerField(
         help_text="Minor units; equals the amount captured."
     )
-    pdf = models.BinaryField(editable=False)
+    # The charge split gross first (checkout/vat.py): net + VAT == total_incl_vat, to the cent.
+    total_excl_vat = models.PositiveIntegerField(default=0, help_text="Minor units.")
+    vat_amount = models.PositiveIntegerField("VAT", default=0, help_text="Minor units.")
+    # What the PDF prints, fixed when the number is taken: lines, adjustments, VAT per rate.
+    document = models.JSONField(default=dict, blank=True, editable=False)
+    # Rendered after the number is committed (empty until then; see receipts.receipt_render).
+    pdf = models.BinaryField(editable=False, default=b"", blank=True)
+    rendered_at = models.DateTimeField(null=True, blank=True, editable=False)
     emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from stations.csms.base import CsmsError
 
 from . import services, tasks
-from .models import ChargingSession, Payment
+from .models import ChargingSession, Payment, Receipt
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
 from .states import SessionStatus as S
@@ -90,6 +90,14 @@ def strays(now=None) -> int:
     ).values_list("pk", flat=True):
         log.info("sweep: payment %s: captured without a receipt", pk)
         tasks.receipt_issue.delay(pk)
+        fixed += 1
+
+    # A receipt whose PDF was never rendered (the worker died between the two steps).
+    for pk in Receipt.objects.filter(rendered_at=None, issued_at__lte=settled_before).values_list(
+        "pk", flat=True
+    ):
+        log.info("sweep: receipt %s: not rendered", pk)
+        tasks.receipt_render.delay(pk)
         fixed += 1
 
     # A hold whose session failed: the cancel was lost (or is failing).

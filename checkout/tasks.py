@@ -112,8 +112,16 @@ def sweep_strays():
 
 @shared_task(autoretry_for=(Exception,), retry_backoff=5, max_retries=8)
 def receipt_issue(payment_id: int):
+    # The number is committed first; rendering the PDF after it keeps the counter's lock short.
     receipt = receipts.receipt_issue(payment_id=payment_id)
-    if receipt and receipt.payment.session.email and not receipt.emailed_at:
+    if receipt:
+        receipt_render(receipt.pk)
+
+
+@shared_task(autoretry_for=(Exception,), retry_backoff=5, max_retries=8)
+def receipt_render(receipt_id: int):
+    receipt = receipts.receipt_render(receipt_id=receipt_id)
+    if receipt.payment.session.email and not receipt.emailed_at:
         receipt_email.delay(receipt.pk)
 
 

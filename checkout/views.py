@@ -18,7 +18,7 @@ from directpay.clients import client_ip
 from stations import qr, scans, tariffs
 from stations.models import Evse
 
-from . import selectors, services
+from . import receipts, selectors, services
 from .forms import PayForm
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
@@ -255,6 +255,6 @@ def receipt_pdf(request, public_id):
     receipt = getattr(getattr(session, "payment", None), "receipt", None) if session else None
     if receipt is None:
         raise Http404
-    response = HttpResponse(bytes(receipt.pdf), content_type="application/pdf")
+    response = HttpResponse(receipts.receipt_pdf(receipt), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{receipt.number}.pdf"'
     return response

@@ -201,6 +201,10 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 # code, so a voided/forged-code tamper signal needs this many clients in a week, not one request.
 SCAN_TAMPER_MIN_CLIENTS = env.int("SCAN_TAMPER_MIN_CLIENTS", default=3)
 
+# Receipts (checkout/receipts.py, checkout/vat.py): the VAT rate, in percent, for tariff prices
+# that state no VAT when their operator has no `vat_rate` set (such receipts are flagged for staff).
+DEFAULT_VAT_PERCENT = env.str("DEFAULT_VAT_PERCENT", default="21")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
