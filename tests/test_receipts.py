@@ -10,6 +10,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
@@ -327,6 +328,44 @@ def test_the_operators_own_zone_decides_the_year_when_set(db, monkeypatch):
     )
     monkeypatch.setattr(timezone, "now", lambda: now)
     assert issue(payment).year == 2027
+
+
+# --- finance in the admin -----------------------------------------------------------------------
+
+
+def staff(client, *codenames):
+    user = User.objects.create_user(
+        f"staff{uuid.uuid4().hex[:6]}", password="pw-for-test-only", is_staff=True
+    )
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="checkout", codename__in=codenames)
+    )
+    client.force_login(user)
+    return client
+
+
+def test_finance_downloads_the_receipt_pdf_from_the_admin(db, client):
+    receipt = issue(finished_payment(energy("0.50", 21), kwh="10.13"))
+    finance = staff(client, "view_receipt")
+    url = reverse("admin:checkout_receipt_pdf", args=[receipt.pk])
+    for page in (
+        reverse("admin:checkout_receipt_changelist"),
+        reverse("admin:checkout_receipt_change", args=[receipt.pk]),
+    ):
+        html = finance.get(page).content.decode()
+        assert url in html
+        assert "6.13 EUR" in html and "5.07 EUR" in html and "1.06 EUR" in html
+    response = finance.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    assert f'filename="{receipt.number}.pdf"' in response["Content-Disposition"]
+    assert response.content == bytes(receipt.pdf)
+
+
+def test_the_admin_download_needs_the_view_permission(db, client):
+    receipt = issue(finished_payment(energy("0.50", 21), kwh="10.13"))
+    other = staff(client, "view_chargingsession")
+    assert other.get(reverse("admin:checkout_receipt_pdf", args=[receipt.pk])).status_code == 403
 
 
 def test_a_receipt_not_rendered_yet_is_rendered_on_download(db, client):
