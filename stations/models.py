@@ -7,7 +7,13 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from .identifiers import time_zone_valid
 from .tariffs import TariffError, price_lines
+
+
+def validate_time_zone(value):
+    if value and not time_zone_valid(value):
+        raise ValidationError(f"{value} is not an IANA time zone (e.g. Europe/Lisbon).")
 
 
 class Operator(models.Model):
@@ -60,6 +66,7 @@ class Operator(models.Model):
     time_zone = models.CharField(
         max_length=64,
         blank=True,
+        validators=[validate_time_zone],
         help_text="Zone whose calendar year numbers receipts (e.g. Europe/Lisbon). "
         "Empty: the zone of the session's location.",
     )

@@ -394,3 +394,15 @@ def test_allocate_sums_exactly():
     assert vat.allocate(7, [Decimal(0), Decimal(0)]) == [7, 0]
     assert vat.fmt_money(123456) == "1,234.56" and vat.fmt_money(-5) == "-0.05"
     assert vat.fmt_decimal(Decimal("5.065"), 2) == "5.07"  # half up, where :.2f gives 5.06
+
+
+def test_an_operator_zone_must_be_a_real_zone(db):
+    from django.core.exceptions import ValidationError
+
+    from tests.factories import OperatorFactory
+
+    operator = OperatorFactory(time_zone="Europe/Lisbn")
+    with pytest.raises(ValidationError, match="not an IANA time zone"):
+        operator.full_clean()
+    operator.time_zone = "Europe/Lisbon"
+    operator.full_clean()
