@@ -14,8 +14,17 @@ from django.utils.html import format_html, format_html_join
 from directpay import csvsafe
 from stations.admin_ops import ReadOnlyMixin
 
-from . import receipts, refunds, services
-from .models import ChargingSession, Dispute, Payment, PaymentEvent, Receipt, Refund, StripeEvent
+from . import credit_notes, receipts, refunds, services
+from .models import (
+    ChargingSession,
+    CreditNote,
+    Dispute,
+    Payment,
+    PaymentEvent,
+    Receipt,
+    Refund,
+    StripeEvent,
+)
 from .states import PaymentStatus
 from .states import SessionStatus as S
 
@@ -577,6 +586,73 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
                     Decimal(receipt.vat_amount) / 100,
                 ]
             )
+        return response
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "number",
+        "issued_at",
+        "operator",
+        "receipt",
+        "net_display",
+        "vat_display",
+        "total_display",
+        "pdf_link",
+    )
+    list_filter = ("operator", "year")
+    list_select_related = ("operator", "receipt", "refund__payment")
+    search_fields = ("number", "receipt__number")
+    fields = (
+        "number",
+        "operator",
+        "receipt",
+        "refund",
+        "issued_at",
+        "net_display",
+        "vat_display",
+        "total_display",
+        "pdf_link",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("pdf")
+
+    @admin.display(description="net", ordering="total_excl_vat")
+    def net_display(self, note):
+        return money(note.total_excl_vat, note.refund.payment.currency)
+
+    @admin.display(description="VAT", ordering="vat_amount")
+    def vat_display(self, note):
+        return money(note.vat_amount, note.refund.payment.currency)
+
+    @admin.display(description="refunded", ordering="total_incl_vat")
+    def total_display(self, note):
+        return money(note.total_incl_vat, note.refund.payment.currency)
+
+    @admin.display(description="PDF")
+    def pdf_link(self, note):
+        url = reverse("admin:checkout_creditnote_pdf", args=[note.pk])
+        return format_html('<a href="{}">{}.pdf</a>', url, note.number)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="checkout_creditnote_pdf",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def pdf_view(self, request, pk):
+        if not request.user.has_perm("checkout.view_creditnote"):
+            raise PermissionDenied
+        note = get_object_or_404(CreditNote, pk=pk)
+        response = HttpResponse(credit_notes.credit_note_pdf(note), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{note.number}.pdf"'
         return response
 
 

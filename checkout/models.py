@@ -235,3 +235,48 @@ class Receipt(models.Model):
 
     def __str__(self):
         return self.number
+
+
+class CreditNoteCounter(models.Model):
+    """Credit notes have their own gapless series per operator and year (as receipts do)."""
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT)
+    year = models.PositiveIntegerField()
+    last = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["operator", "year"], name="one_credit_note_counter_per_operator_year"
+            ),
+        )
+
+
+class CreditNote(models.Model):
+    """A refund, documented: it refers to the receipt, with the refunded amount's VAT split."""
+
+    refund = models.OneToOneField(Refund, on_delete=models.PROTECT, related_name="credit_note")
+    receipt = models.ForeignKey(Receipt, on_delete=models.PROTECT, related_name="credit_notes")
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="credit_notes")
+    year = models.PositiveIntegerField()
+    sequence = models.PositiveIntegerField()
+    number = models.CharField(max_length=40, unique=True)
+    issued_at = models.DateTimeField()
+    # Amounts given back, in minor units: net + VAT == total_incl_vat == the refund.
+    total_incl_vat = models.PositiveIntegerField()
+    total_excl_vat = models.PositiveIntegerField()
+    vat_amount = models.PositiveIntegerField("VAT")
+    document = models.JSONField(default=dict, blank=True, editable=False)
+    pdf = models.BinaryField(editable=False, default=b"", blank=True)
+    rendered_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["operator", "year", "sequence"], name="credit_note_number_unique"
+            ),
+        )
+        ordering = ("-issued_at",)
+
+    def __str__(self):
+        return self.number

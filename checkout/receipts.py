@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,10 +24,10 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
-from . import vat
-from .models import Payment, Receipt, ReceiptCounter
+from . import tasks, vat
+from .models import Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
-from .transitions import flag_attention
+from .transitions import flag_attention, queue_on_commit
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 ISSUABLE = (P.CAPTURED, P.PARTIALLY_REFUNDED, P.REFUNDED)
 
 
-def _zone(*names: str) -> ZoneInfo:
+def first_zone(*names: str) -> ZoneInfo:
     """The first valid zone of `names` (a typo in the admin must not stop receipts), else ours."""
     for name in names:
         if name:
@@ -47,7 +48,7 @@ def _zone(*names: str) -> ZoneInfo:
 
 def series_zone(operator, location) -> ZoneInfo:
     """Whose New Year starts a new number series: the operator's zone, else the location's."""
-    return _zone(operator.time_zone, location.time_zone)
+    return first_zone(operator.time_zone, location.time_zone)
 
 
 def fallback_vat_rate(operator) -> Decimal:
@@ -55,6 +56,24 @@ def fallback_vat_rate(operator) -> Decimal:
     if operator.vat_rate is not None:
         return Decimal(operator.vat_rate)
     return Decimal(str(settings.DEFAULT_VAT_PERCENT))
+
+
+def take_number(counter_model, operator, zone: ZoneInfo) -> tuple[int, int, datetime]:
+    """The next number of a gapless series: (year in `zone`, sequence, issued_at).
+
+    Call inside the issuing transaction: the counter row stays locked until it commits, so
+    numbers and dates of issue rise together within a series and a rollback leaves no gap.
+    """
+    while True:
+        year = timezone.now().astimezone(zone).year
+        counter_model.objects.get_or_create(operator=operator, year=year)
+        counter = counter_model.objects.select_for_update().get(operator=operator, year=year)
+        issued_at = timezone.now()  # taken under the lock
+        if issued_at.astimezone(zone).year == year:
+            break  # else New Year passed while we waited for the lock: take next year's counter
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return year, counter.last, issued_at
 
 
 def receipt_document(payment: Payment, operator) -> vat.Document:
@@ -85,23 +104,15 @@ def receipt_issue(*, payment_id: int) -> Receipt | None:
         location = session.evse.location
         operator = location.operator
         document = receipt_document(payment, operator)
-        zone = series_zone(operator, location)
-        while True:
-            year = timezone.now().astimezone(zone).year
-            ReceiptCounter.objects.get_or_create(operator=operator, year=year)
-            counter = ReceiptCounter.objects.select_for_update().get(operator=operator, year=year)
-            # Taken under the lock: numbers and dates of issue rise together within a series.
-            issued_at = timezone.now()
-            if issued_at.astimezone(zone).year == year:
-                break  # else New Year passed while we waited for the lock: take next year's counter
-        counter.last += 1
-        counter.save(update_fields=["last"])
+        year, sequence, issued_at = take_number(
+            ReceiptCounter, operator, series_zone(operator, location)
+        )
         receipt = Receipt.objects.create(
             payment=payment,
             operator=operator,
             year=year,
-            sequence=counter.last,
-            number=f"{operator.receipt_prefix}-{year}-{counter.last:06d}",
+            sequence=sequence,
+            number=f"{operator.receipt_prefix}-{year}-{sequence:06d}",
             issued_at=issued_at,
             total_incl_vat=payment.amount_captured,
             total_excl_vat=document.net,
@@ -111,6 +122,11 @@ def receipt_issue(*, payment_id: int) -> Receipt | None:
         session.events.create(
             kind="receipt_issued", message=receipt.number, amount=receipt.total_incl_vat
         )
+        # Refunds made before the receipt get their credit notes now that there is one to refer to.
+        for refund_id in payment.refunds.filter(status=Refund.Status.SUCCEEDED).values_list(
+            "pk", flat=True
+        ):
+            queue_on_commit(tasks.receipt_credit_note, refund_id)
         if document.zero_rated and not operator.vat_exemption_text.strip():
             flag_attention(
                 session,
@@ -208,67 +224,99 @@ def render_pdf(receipt: Receipt) -> bytes:
         return _render(receipt, payment, session)
 
 
+class Sheet:
+    """One A4 page of a document: a seller's heading, rows of label and right-aligned value."""
+
+    def __init__(self, title: str, author: str):
+        self.buf = io.BytesIO()
+        self.pdf = canvas.Canvas(self.buf, pagesize=A4, pageCompression=1)
+        self.pdf.setTitle(title)
+        self.pdf.setAuthor(author)
+        self.width, height = A4
+        self.y = height - 20 * mm
+
+    def line(self, text, *, size=10, bold=False, gap=5.5):
+        self.pdf.setFont("Helvetica-Bold" if bold else "Helvetica", size)
+        self.pdf.drawString(20 * mm, self.y, text)
+        self.y -= gap * mm
+
+    def row(self, label, value, *, bold=False, indent=0):
+        self.pdf.setFont("Helvetica-Bold" if bold else "Helvetica", 10)
+        self.pdf.drawString((20 + indent) * mm, self.y, label)
+        self.pdf.drawRightString(self.width - 20 * mm, self.y, value)
+        self.y -= 5.5 * mm
+
+    def columns(self, cells, *, bold=False):
+        """A row of a VAT table: rate on the left, net, VAT and gross right-aligned."""
+        self.pdf.setFont("Helvetica-Bold" if bold else "Helvetica", 10)
+        self.pdf.drawString(24 * mm, self.y, cells[0])
+        for x, cell in zip((110, 145, self.width / mm - 20), cells[1:], strict=True):
+            self.pdf.drawRightString(x * mm, self.y, cell)
+        self.y -= 5.5 * mm
+
+    def gap(self, size=3):
+        self.y -= size * mm
+
+    def seller(self, operator):
+        self.line(operator.legal_name, size=14, bold=True, gap=6)
+        for part in operator.address.splitlines():
+            self.line(part)
+        self.line(_("VAT id: %(vat_id)s") % {"vat_id": operator.vat_id})
+        self.gap(4)
+
+    def vat_table(self, vat_lines, *, country: str, money) -> None:
+        self.line(_("VAT"), bold=True)
+        self.columns([_("Rate"), _("Net"), pgettext("receipt line", "VAT"), _("Gross")], bold=True)
+        for v in vat_lines:
+            self.columns(
+                [
+                    f"{vat.fmt_rate(Decimal(v['rate']))} % ({country})",
+                    money(v["net"]),
+                    money(v["vat"]),
+                    money(v["gross"]),
+                ]
+            )
+
+    def finish(self) -> bytes:
+        self.pdf.showPage()
+        self.pdf.save()
+        return self.buf.getvalue()
+
+
+def local_time(zone: ZoneInfo):
+    return lambda moment: moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def money_in(currency: str):
+    def money(amount: int, *, signed: bool = False) -> str:
+        sign = "+" if signed and amount > 0 else ""
+        return f"{sign}{vat.fmt_money(amount)} {currency}"
+
+    return money
+
+
 def _render(receipt: Receipt, payment: Payment, session) -> bytes:
     operator = receipt.operator
     location = session.evse.location
-    cur = payment.currency
     doc = receipt.document or receipt_document(payment, operator).as_dict()
-    zone = _zone(location.time_zone, session.time_zone)
+    local = local_time(first_zone(location.time_zone, session.time_zone))
+    money = money_in(payment.currency)
 
-    def local(moment) -> str:
-        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-
-    def money(amount: int, *, signed: bool = False) -> str:
-        sign = "+" if signed and amount > 0 else ""
-        return f"{sign}{vat.fmt_money(amount)} {cur}"
-
-    buf = io.BytesIO()
-    pdf = canvas.Canvas(buf, pagesize=A4, pageCompression=1)
-    pdf.setTitle(_("Receipt %(number)s") % {"number": receipt.number})
-    pdf.setAuthor(operator.legal_name)
-    width, height = A4
-    y = height - 20 * mm
-
-    def line(text, *, size=10, bold=False, x=20 * mm, gap=5.5):
-        nonlocal y
-        pdf.setFont("Helvetica-Bold" if bold else "Helvetica", size)
-        pdf.drawString(x, y, text)
-        y -= gap * mm
-
-    def row(label, value, *, bold=False, indent=0):
-        nonlocal y
-        pdf.setFont("Helvetica-Bold" if bold else "Helvetica", 10)
-        pdf.drawString((20 + indent) * mm, y, label)
-        pdf.drawRightString(width - 20 * mm, y, value)
-        y -= 5.5 * mm
-
-    def columns(cells, *, bold=False):
-        """A row of the VAT table: rate on the left, net, VAT and gross right-aligned."""
-        nonlocal y
-        pdf.setFont("Helvetica-Bold" if bold else "Helvetica", 10)
-        pdf.drawString(24 * mm, y, cells[0])
-        for x, cell in zip((110, 145, width / mm - 20), cells[1:], strict=True):
-            pdf.drawRightString(x * mm, y, cell)
-        y -= 5.5 * mm
-
-    line(operator.legal_name, size=14, bold=True, gap=6)
-    for part in operator.address.splitlines():
-        line(part)
-    line(_("VAT id: %(vat_id)s") % {"vat_id": operator.vat_id})
-    y -= 4 * mm
-    line(_("Receipt %(number)s") % {"number": receipt.number}, size=13, bold=True, gap=7)
-    row(_("Date of issue"), local(receipt.issued_at))
-    row(_("Location"), f"{location.name}, {location.full_address}, {location.country}")
-    row(_("EVSE ID"), session.evse.evse_id)
+    page = Sheet(_("Receipt %(number)s") % {"number": receipt.number}, operator.legal_name)
+    page.seller(operator)
+    page.line(_("Receipt %(number)s") % {"number": receipt.number}, size=13, bold=True, gap=7)
+    page.row(_("Date of issue"), local(receipt.issued_at))
+    page.row(_("Location"), f"{location.name}, {location.full_address}, {location.country}")
+    page.row(_("EVSE ID"), session.evse.evse_id)
     if session.started_at:
-        row(_("Start"), local(session.started_at))
+        page.row(_("Start"), local(session.started_at))
     if session.ended_at:
-        row(_("End"), local(session.ended_at))
-    row(_("Energy"), f"{vat.fmt_decimal(session.kwh, 3)} kWh")
-    y -= 3 * mm
+        page.row(_("End"), local(session.ended_at))
+    page.row(_("Energy"), f"{vat.fmt_decimal(session.kwh, 3)} kWh")
+    page.gap()
 
     labels = _labels()
-    line(_("Price components (incl. VAT)"), bold=True)
+    page.line(_("Price components (incl. VAT)"), bold=True)
     for item in doc["items"]:
         kind = item["type"]
         text = labels.get(kind, kind)
@@ -278,29 +326,19 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
                 f"× {vat.fmt_decimal(item['unit_price_incl_vat'], 4)}"
             )
         text += f" ({pgettext('receipt line', 'VAT')} {vat.fmt_rate(Decimal(item['rate']))} %)"
-        row(text, money(item["gross"]), indent=4)
+        page.row(text, money(item["gross"]), indent=4)
     for kind, amount in doc["adjustments"]:
-        row(labels.get(kind, kind), money(amount, signed=True), indent=4)
-    row(_("Charged"), money(doc["charged"]), bold=True)
-    y -= 3 * mm
+        page.row(labels.get(kind, kind), money(amount, signed=True), indent=4)
+    page.row(_("Charged"), money(doc["charged"]), bold=True)
+    page.gap()
 
-    line(_("VAT"), bold=True)
-    columns([_("Rate"), _("Net"), pgettext("receipt line", "VAT"), _("Gross")], bold=True)
-    for v in doc["vat_lines"]:
-        columns(
-            [
-                f"{vat.fmt_rate(Decimal(v['rate']))} % ({location.country})",
-                money(v["net"]),
-                money(v["vat"]),
-                money(v["gross"]),
-            ]
-        )
-    row(_("Net (excl. VAT)"), money(doc["net"]))
-    row(pgettext("receipt total", "VAT"), money(doc["vat"]))
-    row(_("Total (incl. VAT)"), money(doc["net"] + doc["vat"]), bold=True)
+    page.vat_table(doc["vat_lines"], country=location.country, money=money)
+    page.row(_("Net (excl. VAT)"), money(doc["net"]))
+    page.row(pgettext("receipt total", "VAT"), money(doc["vat"]))
+    page.row(_("Total (incl. VAT)"), money(doc["net"] + doc["vat"]), bold=True)
     if any(Decimal(v["rate"]) == 0 and v["gross"] for v in doc["vat_lines"]):
-        line(operator.vat_exemption_text or _("VAT exemption: reason not stated"), size=9)
-    y -= 3 * mm
+        page.line(operator.vat_exemption_text or _("VAT exemption: reason not stated"), size=9)
+    page.gap()
 
     if payment.wallet:
         method = payment.wallet.replace("_", " ").title()
@@ -308,12 +346,10 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
         method = (payment.card_brand or pgettext("payment method", "card")).title()
     if payment.card_last4:
         method = _("%(method)s ending %(last4)s") % {"method": method, "last4": payment.card_last4}
-    row(_("Paid with"), method)
-    row(_("Amount held"), money(payment.amount_held))
-    row(_("Released to you"), money(payment.amount_held - payment.amount_captured))
-    y -= 6 * mm
+    page.row(_("Paid with"), method)
+    page.row(_("Amount held"), money(payment.amount_held))
+    page.row(_("Released to you"), money(payment.amount_held - payment.amount_captured))
+    page.gap(6)
     if operator.support_contact:
-        line(_("Questions? %(contact)s") % {"contact": operator.support_contact}, size=9)
-    pdf.showPage()
-    pdf.save()
-    return buf.getvalue()
+        page.line(_("Questions? %(contact)s") % {"contact": operator.support_contact}, size=9)
+    return page.finish()

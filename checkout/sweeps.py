@@ -16,7 +16,7 @@ from django.utils import timezone
 from stations.csms.base import CsmsError
 
 from . import services, tasks
-from .models import ChargingSession, Payment, Receipt
+from .models import ChargingSession, Payment, Receipt, Refund
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
 from .states import SessionStatus as S
@@ -98,6 +98,17 @@ def strays(now=None) -> int:
     ):
         log.info("sweep: receipt %s: not rendered", pk)
         tasks.receipt_render.delay(pk)
+        fixed += 1
+
+    # A refund without its credit note (lost, or made before the receipt that now exists).
+    for pk in Refund.objects.filter(
+        status=Refund.Status.SUCCEEDED,
+        credit_note__isnull=True,
+        payment__receipt__isnull=False,
+        updated_at__lte=settled_before,
+    ).values_list("pk", flat=True):
+        log.info("sweep: refund %s: no credit note", pk)
+        tasks.receipt_credit_note.delay(pk)
         fixed += 1
 
     # A hold whose session failed: the cancel was lost (or is failing).

@@ -192,9 +192,29 @@ def split(
     per_rate: dict[Decimal, int] = {}
     for rate, part in zip(rates, allocate(charged, weights), strict=True):
         per_rate[rate] = per_rate.get(rate, 0) + part
-    vat_lines = []
-    for rate in sorted(per_rate):
-        gross = per_rate[rate]
-        net = int(round_half_up(Decimal(gross) * _HUNDRED / (_HUNDRED + rate)))
-        vat_lines.append(VatLine(rate=rate, gross=gross, net=net, vat=gross - net))
+    vat_lines = [vat_line(rate, per_rate[rate]) for rate in sorted(per_rate)]
     return Document(items, adjustments, charged, vat_lines, assumed_rate=assumed)
+
+
+def vat_line(rate: Decimal, gross: int) -> VatLine:
+    """Gross first: the net is the gross without VAT, rounded half-up; the VAT is the rest."""
+    net = int(round_half_up(Decimal(gross) * _HUNDRED / (_HUNDRED + rate)))
+    return VatLine(rate=rate, gross=gross, net=net, vat=gross - net)
+
+
+def split_refund(amount: int, rates: list[tuple[Decimal, int, int, int]]) -> list[VatLine]:
+    """A refund of `amount` cents, split by the same rule as the receipt it corrects.
+
+    `rates` is, per VAT rate of the receipt: (rate, gross charged, gross and net already credited).
+    The refund is shared across the rates by what is left to credit there (largest remainder), so
+    no rate is credited more than it was charged; each net is the net of the running total minus
+    what was credited before, so credit notes that refund everything return exactly the
+    receipt's net and VAT, to the cent.
+    """
+    parts = allocate(amount, [Decimal(max(charged - gross, 0)) for _, charged, gross, _ in rates])
+    lines = []
+    for (rate, _, gross_before, net_before), part in zip(rates, parts, strict=True):
+        if part:
+            net = vat_line(rate, gross_before + part).net - net_before
+            lines.append(VatLine(rate=rate, gross=part, net=net, vat=part - net))
+    return lines

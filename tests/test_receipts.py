@@ -15,12 +15,13 @@ from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
 
-from checkout import receipts, services, sweeps, vat
-from checkout.models import ChargingSession, Payment, Receipt
+from checkout import credit_notes, receipts, refunds, services, sweeps, vat
+from checkout.models import ChargingSession, CreditNote, Payment, Receipt, Refund
 from checkout.states import PaymentStatus as P
 from checkout.states import SessionStatus as S
 from tests.factories import ConnectorFactory
 from tests.taskqueue import TaskQueue
+from tests.test_admin_money import finished  # noqa: F401 - a session charged 6.66 and captured
 
 
 def energy(price, vat_rate=None, **extra):
@@ -406,3 +407,70 @@ def test_an_operator_zone_must_be_a_real_zone(db):
         operator.full_clean()
     operator.time_zone = "Europe/Lisbon"
     operator.full_clean()
+
+
+# --- credit notes -------------------------------------------------------------------------------
+
+
+def refund(payment, amount, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        refunds.payment_refund(
+            payment_id=payment.pk,
+            amount=amount,
+            reason="requested_by_customer",
+            requested_by="finance",
+        )
+
+
+def test_refunds_get_credit_notes_that_together_reverse_the_receipt(
+    request, client, django_capture_on_commit_callbacks
+):
+    session = request.getfixturevalue("finished")
+    payment = session.payment
+    receipt = payment.receipt
+    assert (receipt.total_excl_vat, receipt.vat_amount) == (550, 116)  # 6.66 / 1.21 = 5.504
+    refund(payment, 100, django_capture_on_commit_callbacks)
+    first = CreditNote.objects.get(refund__payment=payment)
+    prefix = receipt.operator.receipt_prefix
+    assert first.number == f"{prefix}-CN-{first.year}-000001" and first.receipt == receipt
+    # 1.00 at 21 %: net 1.00 / 1.21 = 0.826 -> 0.83, VAT 0.17.
+    assert (first.total_incl_vat, first.total_excl_vat, first.vat_amount) == (100, 83, 17)
+    refund(payment, 566, django_capture_on_commit_callbacks)
+    second = CreditNote.objects.exclude(pk=first.pk).get(refund__payment=payment)
+    assert second.number == f"{prefix}-CN-{second.year}-000002"
+    # Everything refunded: the credit notes give back exactly the receipt's net and VAT.
+    assert (first.total_excl_vat + second.total_excl_vat, first.vat_amount + second.vat_amount) == (
+        550,
+        116,
+    )
+    assert second.total_excl_vat + second.vat_amount == 566
+
+    text = " ".join(
+        PdfReader(io.BytesIO(credit_notes.credit_note_pdf(first))).pages[0].extract_text().split()
+    )
+    assert f"Credit note {first.number}" in text and f"Corrects receipt {receipt.number}" in text
+    assert "Net (excl. VAT) -0.83 EUR" in text and "Refunded (incl. VAT) -1.00 EUR" in text
+    page = client.get(reverse("checkout:status", args=[session.public_id])).content.decode()
+    url = reverse("checkout:credit_note", args=[session.public_id, first.pk])
+    assert url in page
+    response = client.get(url)
+    assert response.status_code == 200 and response.content.startswith(b"%PDF")
+
+
+def test_a_refund_before_the_receipt_gets_its_credit_note_with_the_receipt(
+    db, django_capture_on_commit_callbacks
+):
+    payment = finished_payment(energy("0.50", 21), kwh="11")
+    Refund.objects.create(
+        payment=payment,
+        amount=100,
+        reason="requested_by_customer",
+        requested_by="finance",
+        status=Refund.Status.SUCCEEDED,
+    )
+    Payment.objects.filter(pk=payment.pk).update(status=P.PARTIALLY_REFUNDED, amount_refunded=100)
+    with django_capture_on_commit_callbacks(execute=True):
+        receipt = receipts.receipt_issue(payment_id=payment.pk)
+    note = CreditNote.objects.get(refund__payment=payment)
+    assert note.receipt == receipt and note.total_incl_vat == 100
+    assert note.total_excl_vat + note.vat_amount == 100
