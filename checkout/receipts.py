@@ -177,7 +177,7 @@ def receipt_email(*, receipt_id: int) -> None:
         if receipt.emailed_at or not session.email:
             return
         currency = receipt.payment.currency
-        with translation.override(session.language):
+        with translation.override(session.language or settings.LANGUAGE_CODE):
             message = EmailMessage(
                 subject=_("Your charging receipt %(number)s") % {"number": receipt.number},
                 body=_(

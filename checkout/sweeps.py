@@ -23,6 +23,8 @@ from .states import SessionStatus as S
 
 log = logging.getLogger(__name__)
 
+CREDIT_NOTE_REPAIR_DAYS = 7
+
 
 def _run(what: str, fn, **kwargs) -> bool:
     """One repair; a failing peer must not stop the sweep from fixing the others."""
@@ -100,12 +102,14 @@ def strays(now=None) -> int:
         tasks.receipt_render.delay(pk)
         fixed += 1
 
-    # A refund without its credit note (lost, or made before the receipt that now exists).
+    # A refund without its credit note (lost, or made before the receipt that now exists). Only
+    # recent ones: refunds from before credit notes existed are for finance to document, not us.
     for pk in Refund.objects.filter(
         status=Refund.Status.SUCCEEDED,
         credit_note__isnull=True,
         payment__receipt__isnull=False,
         updated_at__lte=settled_before,
+        updated_at__gte=now - timedelta(days=CREDIT_NOTE_REPAIR_DAYS),
     ).values_list("pk", flat=True):
         log.info("sweep: refund %s: no credit note", pk)
         tasks.receipt_credit_note.delay(pk)

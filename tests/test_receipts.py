@@ -474,3 +474,24 @@ def test_a_refund_before_the_receipt_gets_its_credit_note_with_the_receipt(
     note = CreditNote.objects.get(refund__payment=payment)
     assert note.receipt == receipt and note.total_incl_vat == 100
     assert note.total_excl_vat + note.vat_amount == 100
+
+
+def test_the_sweep_issues_a_lost_credit_note_but_not_for_old_refunds(db, monkeypatch):
+    payment = finished_payment(energy("0.50", 21), kwh="11")
+    issue(payment)  # in the test's transaction: what it queues on commit never runs
+    lost, old = (
+        Refund.objects.create(
+            payment=payment,
+            amount=amount,
+            reason="requested_by_customer",
+            requested_by="finance",
+            status=Refund.Status.SUCCEEDED,
+        )
+        for amount in (100, 50)
+    )
+    Refund.objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(days=30))
+    queue = TaskQueue(monkeypatch)
+    sweeps.strays(now=timezone.now() + timedelta(hours=1))
+    assert queue.names() == ["receipt_credit_note"]
+    queue.run()
+    assert list(CreditNote.objects.values_list("refund", flat=True)) == [lost.pk]
