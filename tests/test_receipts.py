@@ -495,3 +495,26 @@ def test_the_sweep_issues_a_lost_credit_note_but_not_for_old_refunds(db, monkeyp
     assert queue.names() == ["receipt_credit_note"]
     queue.run()
     assert list(CreditNote.objects.values_list("refund", flat=True)) == [lost.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("requires_postgres")
+def test_receipts_issued_at_once_are_one_per_payment_and_gapless():
+    from tests.test_concurrency import race
+
+    first = finished_payment(energy("0.50", 21), kwh="10")
+    seller = first.session.evse.location.operator
+    payments = [first] + [
+        finished_payment(energy("0.50", 21), kwh="10", seller=seller) for _ in range(4)
+    ]
+    # Every payment twice (a redelivered task), all at the same moment.
+    results = race(
+        *[lambda pk=p.pk: receipts.receipt_issue(payment_id=pk) for p in payments + payments]
+    )
+    assert not [r for r in results if isinstance(r, Exception)]
+    issued = Receipt.objects.filter(operator=seller).order_by("sequence")
+    assert [r.sequence for r in issued] == [1, 2, 3, 4, 5]
+    assert sorted(r.payment_id for r in issued) == sorted(p.pk for p in payments)
+    # Numbers and dates of issue rise together (the date is taken under the counter's lock).
+    dates = [r.issued_at for r in issued]
+    assert dates == sorted(dates)
