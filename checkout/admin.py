@@ -14,8 +14,17 @@ from django.utils.html import format_html, format_html_join
 from directpay import csvsafe
 from stations.admin_ops import ReadOnlyMixin
 
-from . import refunds, services
-from .models import ChargingSession, Dispute, Payment, PaymentEvent, Receipt, Refund, StripeEvent
+from . import credit_notes, receipts, refunds, services
+from .models import (
+    ChargingSession,
+    CreditNote,
+    Dispute,
+    Payment,
+    PaymentEvent,
+    Receipt,
+    Refund,
+    StripeEvent,
+)
 from .states import PaymentStatus
 from .states import SessionStatus as S
 
@@ -448,11 +457,89 @@ class DisputeAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Receipt)
 class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("number", "issued_at", "operator", "total_incl_vat", "emailed_at")
+    list_display = (
+        "number",
+        "issued_at",
+        "operator",
+        "net_display",
+        "vat_display",
+        "total_display",
+        "emailed_at",
+        "pdf_link",
+    )
     list_filter = ("operator", "year")
+    list_select_related = ("operator", "payment")
     search_fields = ("number",)
-    exclude = ("pdf",)
+    fields = (
+        "number",
+        "operator",
+        "payment",
+        "issued_at",
+        "net_display",
+        "vat_display",
+        "total_display",
+        "vat_table",
+        "emailed_at",
+        "pdf_link",
+    )
+    readonly_fields = fields
     actions = ("export_csv",)
+
+    def get_queryset(self, request):
+        # The PDF bytes stay in the database until someone downloads them.
+        return super().get_queryset(request).defer("pdf")
+
+    @admin.display(description="net", ordering="total_excl_vat")
+    def net_display(self, receipt):
+        return money(receipt.total_excl_vat, receipt.payment.currency)
+
+    @admin.display(description="VAT", ordering="vat_amount")
+    def vat_display(self, receipt):
+        return money(receipt.vat_amount, receipt.payment.currency)
+
+    @admin.display(description="total", ordering="total_incl_vat")
+    def total_display(self, receipt):
+        return money(receipt.total_incl_vat, receipt.payment.currency)
+
+    @admin.display(description="VAT per rate")
+    def vat_table(self, receipt):
+        currency = receipt.payment.currency
+        return html_table(
+            "vat",
+            ["Rate", "Net", "VAT", "Gross"],
+            [
+                (
+                    f"{line['rate']} %",
+                    money(line["net"], currency),
+                    money(line["vat"], currency),
+                    money(line["gross"], currency),
+                )
+                for line in (receipt.document or {}).get("vat_lines", [])
+            ],
+        )
+
+    @admin.display(description="PDF")
+    def pdf_link(self, receipt):
+        url = reverse("admin:checkout_receipt_pdf", args=[receipt.pk])
+        return format_html('<a href="{}">{}.pdf</a>', url, receipt.number)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="checkout_receipt_pdf",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def pdf_view(self, request, pk):
+        if not request.user.has_perm("checkout.view_receipt"):
+            raise PermissionDenied
+        receipt = get_object_or_404(Receipt.objects.select_related("payment__session"), pk=pk)
+        response = HttpResponse(receipts.receipt_pdf(receipt), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{receipt.number}.pdf"'
+        return response
 
     def has_export_permission(self, request):
         return request.user.has_perm("checkout.export_receipts")
@@ -474,6 +561,8 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 "charged",
                 "refunded",
                 "payment_intent",
+                "net",
+                "vat",
             ]
         )
         rows = queryset.select_related("operator", "payment__session__evse").order_by(
@@ -493,8 +582,77 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
                     Decimal(payment.amount_captured) / 100,
                     Decimal(payment.amount_refunded) / 100,
                     payment.stripe_payment_intent_id or "",
+                    Decimal(receipt.total_excl_vat) / 100,
+                    Decimal(receipt.vat_amount) / 100,
                 ]
             )
+        return response
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "number",
+        "issued_at",
+        "operator",
+        "receipt",
+        "net_display",
+        "vat_display",
+        "total_display",
+        "pdf_link",
+    )
+    list_filter = ("operator", "year")
+    list_select_related = ("operator", "receipt", "refund__payment")
+    search_fields = ("number", "receipt__number")
+    fields = (
+        "number",
+        "operator",
+        "receipt",
+        "refund",
+        "issued_at",
+        "net_display",
+        "vat_display",
+        "total_display",
+        "pdf_link",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("pdf")
+
+    @admin.display(description="net", ordering="total_excl_vat")
+    def net_display(self, note):
+        return money(note.total_excl_vat, note.refund.payment.currency)
+
+    @admin.display(description="VAT", ordering="vat_amount")
+    def vat_display(self, note):
+        return money(note.vat_amount, note.refund.payment.currency)
+
+    @admin.display(description="refunded", ordering="total_incl_vat")
+    def total_display(self, note):
+        return money(note.total_incl_vat, note.refund.payment.currency)
+
+    @admin.display(description="PDF")
+    def pdf_link(self, note):
+        url = reverse("admin:checkout_creditnote_pdf", args=[note.pk])
+        return format_html('<a href="{}">{}.pdf</a>', url, note.number)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="checkout_creditnote_pdf",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def pdf_view(self, request, pk):
+        if not request.user.has_perm("checkout.view_creditnote"):
+            raise PermissionDenied
+        note = get_object_or_404(CreditNote, pk=pk)
+        response = HttpResponse(credit_notes.credit_note_pdf(note), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{note.number}.pdf"'
         return response
 
 

@@ -214,7 +214,14 @@ class Receipt(models.Model):
     total_incl_vat = models.PositiveIntegerField(
         help_text="Minor units; equals the amount captured."
     )
-    pdf = models.BinaryField(editable=False)
+    # The charge split gross first (checkout/vat.py): net + VAT == total_incl_vat, to the cent.
+    total_excl_vat = models.PositiveIntegerField(default=0, help_text="Minor units.")
+    vat_amount = models.PositiveIntegerField("VAT", default=0, help_text="Minor units.")
+    # What the PDF prints, fixed when the number is taken: lines, adjustments, VAT per rate.
+    document = models.JSONField(default=dict, blank=True, editable=False)
+    # Rendered after the number is committed (empty until then; see receipts.receipt_render).
+    pdf = models.BinaryField(editable=False, default=b"", blank=True)
+    rendered_at = models.DateTimeField(null=True, blank=True, editable=False)
     emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -225,6 +232,51 @@ class Receipt(models.Model):
         )
         ordering = ("-issued_at",)
         permissions = (("export_receipts", "Can export receipts and payments (CSV)"),)
+
+    def __str__(self):
+        return self.number
+
+
+class CreditNoteCounter(models.Model):
+    """Credit notes have their own gapless series per operator and year (as receipts do)."""
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT)
+    year = models.PositiveIntegerField()
+    last = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["operator", "year"], name="one_credit_note_counter_per_operator_year"
+            ),
+        )
+
+
+class CreditNote(models.Model):
+    """A refund, documented: it refers to the receipt, with the refunded amount's VAT split."""
+
+    refund = models.OneToOneField(Refund, on_delete=models.PROTECT, related_name="credit_note")
+    receipt = models.ForeignKey(Receipt, on_delete=models.PROTECT, related_name="credit_notes")
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="credit_notes")
+    year = models.PositiveIntegerField()
+    sequence = models.PositiveIntegerField()
+    number = models.CharField(max_length=40, unique=True)
+    issued_at = models.DateTimeField()
+    # Amounts given back, in minor units: net + VAT == total_incl_vat == the refund.
+    total_incl_vat = models.PositiveIntegerField()
+    total_excl_vat = models.PositiveIntegerField()
+    vat_amount = models.PositiveIntegerField("VAT")
+    document = models.JSONField(default=dict, blank=True, editable=False)
+    pdf = models.BinaryField(editable=False, default=b"", blank=True)
+    rendered_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["operator", "year", "sequence"], name="credit_note_number_unique"
+            ),
+        )
+        ordering = ("-issued_at",)
 
     def __str__(self):
         return self.number

@@ -1,175 +1,355 @@
-"""Numbered VAT receipts: gapless numbers per operator and year, a PDF, an e-mail."""
+"""Numbered VAT receipts: gapless numbers per operator and year, a PDF, an e-mail.
+
+Issuing is two steps (design §8): the number is taken, with the amounts split by checkout/vat.py,
+under the counter's row lock and committed; the PDF is rendered afterwards (receipt_render), so
+issuing receipts never waits on PDF rendering. Dates are printed in the location's time zone; the
+series' year is the year in the operator's zone (Operator.time_zone, else the location's).
+"""
 
 from __future__ import annotations
 
 import io
+import logging
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
-from .models import Payment, Receipt, ReceiptCounter
+from . import tasks, vat
+from .models import Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
+from .transitions import flag_attention, queue_on_commit
+
+log = logging.getLogger(__name__)
+
+# A receipt shows what was captured; a refund made before it was issued does not change that.
+ISSUABLE = (P.CAPTURED, P.PARTIALLY_REFUNDED, P.REFUNDED)
 
 
-def _money(cents: int | Decimal, currency: str) -> str:
-    return f"{Decimal(cents) / 100:,.2f} {currency}"
+def first_zone(*names: str) -> ZoneInfo:
+    """The first valid zone of `names` (a typo in the admin must not stop receipts), else ours."""
+    for name in names:
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                log.error("unknown time zone %r on a receipt; trying the next", name)
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def series_zone(operator, location) -> ZoneInfo:
+    """Whose New Year starts a new number series: the operator's zone, else the location's."""
+    return first_zone(operator.time_zone, location.time_zone)
+
+
+def fallback_vat_rate(operator) -> Decimal:
+    """The rate for prices that state no VAT: the operator's, else DEFAULT_VAT_PERCENT."""
+    if operator.vat_rate is not None:
+        return Decimal(operator.vat_rate)
+    return Decimal(str(settings.DEFAULT_VAT_PERCENT))
+
+
+def take_number(counter_model, operator, zone: ZoneInfo) -> tuple[int, int, datetime]:
+    """The next number of a gapless series: (year in `zone`, sequence, issued_at).
+
+    Call inside the issuing transaction: the counter row stays locked until it commits, so
+    numbers and dates of issue rise together within a series and a rollback leaves no gap.
+    """
+    while True:
+        year = timezone.now().astimezone(zone).year
+        counter_model.objects.get_or_create(operator=operator, year=year)
+        counter = counter_model.objects.select_for_update().get(operator=operator, year=year)
+        issued_at = timezone.now()  # taken under the lock
+        if issued_at.astimezone(zone).year == year:
+            break  # else New Year passed while we waited for the lock: take next year's counter
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return year, counter.last, issued_at
+
+
+def receipt_document(payment: Payment, operator) -> vat.Document:
+    """What the receipt says about money, from the amount actually captured (money rule 9)."""
+    return vat.split(
+        charged=payment.amount_captured,
+        breakdown=payment.session.final_breakdown or {},
+        fallback_rate=fallback_vat_rate(operator),
+        shortfall=payment.shortfall,
+    )
 
 
 def receipt_issue(*, payment_id: int) -> Receipt | None:
-    """Issue the one receipt of a captured payment (a retry returns the existing one)."""
+    """Issue the one receipt of a captured payment (a retry returns the existing one).
+
+    Refunded or partly refunded payments get theirs too: the receipt shows what was captured.
+    """
     with transaction.atomic():
         payment = (
-            Payment.objects.select_for_update()
+            Payment.objects.select_for_update(of=("self",))
             .select_related("session__evse__location__operator", "session__connector")
             .get(pk=payment_id)
         )
         existing = Receipt.objects.filter(payment=payment).first()
-        if existing or payment.status != P.CAPTURED:
+        if existing or payment.status not in ISSUABLE or payment.amount_captured <= 0:
             return existing
-        operator = payment.session.evse.location.operator
-        issued_at = timezone.now()
-        year = timezone.localtime(issued_at).year
-        ReceiptCounter.objects.get_or_create(operator=operator, year=year)
-        counter = ReceiptCounter.objects.select_for_update().get(operator=operator, year=year)
-        counter.last += 1
-        counter.save(update_fields=["last"])
-        receipt = Receipt(
+        session = payment.session
+        location = session.evse.location
+        operator = location.operator
+        document = receipt_document(payment, operator)
+        year, sequence, issued_at = take_number(
+            ReceiptCounter, operator, series_zone(operator, location)
+        )
+        receipt = Receipt.objects.create(
             payment=payment,
             operator=operator,
             year=year,
-            sequence=counter.last,
-            number=f"{operator.receipt_prefix}-{year}-{counter.last:06d}",
+            sequence=sequence,
+            number=f"{operator.receipt_prefix}-{year}-{sequence:06d}",
             issued_at=issued_at,
             total_incl_vat=payment.amount_captured,
+            total_excl_vat=document.net,
+            vat_amount=document.vat,
+            document=document.as_dict(),
         )
-        receipt.pdf = render_pdf(receipt)
-        receipt.save()
-        payment.session.events.create(
+        session.events.create(
             kind="receipt_issued", message=receipt.number, amount=receipt.total_incl_vat
         )
+        # Refunds made before the receipt get their credit notes now that there is one to refer to.
+        for refund_id in payment.refunds.filter(status=Refund.Status.SUCCEEDED).values_list(
+            "pk", flat=True
+        ):
+            queue_on_commit(tasks.receipt_credit_note, refund_id)
+        if document.zero_rated and not operator.vat_exemption_text.strip():
+            flag_attention(
+                session,
+                f"receipt {receipt.number} shows 0 % VAT with no exemption reason: "
+                "set the operator's VAT exemption text (or its VAT rate) and issue a correction",
+            )
+        if document.assumed_rate and operator.vat_rate is None:
+            flag_attention(
+                session,
+                f"receipt {receipt.number}: the tariff states no VAT and the operator has no "
+                f"VAT rate; DEFAULT_VAT_PERCENT ({settings.DEFAULT_VAT_PERCENT} %) was used",
+            )
     return receipt
+
+
+def receipt_render(*, receipt_id: int) -> Receipt:
+    """Render and store the PDF of an issued receipt (once; a retry finds it rendered)."""
+    with transaction.atomic():
+        receipt = (
+            Receipt.objects.select_for_update(of=("self",))
+            .select_related(
+                "operator", "payment__session__evse__location", "payment__session__connector"
+            )
+            .get(pk=receipt_id)
+        )
+        if receipt.rendered_at is None:
+            receipt.pdf = render_pdf(receipt)
+            receipt.rendered_at = timezone.now()
+            receipt.save(update_fields=["pdf", "rendered_at"])
+    return receipt
+
+
+def receipt_pdf(receipt: Receipt) -> bytes:
+    """The PDF, rendered now if the render step has not run yet (a download right after issue)."""
+    if receipt.rendered_at is None:
+        receipt = receipt_render(receipt_id=receipt.pk)
+    return bytes(receipt.pdf)
 
 
 def receipt_email(*, receipt_id: int) -> None:
     with transaction.atomic():
         receipt = (
-            Receipt.objects.select_for_update()
-            .select_related("payment__session")
+            Receipt.objects.select_for_update(of=("self",))
+            .select_related("payment__session__evse")
             .get(pk=receipt_id)
         )
         session = receipt.payment.session
         if receipt.emailed_at or not session.email:
             return
-        message = EmailMessage(
-            subject=f"Your charging receipt {receipt.number}",
-            body=(
-                f"Thank you for charging at {session.evse.evse_id}.\n\n"
-                f"Charged: {_money(receipt.total_incl_vat, receipt.payment.currency)}. "
-                f"The rest of your hold has been released.\n"
-                f"Your receipt {receipt.number} is attached.\n"
-            ),
-            to=[session.email],
-        )
-        message.attach(f"{receipt.number}.pdf", bytes(receipt.pdf), "application/pdf")
+        currency = receipt.payment.currency
+        with translation.override(session.language or settings.LANGUAGE_CODE):
+            message = EmailMessage(
+                subject=_("Your charging receipt %(number)s") % {"number": receipt.number},
+                body=_(
+                    "Thank you for charging at %(evse)s.\n\n"
+                    "Charged: %(amount)s %(currency)s. The rest of your hold has been released.\n"
+                    "Your receipt %(number)s is attached.\n"
+                )
+                % {
+                    "evse": session.evse.evse_id,
+                    "amount": vat.fmt_money(receipt.total_incl_vat),
+                    "currency": currency,
+                    "number": receipt.number,
+                },
+                to=[session.email],
+            )
+        message.attach(f"{receipt.number}.pdf", receipt_pdf(receipt), "application/pdf")
         message.send()
         receipt.emailed_at = timezone.now()
         receipt.save(update_fields=["emailed_at"])
+
+
+def _labels() -> dict[str, str]:
+    return {
+        "ENERGY": pgettext("receipt line", "Energy"),
+        "TIME": pgettext("receipt line", "Charging time"),
+        "PARKING_TIME": pgettext("receipt line", "Idle time"),
+        "FLAT": pgettext("receipt line", "Session fee"),
+        "minimum_price": _("Minimum price of the tariff"),
+        "maximum_price": _("Maximum price of the tariff"),
+        "shortfall": _("Not charged (above your hold)"),
+        "csms_lower": _("Reduced to the operator's final record"),
+        "adjustment": _("Adjustment"),
+    }
+
+
+_UNITS = {"ENERGY": "kWh", "TIME": "h", "PARKING_TIME": "h", "FLAT": ""}
 
 
 def render_pdf(receipt: Receipt) -> bytes:
     """One A4 page: seller, number, where and when, what was delivered, each price component, VAT."""
     payment = receipt.payment
     session = payment.session
+    with translation.override(session.language or settings.LANGUAGE_CODE):
+        return _render(receipt, payment, session)
+
+
+class Sheet:
+    """One A4 page of a document: a seller's heading, rows of label and right-aligned value."""
+
+    def __init__(self, title: str, author: str):
+        self.buf = io.BytesIO()
+        self.pdf = canvas.Canvas(self.buf, pagesize=A4, pageCompression=1)
+        self.pdf.setTitle(title)
+        self.pdf.setAuthor(author)
+        self.width, height = A4
+        self.y = height - 20 * mm
+
+    def line(self, text, *, size=10, bold=False, gap=5.5):
+        self.pdf.setFont("Helvetica-Bold" if bold else "Helvetica", size)
+        self.pdf.drawString(20 * mm, self.y, text)
+        self.y -= gap * mm
+
+    def row(self, label, value, *, bold=False, indent=0):
+        self.pdf.setFont("Helvetica-Bold" if bold else "Helvetica", 10)
+        self.pdf.drawString((20 + indent) * mm, self.y, label)
+        self.pdf.drawRightString(self.width - 20 * mm, self.y, value)
+        self.y -= 5.5 * mm
+
+    def columns(self, cells, *, bold=False):
+        """A row of a VAT table: rate on the left, net, VAT and gross right-aligned."""
+        self.pdf.setFont("Helvetica-Bold" if bold else "Helvetica", 10)
+        self.pdf.drawString(24 * mm, self.y, cells[0])
+        for x, cell in zip((110, 145, self.width / mm - 20), cells[1:], strict=True):
+            self.pdf.drawRightString(x * mm, self.y, cell)
+        self.y -= 5.5 * mm
+
+    def gap(self, size=3):
+        self.y -= size * mm
+
+    def seller(self, operator):
+        self.line(operator.legal_name, size=14, bold=True, gap=6)
+        for part in operator.address.splitlines():
+            self.line(part)
+        self.line(_("VAT id: %(vat_id)s") % {"vat_id": operator.vat_id})
+        self.gap(4)
+
+    def vat_table(self, vat_lines, *, country: str, money) -> None:
+        self.line(_("VAT"), bold=True)
+        self.columns([_("Rate"), _("Net"), pgettext("receipt line", "VAT"), _("Gross")], bold=True)
+        for v in vat_lines:
+            self.columns(
+                [
+                    f"{vat.fmt_rate(Decimal(v['rate']))} % ({country})",
+                    money(v["net"]),
+                    money(v["vat"]),
+                    money(v["gross"]),
+                ]
+            )
+
+    def finish(self) -> bytes:
+        self.pdf.showPage()
+        self.pdf.save()
+        return self.buf.getvalue()
+
+
+def local_time(zone: ZoneInfo):
+    return lambda moment: moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def money_in(currency: str):
+    def money(amount: int, *, signed: bool = False) -> str:
+        sign = "+" if signed and amount > 0 else ""
+        return f"{sign}{vat.fmt_money(amount)} {currency}"
+
+    return money
+
+
+def _render(receipt: Receipt, payment: Payment, session) -> bytes:
     operator = receipt.operator
     location = session.evse.location
-    cur = payment.currency
-    breakdown = session.final_breakdown or {}
-    local = timezone.localtime
+    doc = receipt.document or receipt_document(payment, operator).as_dict()
+    local = local_time(first_zone(location.time_zone, session.time_zone))
+    money = money_in(payment.currency)
 
-    buf = io.BytesIO()
-    pdf = canvas.Canvas(buf, pagesize=A4, pageCompression=1)
-    pdf.setTitle(f"Receipt {receipt.number}")
-    pdf.setAuthor(operator.legal_name)
-    width, height = A4
-    y = height - 20 * mm
-
-    def line(text, *, size=10, bold=False, x=20 * mm, gap=5.5):
-        nonlocal y
-        pdf.setFont("Helvetica-Bold" if bold else "Helvetica", size)
-        pdf.drawString(x, y, text)
-        y -= gap * mm
-
-    def row(label, value, *, bold=False):
-        nonlocal y
-        pdf.setFont("Helvetica-Bold" if bold else "Helvetica", 10)
-        pdf.drawString(20 * mm, y, label)
-        pdf.drawRightString(width - 20 * mm, y, value)
-        y -= 5.5 * mm
-
-    line(operator.legal_name, size=14, bold=True, gap=6)
-    for part in operator.address.splitlines():
-        line(part)
-    line(f"VAT id: {operator.vat_id}")
-    y -= 4 * mm
-    line(f"Receipt {receipt.number}", size=13, bold=True, gap=7)
-    row("Date of issue", f"{local(receipt.issued_at):%Y-%m-%d %H:%M}")
-    row("Location", f"{location.name}, {location.full_address}")
-    row("EVSE ID", session.evse.evse_id)
+    page = Sheet(_("Receipt %(number)s") % {"number": receipt.number}, operator.legal_name)
+    page.seller(operator)
+    page.line(_("Receipt %(number)s") % {"number": receipt.number}, size=13, bold=True, gap=7)
+    page.row(_("Date of issue"), local(receipt.issued_at))
+    page.row(_("Location"), f"{location.name}, {location.full_address}, {location.country}")
+    page.row(_("EVSE ID"), session.evse.evse_id)
     if session.started_at:
-        row("Start", f"{local(session.started_at):%Y-%m-%d %H:%M}")
+        page.row(_("Start"), local(session.started_at))
     if session.ended_at:
-        row("End", f"{local(session.ended_at):%Y-%m-%d %H:%M}")
-    row("Energy", f"{Decimal(session.kwh):.3f} kWh")
-    y -= 3 * mm
-    line("Price components", bold=True)
-    labels = {
-        "ENERGY": "Energy",
-        "TIME": "Charging time",
-        "PARKING_TIME": "Idle time",
-        "FLAT": "Session fee",
-    }
-    units = {"ENERGY": "kWh", "TIME": "h", "PARKING_TIME": "h", "FLAT": ""}
-    vat_by_rate: dict[str, list[Decimal]] = {}
-    for comp in breakdown.get("components", []):
-        kind = comp["type"]
-        volume = Decimal(comp["volume"])
-        label = f"{labels.get(kind, kind)}: {volume:.3f} {units.get(kind, '')} x {Decimal(comp['price']):.4f} excl. VAT"
-        row(label, f"{Decimal(comp['excl_vat']):.2f} {cur}")
-        rate = comp.get("vat") or "0"
-        totals = vat_by_rate.setdefault(rate, [Decimal(0), Decimal(0)])
-        totals[0] += Decimal(comp["excl_vat"])
-        totals[1] += Decimal(comp["incl_vat"])
-    y -= 3 * mm
-    total_excl = Decimal(breakdown.get("total_excl_vat", "0"))
-    total_incl = Decimal(breakdown.get("total_incl_vat", "0"))
-    row("Net (excl. VAT)", f"{total_excl:.2f} {cur}")
-    for rate, (net, gross) in sorted(vat_by_rate.items()):
-        row(f"VAT {Decimal(rate).normalize():f}% on {net:.2f}", f"{gross - net:.2f} {cur}")
-    row("Total (incl. VAT)", f"{total_incl:.2f} {cur}", bold=True)
-    if payment.shortfall:
-        row("Not charged (above your hold)", _money(payment.shortfall, cur))
-    # The operator's own final record came out lower than our price: the driver pays the lower.
-    lowered = int(total_incl * 100) - payment.shortfall - payment.amount_captured
-    if lowered > 0:
-        row("Reduced to the operator's final record", f"-{_money(lowered, cur)}")
-    row("Charged", _money(payment.amount_captured, cur), bold=True)
-    y -= 3 * mm
-    method = (
-        payment.wallet.replace("_", " ").title()
-        if payment.wallet
-        else (payment.card_brand or "card").title()
-    )
-    row("Paid with", f"{method} ending {payment.card_last4}" if payment.card_last4 else method)
-    row("Amount held", _money(payment.amount_held, cur))
-    row("Released to you", _money(payment.amount_held - payment.amount_captured, cur))
-    y -= 6 * mm
+        page.row(_("End"), local(session.ended_at))
+    page.row(_("Energy"), f"{vat.fmt_decimal(session.kwh, 3)} kWh")
+    page.gap()
+
+    labels = _labels()
+    page.line(_("Price components (incl. VAT)"), bold=True)
+    for item in doc["items"]:
+        kind = item["type"]
+        text = labels.get(kind, kind)
+        if kind != "FLAT":
+            text = (
+                f"{text}: {vat.fmt_decimal(item['volume'], 3)} {_UNITS.get(kind, '')} "
+                f"× {vat.fmt_decimal(item['unit_price_incl_vat'], 4)}"
+            )
+        text += f" ({pgettext('receipt line', 'VAT')} {vat.fmt_rate(Decimal(item['rate']))} %)"
+        page.row(text, money(item["gross"]), indent=4)
+    for kind, amount in doc["adjustments"]:
+        page.row(labels.get(kind, kind), money(amount, signed=True), indent=4)
+    page.row(_("Charged"), money(doc["charged"]), bold=True)
+    page.gap()
+
+    page.vat_table(doc["vat_lines"], country=location.country, money=money)
+    page.row(_("Net (excl. VAT)"), money(doc["net"]))
+    page.row(pgettext("receipt total", "VAT"), money(doc["vat"]))
+    page.row(_("Total (incl. VAT)"), money(doc["net"] + doc["vat"]), bold=True)
+    if any(Decimal(v["rate"]) == 0 and v["gross"] for v in doc["vat_lines"]):
+        page.line(operator.vat_exemption_text or _("VAT exemption: reason not stated"), size=9)
+    page.gap()
+
+    if payment.wallet:
+        method = payment.wallet.replace("_", " ").title()
+    else:
+        method = (payment.card_brand or pgettext("payment method", "card")).title()
+    if payment.card_last4:
+        method = _("%(method)s ending %(last4)s") % {"method": method, "last4": payment.card_last4}
+    page.row(_("Paid with"), method)
+    page.row(_("Amount held"), money(payment.amount_held))
+    page.row(_("Released to you"), money(payment.amount_held - payment.amount_captured))
+    page.gap(6)
     if operator.support_contact:
-        line(f"Questions? {operator.support_contact}", size=9)
-    pdf.showPage()
-    pdf.save()
-    return buf.getvalue()
+        page.line(_("Questions? %(contact)s") % {"contact": operator.support_contact}, size=9)
+    return page.finish()

@@ -118,6 +118,7 @@ def refund_send(*, refund_id: int) -> None:
         # "pending" at Stripe (some banks confirm later) counts as given back: it is on its way.
         refund.status = Refund.Status.SUCCEEDED
         refund.save()
+        queue_on_commit(tasks.receipt_credit_note, refund.pk)  # documented once there is a receipt
         refunded = payment.amount_refunded + refund.amount
         target = P.REFUNDED if refunded >= payment.amount_captured else P.PARTIALLY_REFUNDED
         if not set_payment_status(

@@ -16,12 +16,14 @@ from django.utils import timezone
 from stations.csms.base import CsmsError
 
 from . import selectors, services, tasks
-from .models import ChargingSession, Payment
+from .models import ChargingSession, Payment, Receipt, Refund
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
 from .states import SessionStatus as S
 
 log = logging.getLogger(__name__)
+
+CREDIT_NOTE_REPAIR_DAYS = 7
 
 
 def _run(what: str, fn, **kwargs) -> bool:
@@ -103,6 +105,27 @@ def strays(now=None) -> int:
     ).values_list("pk", flat=True):
         log.info("sweep: payment %s: captured without a receipt", pk)
         tasks.receipt_issue.delay(pk)
+        fixed += 1
+
+    # A receipt whose PDF was never rendered (the worker died between the two steps).
+    for pk in Receipt.objects.filter(rendered_at=None, issued_at__lte=settled_before).values_list(
+        "pk", flat=True
+    ):
+        log.info("sweep: receipt %s: not rendered", pk)
+        tasks.receipt_render.delay(pk)
+        fixed += 1
+
+    # A refund without its credit note (lost, or made before the receipt that now exists). Only
+    # recent ones: refunds from before credit notes existed are for finance to document, not us.
+    for pk in Refund.objects.filter(
+        status=Refund.Status.SUCCEEDED,
+        credit_note__isnull=True,
+        payment__receipt__isnull=False,
+        updated_at__lte=settled_before,
+        updated_at__gte=now - timedelta(days=CREDIT_NOTE_REPAIR_DAYS),
+    ).values_list("pk", flat=True):
+        log.info("sweep: refund %s: no credit note", pk)
+        tasks.receipt_credit_note.delay(pk)
         fixed += 1
 
     # A hold whose session failed: the cancel was lost (or is failing).

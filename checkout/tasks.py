@@ -13,7 +13,7 @@ from celery import shared_task
 
 from stations.csms.base import CsmsError
 
-from . import receipts, refunds, services, stripe_events, sweeps
+from . import credit_notes, receipts, refunds, services, stripe_events, sweeps
 from .payments import PaymentGatewayError
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,27 @@ def sweep_strays():
 
 @shared_task(autoretry_for=(Exception,), retry_backoff=5, max_retries=8)
 def receipt_issue(payment_id: int):
+    # The number is committed first; rendering the PDF after it keeps the counter's lock short.
     receipt = receipts.receipt_issue(payment_id=payment_id)
-    if receipt and receipt.payment.session.email and not receipt.emailed_at:
+    if receipt:
+        receipt_render(receipt.pk)
+
+
+@shared_task(autoretry_for=(Exception,), retry_backoff=5, max_retries=8)
+def receipt_render(receipt_id: int):
+    receipt = receipts.receipt_render(receipt_id=receipt_id)
+    if receipt.payment.session.email and not receipt.emailed_at:
         receipt_email.delay(receipt.pk)
 
 
 @shared_task(autoretry_for=(Exception,), retry_backoff=30, max_retries=8)
 def receipt_email(receipt_id: int):
     receipts.receipt_email(receipt_id=receipt_id)
+
+
+# Named receipt_* so that it runs on the receipts queue (settings.CELERY_TASK_ROUTES).
+@shared_task(autoretry_for=(Exception,), retry_backoff=5, max_retries=8)
+def receipt_credit_note(refund_id: int):
+    note = credit_notes.credit_note_issue(refund_id=refund_id)
+    if note:
+        credit_notes.credit_note_render(credit_note_id=note.pk)

@@ -12,5 +12,6 @@ urlpatterns = [
     path("s/<uuid:public_id>/confirm", views.confirm, name="confirm"),
     path("s/<uuid:public_id>/stop", views.stop, name="stop"),
     path("s/<uuid:public_id>/receipt.pdf", views.receipt_pdf, name="receipt"),
+    path("s/<uuid:public_id>/credit-note-<int:pk>.pdf", views.credit_note_pdf, name="credit_note"),
     path("webhooks/stripe/", webhooks.stripe_webhook, name="stripe_webhook"),
 ]

@@ -18,7 +18,7 @@ from directpay.clients import client_ip
 from stations import qr, scans, tariffs
 from stations.models import Evse
 
-from . import pay_limits, payer, selectors, services
+from . import credit_notes, pay_limits, payer, receipts, selectors, services
 from .forms import PayForm
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
@@ -308,6 +308,18 @@ def receipt_pdf(request, public_id):
     receipt = getattr(getattr(session, "payment", None), "receipt", None) if session else None
     if receipt is None:
         raise Http404
-    response = HttpResponse(bytes(receipt.pdf), content_type="application/pdf")
+    response = HttpResponse(receipts.receipt_pdf(receipt), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{receipt.number}.pdf"'
+    return response
+
+
+@require_GET
+def credit_note_pdf(request, public_id, pk):
+    session = selectors.session_for_driver(public_id)
+    receipt = getattr(getattr(session, "payment", None), "receipt", None) if session else None
+    note = receipt.credit_notes.filter(pk=pk).first() if receipt else None
+    if note is None:
+        raise Http404
+    response = HttpResponse(credit_notes.credit_note_pdf(note), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{note.number}.pdf"'
     return response

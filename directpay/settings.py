@@ -282,6 +282,10 @@ RATELIMIT_IP_META_KEY = "directpay.clients.client_ip"
 # A cache outage must not stop every driver paying: counting fails open (and is logged).
 RATELIMIT_FAIL_OPEN = True
 
+# Receipts (checkout/receipts.py, checkout/vat.py): the VAT rate, in percent, for tariff prices
+# that state no VAT when their operator has no `vat_rate` set (such receipts are flagged for staff).
+DEFAULT_VAT_PERCENT = env.str("DEFAULT_VAT_PERCENT", default="21")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -7,7 +7,13 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from .identifiers import time_zone_valid
 from .tariffs import TariffError, price_digest, price_lines
+
+
+def validate_time_zone(value):
+    if value and not time_zone_valid(value):
+        raise ValidationError(f"{value} is not an IANA time zone (e.g. Europe/Lisbon).")
 
 
 class Operator(models.Model):
@@ -39,6 +45,30 @@ class Operator(models.Model):
         max_length=40,
         default="en",
         help_text="Languages on stickers, most used first, e.g. nl,en (en, nl, de, fr, es, it).",
+    )
+    # Receipts: a tariff component without VAT is taxed at this rate (empty: DEFAULT_VAT_PERCENT,
+    # and the receipt is flagged); a 0 % rate must say why (reverse charge, exemption) on the receipt.
+    vat_rate = models.DecimalField(
+        "VAT rate (%)",
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Used on receipts for tariff prices that state no VAT, e.g. 21.",
+    )
+    vat_exemption_text = models.CharField(
+        "VAT exemption text",
+        max_length=300,
+        blank=True,
+        help_text="Printed on receipts with 0 % VAT: the legal reason no VAT is charged.",
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="Zone whose calendar year numbers receipts (e.g. Europe/Lisbon). "
+        "Empty: the zone of the session's location.",
     )
 
     def __str__(self):

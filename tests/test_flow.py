@@ -85,6 +85,9 @@ def test_capture_is_capped_at_the_hold(
     assert payment.status == P.CAPTURED
     assert payment.amount_captured == payment.amount_held == 2000
     assert payment.shortfall == 3630 - 2000
+    # The receipt's VAT is on the 20.00 charged: 20.00 - round(20.00 / 1.21 = 16.5289) = 3.47.
+    receipt = Receipt.objects.get(payment=payment)
+    assert (receipt.total_excl_vat, receipt.vat_amount, receipt.total_incl_vat) == (1653, 347, 2000)
 
 
 def test_zero_cost_cancels_the_hold(

@@ -277,7 +277,24 @@ def check_money_rules(localstripe, proxy):
         receipts = Receipt.objects.filter(payment=payment)
         assert receipts.count() == (1 if captured else 0), where
         if captured:
-            assert receipts.get().total_incl_vat == payment.amount_captured, where
+            receipt = receipts.get()
+            assert receipt.total_incl_vat == payment.amount_captured, where
+            # Money rule 9: the VAT split is of what was charged and adds up to the cent.
+            doc = receipt.document
+            assert receipt.total_excl_vat + receipt.vat_amount == payment.amount_captured, where
+            assert sum(v["net"] + v["vat"] for v in doc["vat_lines"]) == receipt.total_incl_vat
+            assert doc["charged"] == payment.amount_captured, where
+            printed = sum(i["gross"] for i in doc["items"]) + sum(a for _, a in doc["adjustments"])
+            assert printed == payment.amount_captured, where
+            # Every refund has its credit note, split by the same rule, within what was charged.
+            notes = [r.credit_note for r in succeeded]
+            for note in notes:
+                assert note.receipt == receipt, where
+                assert note.total_excl_vat + note.vat_amount == note.total_incl_vat, where
+            assert sum(n.total_incl_vat for n in notes) == payment.amount_refunded, where
+            if payment.status == P.REFUNDED:
+                assert sum(n.total_excl_vat for n in notes) == receipt.total_excl_vat, where
+                assert sum(n.vat_amount for n in notes) == receipt.vat_amount, where
             at_stripe = requests.get(
                 f"{localstripe.base}/v1/refunds",
                 params={"payment_intent": intent},

@@ -240,7 +240,8 @@ def test_receipt_download(client, connector, stripe, django_capture_on_commit_ca
         "6.05 EUR",
         "Released to you",
         "13.95 EUR",
-        "VAT 21% on 5.00",
+        "21 % (NL)",  # the VAT table: rate, net 5.00, VAT 1.05
+        "5.00 EUR",
         "1.05 EUR",
         "Visa ending 4242",
     ]:
