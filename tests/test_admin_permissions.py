@@ -12,10 +12,12 @@ from django.contrib.auth.models import Permission, User
 from django.test import RequestFactory
 from django.urls import reverse
 
-from checkout import services
+from checkout import credit_notes, services
+from checkout.models import Payment, Refund
 from stations import stickers
 from stations.models import Evse, OcpiConnection
 from tests.factories import ConnectorFactory
+from tests.test_receipts import energy, finished_payment, issue
 
 STANDARD_URLS = ("_changelist", "_add", "_history", "_delete", "_change")
 
@@ -29,6 +31,15 @@ def records(db):
         evses=Evse.objects.filter(pk=connector.evse.pk), layout="a4-2x4", user=None
     )
     OcpiConnection.objects.create(name="A CPO", token_ours="ours-" + "0" * 32)
+    # A receipt and a credit note, for their PDF pages.
+    payment = finished_payment(energy("0.50", vat_rate=21), kwh="10")
+    issue(payment)
+    refund = Refund.objects.create(
+        payment=payment, amount=100, reason="requested_by_customer", requested_by="finance"
+    )
+    Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.SUCCEEDED)
+    Payment.objects.filter(pk=payment.pk).update(amount_refunded=100)
+    credit_notes.credit_note_issue(refund_id=refund.pk)
 
 
 @pytest.fixture
@@ -111,7 +122,8 @@ def test_every_custom_admin_page_refuses_staff_without_its_permission(client, re
                 assert key in SAMPLES, f"add a sample for {pattern.name}'s <{key}>"
                 params[key] = SAMPLES[key]
         pages.append((pattern.name, reverse(f"admin:{pattern.name}", kwargs=params)))
-    assert len(pages) >= 5, pages  # refund, QR, sticker PDF, import and its template
+    # Refund, QR, sticker PDF, import and its template, receipt and credit note PDFs.
+    assert len(pages) >= 7, pages
     for name, url in pages:
         client.force_login(superuser)
         allowed = client.get(url)
