@@ -256,11 +256,49 @@ def refunds(payment_intent_id: str) -> list[RefundState]:
     return [_refund_state(r) for r in listed.data]
 
 
-def register_domain(domain_name: str) -> str:
-    """Register a domain for Apple Pay and Google Pay (Stripe's PaymentMethodDomain). Returns its id."""
-    return _call(client().v1.payment_method_domains.create, params={"domain_name": domain_name})[
-        "id"
-    ]
+WALLETS = ("apple_pay", "google_pay")
+
+
+@dataclass(frozen=True)
+class WalletDomain:
+    """A domain registered with Stripe (PaymentMethodDomain) and what each wallet says of it."""
+
+    id: str
+    domain: str
+    enabled: bool
+    created: bool  # registered now (False: it was registered before and has been validated again)
+    wallets: dict  # wallet -> (status, Stripe's reason when inactive)
+
+    @property
+    def ready(self) -> bool:
+        return self.enabled and all(status == "active" for status, _ in self.wallets.values())
+
+
+def register_domain(domain_name: str) -> WalletDomain:
+    """Register a domain for Apple Pay and Google Pay, or validate it again if it already is.
+
+    Stripe shows a wallet in Elements only on a registered domain whose wallet status is active;
+    validating again is how a domain that failed (Apple's association file missing) is retried.
+    """
+    domains = client().v1.payment_method_domains
+    listed = _call(domains.list, params={"domain_name": domain_name, "limit": 1})
+    existing = next((d for d in listed.data if d["domain_name"] == domain_name), None)
+    if existing is None:
+        obj = _call(domains.create, params={"domain_name": domain_name}).to_dict()
+    else:
+        obj = _call(domains.validate, existing["id"]).to_dict()
+    wallets = {}
+    for wallet in WALLETS:
+        info = obj.get(wallet) or {}
+        details = info.get("status_details") or {}
+        wallets[wallet] = (info.get("status", "unknown"), details.get("error_message", ""))
+    return WalletDomain(
+        id=obj["id"],
+        domain=obj["domain_name"],
+        enabled=bool(obj.get("enabled")),
+        created=existing is None,
+        wallets=wallets,
+    )
 
 
 def verify_webhook(payload: bytes, signature: str) -> dict:

@@ -184,6 +184,8 @@ STRIPE_JS_URL = env.str(
     else "https://js.stripe.com/v3/",
 )
 STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
+# Apple Pay: the domain association file saved from the Stripe dashboard (README "Going live").
+APPLE_PAY_DOMAIN_FILE = env.str("APPLE_PAY_DOMAIN_FILE", default="")
 
 # An optional human check on Pay (Cloudflare Turnstile); off unless both keys are set.
 PAY_CHALLENGE_SITE_KEY = env.str("PAY_CHALLENGE_SITE_KEY", default="")
