@@ -77,9 +77,15 @@ def verify(code: str) -> Evse:
     return evse
 
 
+# A fixed data mask instead of segno's search over all eight (80 % of a sticker sheet's time). Mask 2
+# scored best on our URLs' shape: over 400 sticker URLs it was the search's own choice 150 times and
+# on average 48 penalty points from the best, less than any other; tests decode every code printed.
+MASK = 2
+
+
 def make(evse: Evse) -> segno.QRCode:
     # Error correction Q survives a dirty or scratched sticker.
-    return segno.make(url_for(evse), error="q", micro=False)
+    return segno.make(url_for(evse), error="q", micro=False, mask=MASK)
 
 
 def render(evse: Evse, kind: str, scale: int = 8) -> bytes:

@@ -14,6 +14,7 @@ import tracemalloc
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import PIL.Image
 import pypdfium2
 import pytest
 import zxingcpp
@@ -109,6 +110,17 @@ def test_every_sticker_scans_to_its_evse(location, layout, count):
         and "Laadpunt Noord" in text
         and "help@laadpunt.example" in text
     )
+
+
+def test_the_admins_images_use_the_fixed_mask_and_scan(location):
+    """Stickers and the admin's PNG/SVG are encoded with one fixed mask (no search) and still scan."""
+    for evse in make_evses(location, 40):
+        assert qr.make(evse).mask == qr.MASK
+        png = qr.render(evse, "png", scale=4)
+        found = zxingcpp.read_barcodes(
+            PIL.Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode
+        )
+        assert [code.text for code in found] == [qr.url_for(evse)]
 
 
 @pytest.mark.parametrize("layout", stickers.LAYOUTS.values(), ids=list(stickers.LAYOUTS))
