@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import beat_init, worker_init
+from celery.signals import beat_init, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "directpay.settings")
 
@@ -22,3 +22,17 @@ def refuse_production_stand_ins(**kwargs):
         fail_closed()
     except ImproperlyConfigured as exc:
         raise SystemExit(str(exc)) from exc  # Celery logs and ignores a receiver's Exception
+
+
+@task_prerun.connect
+def drop_unusable_connections(task=None, **kwargs):
+    """What Django does at each request: close a connection that broke or outlived CONN_MAX_AGE.
+
+    Not for a task run eagerly inside a caller (tests, CELERY_TASK_ALWAYS_EAGER): its connection is
+    the caller's, perhaps mid-transaction.
+    """
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -175,3 +175,19 @@ def test_production_defaults_keep_browsers_on_https_for_a_year():
     hsts, subdomains, session_age = result.stdout.split()[-3:]
     assert (int(hsts), subdomains) == (31536000, "True"), result.stdout + result.stderr
     assert int(session_age) <= 8 * 3600
+
+
+@pytest.mark.django_db
+def test_postgresql_connections_are_kept_and_speak_utc_from_the_start(settings):
+    """No new connection per request, and no set_config('TimeZone') on each one."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        assert os.environ.get("CI") != "true", "CI runs the tests on PostgreSQL"
+        pytest.skip("PostgreSQL only")
+    assert connection.settings_dict["CONN_MAX_AGE"] > 0
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"]
+    connection.ensure_connection()
+    # What the server says the session's zone is: Django sets it again when it is not "UTC".
+    assert connection.connection.info.parameter_status("TimeZone") == "UTC"
+    assert not connection.ensure_timezone()  # nothing to set
