@@ -14,6 +14,7 @@ The VAT id's format is checked per country (python-stdnum); a VIES look-up is op
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -67,20 +68,18 @@ def buyer_vat_id(country: str, vat_id: str) -> str | None:
     A number typed without its prefix gets the country's; one with another country's prefix is refused.
     """
     country = country.strip().upper()
-    prefix = _VAT_PREFIX.get(country, country)
     if country.lower() not in eu_vat.MEMBER_STATES or country == "XI":
         return None
+    prefix = _VAT_PREFIX.get(country, country)
+    typed = re.sub(r"[\s.\-/:]", "", vat_id).upper()
+    if typed[:2] == "GR" and prefix == "EL":
+        typed = typed[2:]
+    number = typed if typed[:2] == prefix else prefix + typed
     try:
-        number = eu_vat.compact(vat_id)
-    except ValidationError:  # junk that is not even a number
+        number = eu_vat.validate(number)
+    except ValidationError:
         return None
-    if not number[:2].isalpha():
-        number = prefix + number
-    elif number[:2] == "GR" and prefix == "EL":
-        number = "EL" + number[2:]
-    if number[:2] != prefix or not eu_vat.is_valid(number):
-        return None
-    return number
+    return number if number[:2] == prefix else None
 
 
 def vies_lookup(vat_id: str) -> bool | None:
