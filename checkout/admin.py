@@ -104,6 +104,7 @@ class PaymentInline(ReadOnlyMixin, admin.StackedInline):
         "card_brand",
         "card_last4",
         "wallet",
+        "wallet_last4",
         "capture_before",
     )
     fields = readonly_fields

@@ -13,9 +13,9 @@ from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
 
-from checkout import invoices, lookup, receipts
+from checkout import credit_notes, invoices, lookup, receipts
 from checkout.forms import InvoiceForm
-from checkout.models import Invoice, InvoiceCounter, Payment
+from checkout.models import Invoice, InvoiceCounter, Payment, Refund
 from checkout.states import PaymentStatus as P
 from tests.test_receipts import MIXED, energy, finished_payment, issue, pdf_text
 
@@ -313,3 +313,16 @@ def test_vies_down_falls_back_to_the_format_check(client, receipt, settings):
     url = reverse("checkout:document_invoice", args=[token_of(receipt)])
     assert client.post(url, form_data()).status_code == 302
     assert Invoice.objects.get().vies_valid is None
+
+
+def test_a_credit_note_after_the_invoice_names_the_invoice(receipt):
+    invoice = invoices.invoice_issue(receipt_id=receipt.pk, buyer=buyer())
+    refund = Refund.objects.create(
+        payment=receipt.payment, amount=100, reason="requested_by_customer", requested_by="finance"
+    )
+    Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.SUCCEEDED)
+    note = credit_notes.credit_note_issue(refund_id=refund.pk)
+    text = " ".join(
+        PdfReader(io.BytesIO(credit_notes.credit_note_pdf(note))).pages[0].extract_text().split()
+    )
+    assert f"Corrects invoice {invoice.number}" in text and VALID["NL"] in text
