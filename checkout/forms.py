@@ -44,16 +44,19 @@ class ReceiptFindForm(forms.Form):
     evse_id = forms.CharField(
         label=_("EVSE ID"),
         max_length=48,
+        widget=forms.TextInput(attrs={"autocapitalize": "characters", "spellcheck": "false"}),
         help_text=_("Printed on the charger and on the QR sticker, e.g. NL*ABC*E12345*1."),
     )
     amount = forms.CharField(
         label=_("Amount charged"),
         max_length=20,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
         help_text=_("As on your bank statement, e.g. 12.34 (not the amount held)."),
     )
     last4 = forms.CharField(
         label=_("Last 4 digits of the card"),
         max_length=8,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
         help_text=_(
             "Paid with Apple Pay or Google Pay? Your phone's wallet may show other digits "
             "(the device account number) than the card itself: either set of 4 digits works."

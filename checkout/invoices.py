@@ -243,7 +243,7 @@ def _render(invoice: Invoice, session) -> bytes:
     # Quantity and unit price excl. VAT per component (Art. 226 (6), (8)); the amounts are the
     # receipt's, which add up to what was charged.
     labels = receipts.receipt_labels()
-    page.line(_("Electric vehicle charging"), bold=True)
+    page.line(_("Electric vehicle charging (line amounts incl. VAT)"), bold=True)
     for item in doc["items"]:
         kind = item["type"]
         text = labels.get(kind, kind)
