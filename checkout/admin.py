@@ -14,11 +14,12 @@ from django.utils.html import format_html, format_html_join
 from directpay import csvsafe
 from stations.admin_ops import ReadOnlyMixin
 
-from . import credit_notes, receipts, refunds, services
+from . import credit_notes, invoices, receipts, refunds, services
 from .models import (
     ChargingSession,
     CreditNote,
     Dispute,
+    Invoice,
     Payment,
     PaymentEvent,
     Receipt,
@@ -103,6 +104,7 @@ class PaymentInline(ReadOnlyMixin, admin.StackedInline):
         "card_brand",
         "card_last4",
         "wallet",
+        "wallet_last4",
         "capture_before",
     )
     fields = readonly_fields
@@ -465,10 +467,11 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "vat_display",
         "total_display",
         "emailed_at",
+        "replaced_by",
         "pdf_link",
     )
     list_filter = ("operator", "year")
-    list_select_related = ("operator", "payment")
+    list_select_related = ("operator", "payment", "invoice")
     search_fields = ("number",)
     fields = (
         "number",
@@ -480,10 +483,19 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "total_display",
         "vat_table",
         "emailed_at",
+        "replaced_by",
         "pdf_link",
     )
     readonly_fields = fields
     actions = ("export_csv",)
+
+    @admin.display(description="replaced by invoice")
+    def replaced_by(self, receipt):
+        invoice = getattr(receipt, "invoice", None)
+        if invoice is None:
+            return "-"
+        url = reverse("admin:checkout_invoice_change", args=[invoice.pk])
+        return format_html('<a href="{}">{}</a>', url, invoice.number)
 
     def get_queryset(self, request):
         # The PDF bytes stay in the database until someone downloads them.
@@ -653,6 +665,79 @@ class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
         note = get_object_or_404(CreditNote, pk=pk)
         response = HttpResponse(credit_notes.credit_note_pdf(note), content_type="application/pdf")
         response["Content-Disposition"] = f'attachment; filename="{note.number}.pdf"'
+        return response
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "number",
+        "issued_at",
+        "operator",
+        "buyer_name",
+        "buyer_vat_id",
+        "receipt",
+        "net_display",
+        "vat_display",
+        "total_display",
+        "pdf_link",
+    )
+    list_filter = ("operator", "year", "buyer_country")
+    list_select_related = ("operator", "receipt__payment")
+    search_fields = ("number", "receipt__number", "buyer_name", "buyer_vat_id")
+    fields = (
+        "number",
+        "operator",
+        "receipt",
+        "issued_at",
+        "buyer_name",
+        "buyer_address",
+        "buyer_country",
+        "buyer_vat_id",
+        "vies_valid",
+        "net_display",
+        "vat_display",
+        "total_display",
+        "pdf_link",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("pdf")
+
+    @admin.display(description="net", ordering="total_excl_vat")
+    def net_display(self, invoice):
+        return money(invoice.total_excl_vat, invoice.receipt.payment.currency)
+
+    @admin.display(description="VAT", ordering="vat_amount")
+    def vat_display(self, invoice):
+        return money(invoice.vat_amount, invoice.receipt.payment.currency)
+
+    @admin.display(description="total", ordering="total_incl_vat")
+    def total_display(self, invoice):
+        return money(invoice.total_incl_vat, invoice.receipt.payment.currency)
+
+    @admin.display(description="PDF")
+    def pdf_link(self, invoice):
+        url = reverse("admin:checkout_invoice_pdf", args=[invoice.pk])
+        return format_html('<a href="{}">{}.pdf</a>', url, invoice.number)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="checkout_invoice_pdf",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def pdf_view(self, request, pk):
+        if not request.user.has_perm("checkout.view_invoice"):
+            raise PermissionDenied
+        invoice = get_object_or_404(Invoice, pk=pk)
+        response = HttpResponse(invoices.invoice_pdf(invoice), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{invoice.number}.pdf"'
         return response
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from . import vat
-from .models import CreditNote, CreditNoteCounter, Receipt, Refund
+from .models import CreditNote, CreditNoteCounter, Invoice, Receipt, Refund
 from .receipts import (
     Sheet,
     first_zone,
@@ -128,6 +128,10 @@ def _render(note: CreditNote, session) -> bytes:
         _("Corrects receipt"),
         f"{receipt.number} ({local(receipt.issued_at)})",
     )
+    invoice = Invoice.objects.filter(receipt=receipt).first()
+    if invoice:  # the receipt was replaced by a business invoice: the correction is of that
+        page.row(_("Corrects invoice"), f"{invoice.number} ({local(invoice.issued_at)})")
+        page.row(_("Buyer"), f"{invoice.buyer_name}, {invoice.buyer_vat_id}")
     page.row(_("EVSE ID"), session.evse.evse_id)
     page.row(_("Reason"), note.refund.get_reason_display())
     page.gap()

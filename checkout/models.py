@@ -84,6 +84,9 @@ class Payment(models.Model):
     card_brand = models.CharField(max_length=20, blank=True)
     card_last4 = models.CharField(max_length=4, blank=True)
     wallet = models.CharField(max_length=20, blank=True)
+    # A phone wallet pays with a device account number: the driver's wallet shows these digits,
+    # not the card's (Stripe: card.wallet.dynamic_last4). Kept so the receipt lookup accepts both.
+    wallet_last4 = models.CharField(max_length=4, blank=True)
     decline_message = models.CharField(max_length=300, blank=True)
     capture_before = models.DateTimeField(null=True, blank=True)
     # A Stripe write that was sent and may have taken effect though we never saw its answer
@@ -274,6 +277,56 @@ class CreditNote(models.Model):
         constraints = (
             models.UniqueConstraint(
                 fields=["operator", "year", "sequence"], name="credit_note_number_unique"
+            ),
+        )
+        ordering = ("-issued_at",)
+
+    def __str__(self):
+        return self.number
+
+
+class InvoiceCounter(models.Model):
+    """Invoices have their own gapless series per operator and year (as receipts do)."""
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT)
+    year = models.PositiveIntegerField()
+    last = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["operator", "year"], name="one_invoice_counter_per_operator_year"
+            ),
+        )
+
+
+class Invoice(models.Model):
+    """A full VAT invoice to a business, issued after the fact: it replaces the simplified receipt
+    (whose number is not reused) and carries the receipt's money unchanged (money rule 9)."""
+
+    receipt = models.OneToOneField(Receipt, on_delete=models.PROTECT, related_name="invoice")
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="invoices")
+    year = models.PositiveIntegerField()
+    sequence = models.PositiveIntegerField()
+    number = models.CharField(max_length=40, unique=True)
+    issued_at = models.DateTimeField()
+    buyer_name = models.CharField(max_length=200)
+    buyer_address = models.TextField()
+    buyer_country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2")
+    buyer_vat_id = models.CharField("buyer VAT id", max_length=20)
+    # None: not looked up (INVOICE_VIES_CHECK off); else what VIES answered at issue.
+    vies_valid = models.BooleanField(null=True, blank=True)
+    total_incl_vat = models.PositiveIntegerField(help_text="Minor units; equals the receipt's.")
+    total_excl_vat = models.PositiveIntegerField()
+    vat_amount = models.PositiveIntegerField("VAT")
+    document = models.JSONField(default=dict, blank=True, editable=False)
+    pdf = models.BinaryField(editable=False, default=b"", blank=True)
+    rendered_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["operator", "year", "sequence"], name="invoice_number_unique"
             ),
         )
         ordering = ("-issued_at",)

@@ -44,6 +44,7 @@ class IntentState:
     card_brand: str = ""
     card_last4: str = ""
     wallet: str = ""
+    wallet_last4: str = ""  # the device account number's last 4 a phone wallet shows
     capture_before: datetime | None = None
     error_message: str = ""
     amount_received: int | None = None  # what was captured, where Stripe reports it
@@ -126,9 +127,12 @@ def _state(obj, *, card: bool = True) -> IntentState:
     card = pm if pm.get("object") == "card" else (pm.get("card") or {})
     brand, last4 = card.get("brand") or "", card.get("last4") or ""
     wallet = ((card.get("wallet") or {}).get("type")) or ""
+    # Stripe puts it in card.wallet (a legacy Card has it at the top); localstripe sends None there.
+    wallet_last4 = (card.get("wallet") or {}).get("dynamic_last4") or card.get("dynamic_last4")
     charge = pi.get("latest_charge")
     if isinstance(charge, dict):
         details = (charge.get("payment_method_details") or {}).get("card") or {}
+        wallet_last4 = wallet_last4 or (details.get("wallet") or {}).get("dynamic_last4")
         if details.get("capture_before"):
             capture_before = datetime.fromtimestamp(details["capture_before"], tz=UTC)
     if capture_before is None and pi.get("status") == "requires_capture":
@@ -143,6 +147,7 @@ def _state(obj, *, card: bool = True) -> IntentState:
         card_brand=brand,
         card_last4=last4,
         wallet=wallet,
+        wallet_last4=wallet_last4 if isinstance(wallet_last4, str) else "",
         capture_before=capture_before,
         error_message=error,
         amount_received=int(received) if received is not None else None,

@@ -25,7 +25,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
 from . import tasks, vat
-from .models import Payment, Receipt, ReceiptCounter, Refund
+from .models import Invoice, Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
 from .transitions import flag_attention, queue_on_commit
 
@@ -152,21 +152,32 @@ def receipt_render(*, receipt_id: int) -> Receipt:
             )
             .get(pk=receipt_id)
         )
-        if receipt.rendered_at is None:
+        if receipt.rendered_at is None or _replaced_since(receipt):
             receipt.pdf = render_pdf(receipt)
             receipt.rendered_at = timezone.now()
             receipt.save(update_fields=["pdf", "rendered_at"])
     return receipt
 
 
+def _replaced_since(receipt: Receipt) -> Invoice | None:
+    """The invoice that replaced the receipt after its PDF was rendered (the PDF lacks the mark)."""
+    invoice = Invoice.objects.filter(receipt=receipt).only("number", "issued_at").first()
+    if invoice and receipt.rendered_at and receipt.rendered_at < invoice.issued_at:
+        return invoice
+    return None
+
+
 def receipt_pdf(receipt: Receipt) -> bytes:
-    """The PDF, rendered now if the render step has not run yet (a download right after issue)."""
-    if receipt.rendered_at is None:
+    """The PDF, rendered now if the render step has not run yet (a download right after issue),
+    or again if an invoice has replaced the receipt since."""
+    if receipt.rendered_at is None or _replaced_since(receipt):
         receipt = receipt_render(receipt_id=receipt.pk)
     return bytes(receipt.pdf)
 
 
 def receipt_email(*, receipt_id: int) -> None:
+    from .lookup import receipt_link  # lookup reads receipts' time zones: imported here, not above
+
     with transaction.atomic():
         receipt = (
             Receipt.objects.select_for_update(of=("self",))
@@ -193,13 +204,18 @@ def receipt_email(*, receipt_id: int) -> None:
                 },
                 to=[session.email],
             )
+            # A signed link that outlives the status page: the receipt again, or a business invoice.
+            message.body += "\n" + _(
+                "To open your receipt again later, or to ask for an invoice with your company's "
+                "name and VAT id: %(link)s"
+            ) % {"link": receipt_link(receipt, absolute=True)}
         message.attach(f"{receipt.number}.pdf", receipt_pdf(receipt), "application/pdf")
         message.send()
         receipt.emailed_at = timezone.now()
         receipt.save(update_fields=["emailed_at"])
 
 
-def _labels() -> dict[str, str]:
+def receipt_labels() -> dict[str, str]:
     return {
         "ENERGY": pgettext("receipt line", "Energy"),
         "TIME": pgettext("receipt line", "Charging time"),
@@ -213,7 +229,7 @@ def _labels() -> dict[str, str]:
     }
 
 
-_UNITS = {"ENERGY": "kWh", "TIME": "h", "PARKING_TIME": "h", "FLAT": ""}
+UNITS = {"ENERGY": "kWh", "TIME": "h", "PARKING_TIME": "h", "FLAT": ""}
 
 
 def render_pdf(receipt: Receipt) -> bytes:
@@ -305,6 +321,13 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
     page = Sheet(_("Receipt %(number)s") % {"number": receipt.number}, operator.legal_name)
     page.seller(operator)
     page.line(_("Receipt %(number)s") % {"number": receipt.number}, size=13, bold=True, gap=7)
+    invoice = Invoice.objects.filter(receipt=receipt).first()
+    if invoice:
+        page.line(
+            _("Replaced by invoice %(number)s of %(date)s: use the invoice for your VAT records.")
+            % {"number": invoice.number, "date": local(invoice.issued_at)},
+            bold=True,
+        )
     page.row(_("Date of issue"), local(receipt.issued_at))
     page.row(_("Location"), f"{location.name}, {location.full_address}, {location.country}")
     page.row(_("EVSE ID"), session.evse.evse_id)
@@ -315,14 +338,14 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
     page.row(_("Energy"), f"{vat.fmt_decimal(session.kwh, 3)} kWh")
     page.gap()
 
-    labels = _labels()
+    labels = receipt_labels()
     page.line(_("Price components (incl. VAT)"), bold=True)
     for item in doc["items"]:
         kind = item["type"]
         text = labels.get(kind, kind)
         if kind != "FLAT":
             text = (
-                f"{text}: {vat.fmt_decimal(item['volume'], 3)} {_UNITS.get(kind, '')} "
+                f"{text}: {vat.fmt_decimal(item['volume'], 3)} {UNITS.get(kind, '')} "
                 f"× {vat.fmt_decimal(item['unit_price_incl_vat'], 4)}"
             )
         text += f" ({pgettext('receipt line', 'VAT')} {vat.fmt_rate(Decimal(item['rate']))} %)"

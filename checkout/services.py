@@ -304,6 +304,7 @@ def _apply_intent(session: ChargingSession, payment: Payment, state: payments.In
     payment.card_brand = state.card_brand or payment.card_brand
     payment.card_last4 = state.card_last4 or payment.card_last4
     payment.wallet = state.wallet or payment.wallet
+    payment.wallet_last4 = state.wallet_last4[-4:] or payment.wallet_last4
     if state.status == "requires_capture":
         if state.amount != payment.amount_held:
             log.error(

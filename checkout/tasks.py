@@ -13,7 +13,7 @@ from celery import shared_task
 
 from stations.csms.base import CsmsError
 
-from . import credit_notes, receipts, refunds, services, stripe_events, sweeps
+from . import credit_notes, invoices, receipts, refunds, services, stripe_events, sweeps
 from .payments import PaymentGatewayError
 
 log = logging.getLogger(__name__)
@@ -136,3 +136,10 @@ def receipt_credit_note(refund_id: int):
     note = credit_notes.credit_note_issue(refund_id=refund_id)
     if note:
         credit_notes.credit_note_render(credit_note_id=note.pk)
+
+
+# Named receipt_* so that it runs on the receipts queue (settings.CELERY_TASK_ROUTES).
+@shared_task(autoretry_for=(Exception,), retry_backoff=5, max_retries=8)
+def receipt_invoice_render(invoice_id: int):
+    invoice = invoices.invoice_render(invoice_id=invoice_id)
+    receipts.receipt_render(receipt_id=invoice.receipt_id)  # again, with its "replaced by" mark

@@ -18,7 +18,7 @@ from directpay.clients import client_ip
 from stations import qr, scans, tariffs
 from stations.models import Evse
 
-from . import credit_notes, pay_limits, payer, receipts, selectors, services
+from . import credit_notes, lookup, pay_limits, payer, receipts, selectors, services
 from .forms import PayForm
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
@@ -244,6 +244,7 @@ def _status_context(session, *, is_payer=False):
         "session": session,
         "payment": payment,
         "receipt": receipt,
+        **lookup.status_links(receipt),
         "held": Decimal(payment.amount_held) / 100,
         "captured": Decimal(payment.amount_captured) / 100,
         "released": Decimal(payment.amount_released) / 100,

@@ -299,6 +299,23 @@ RATELIMIT_FAIL_OPEN = True
 # that state no VAT when their operator has no `vat_rate` set (such receipts are flagged for staff).
 DEFAULT_VAT_PERCENT = env.str("DEFAULT_VAT_PERCENT", default="21")
 
+# Finding a receipt again (checkout/lookup.py): lookups per client address and per EVSE ID typed,
+# django-ratelimit rates in the default cache as for Pay ("" turns one off). Receipt links in
+# e-mails and on pages are signed and stop working after RECEIPT_LINK_MAX_AGE_DAYS.
+RECEIPT_LOOKUP_RATE_PER_IP = env.str("RECEIPT_LOOKUP_RATE_PER_IP", default="10/h")
+RECEIPT_LOOKUP_RATE_PER_EVSE = env.str("RECEIPT_LOOKUP_RATE_PER_EVSE", default="30/h")
+RECEIPT_LINK_MAX_AGE_DAYS = env.int("RECEIPT_LINK_MAX_AGE_DAYS", default=730)
+# Business invoices (checkout/invoices.py): requests per client address; VAT ids are format-checked
+# offline. Asking the EU's VIES service too is off by default; when on, it goes through
+# directpay/outbound.py (VIES's REST endpoint, HTTPS on a public address).
+INVOICE_RATE_PER_IP = env.str("INVOICE_RATE_PER_IP", default="10/h")
+INVOICE_VIES_CHECK = env.bool("INVOICE_VIES_CHECK", default=False)
+INVOICE_VIES_URL = env.str(
+    "INVOICE_VIES_URL",
+    default="https://ec.europa.eu/taxation_customs/vies/rest-api/check-vat-number",
+)
+INVOICE_VIES_TIMEOUT_SECONDS = env.int("INVOICE_VIES_TIMEOUT_SECONDS", default=10)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

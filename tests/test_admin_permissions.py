@@ -12,7 +12,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import RequestFactory
 from django.urls import reverse
 
-from checkout import credit_notes, services
+from checkout import credit_notes, invoices, services
 from checkout.models import Payment, Refund
 from stations import stickers
 from stations.models import Evse, OcpiConnection
@@ -40,6 +40,13 @@ def records(db):
     Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.SUCCEEDED)
     Payment.objects.filter(pk=payment.pk).update(amount_refunded=100)
     credit_notes.credit_note_issue(refund_id=refund.pk)
+    # A business invoice that replaced the receipt, for its PDF page.
+    invoices.invoice_issue(
+        receipt_id=payment.receipt.pk,
+        buyer=invoices.Buyer(
+            name="Acme B.V.", address="Dam 1\nAmsterdam", country="NL", vat_id="NL004495445B01"
+        ),
+    )
 
 
 @pytest.fixture
@@ -122,8 +129,8 @@ def test_every_custom_admin_page_refuses_staff_without_its_permission(client, re
                 assert key in SAMPLES, f"add a sample for {pattern.name}'s <{key}>"
                 params[key] = SAMPLES[key]
         pages.append((pattern.name, reverse(f"admin:{pattern.name}", kwargs=params)))
-    # Refund, QR, sticker PDF, import and its template, receipt and credit note PDFs.
-    assert len(pages) >= 7, pages
+    # Refund, QR, sticker PDF, import and its template, receipt, credit note and invoice PDFs.
+    assert len(pages) >= 8, pages
     for name, url in pages:
         client.force_login(superuser)
         allowed = client.get(url)

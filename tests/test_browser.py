@@ -252,6 +252,56 @@ def test_pay_charge_stop_and_download_the_receipt(stack, page):
     assert page.csp_violations == []
 
 
+def test_find_the_receipt_again_and_ask_for_an_invoice(stack, page):
+    """The driver of the happy path closed the page: a new browser finds the receipt by the four
+    facts, then asks for an invoice for the company (a wrong VAT id first)."""
+    session = stack.latest_session(AC)
+    assert session and session["receipt_number"], "runs after the happy path"
+    number, total = session["receipt_number"], session["receipt_total"]
+    day = stack.one(
+        "SELECT (s.started_at AT TIME ZONE l.time_zone)::date AS day FROM checkout_chargingsession s"
+        " JOIN stations_evse e ON e.id = s.evse_id JOIN stations_location l ON l.id = e.location_id"
+        " WHERE s.id = %s",
+        (session["session_id"],),
+    )["day"]
+
+    page.goto(stack.url("/receipt/find"))
+    expect(page.get_by_text("device account number")).to_be_visible()
+    page.get_by_label("Day of charging").fill(day.isoformat())
+    page.get_by_label("EVSE ID").fill(AC.replace("*", " ").lower())
+    page.get_by_label("Amount charged").fill(f"{Decimal(total) / 100:.2f}".replace(".", ","))
+    page.get_by_label("Last 4 digits of the card").fill("4243")  # a digit wrong first
+    page.get_by_role("button", name="Find receipt").click()
+    expect(page.get_by_role("alert").first).to_contain_text("We found no receipt")
+    page.get_by_label("Last 4 digits of the card").fill("4242")
+    page.get_by_role("button", name="Find receipt").click()
+    page.wait_for_url(re.compile(r"/r/[^/]+/$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Receipt {number}")
+
+    page.get_by_label("Company name").fill("Acme Logistics B.V.")
+    page.get_by_label("Address").fill("Keizersgracht 1\n1015 CJ Amsterdam")
+    page.get_by_label("Country").select_option("NL")
+    page.get_by_label("VAT id").fill("NL004495446B01")
+    page.get_by_role("button", name="Issue invoice").click()
+    vat_field = page.get_by_label("VAT id")
+    expect(vat_field).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#id_vat_id_error")).to_contain_text("not a valid VAT id")
+    vat_field.fill("NL004495445B01")
+    page.get_by_role("button", name="Issue invoice").click()
+    expect(page.get_by_text(re.compile(r"replaced by invoice DPY-INV-\d{4}-\d{6}"))).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "browser-4-invoice.png"), full_page=True)
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name=re.compile("^Invoice")).click()
+    pdf = Path(download_info.value.path()).read_bytes()
+    (ARTIFACTS / "browser-invoice.pdf").write_bytes(pdf)
+    text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(io.BytesIO(pdf)).pages)
+    assert "Acme Logistics B.V." in text and "NL004495445B01" in text
+    assert f"Total (incl. VAT) {Decimal(total) / 100:.2f} EUR" in text
+    assert f"Replaces receipt {number}" in text
+    assert page.csp_violations == []
+
+
 def test_rejected_start_releases_the_hold(stack, page):
     assert_evse_free(stack, DC)
     stack.set_sim_behaviour(DC, "reject")
