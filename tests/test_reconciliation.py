@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils import timezone
 
-from checkout import reconciliation, refunds
+from checkout import payments, reconciliation, refunds, services, tasks
 from checkout.models import Payment, Payout, ReconciliationIssue, Refund, StripeEvent
 from checkout.states import PaymentStatus as P
 from tests import test_admin_money
@@ -101,9 +101,25 @@ def test_a_clean_period_has_no_issues_and_fills_what_was_not_booked(
     assert (payment.stripe_fee, payment.stripe_net) == (0, 666)
 
 
+def test_a_capture_stores_what_is_there_and_the_follow_up_fills_the_rest(finished, stripe):
+    # A charge whose balance transaction Stripe has not booked yet: the capture keeps the charge id.
+    assert services.charge_booked(
+        payments.ChargeState(id="ch_1", amount=666), captured=666, currency="EUR"
+    ) == {"stripe_charge_id": "ch_1"}
+    payment = Payment.objects.get(session=finished)
+    booked = (payment.stripe_balance_transaction_id, payment.stripe_fee, payment.stripe_net)
+    Payment.objects.filter(pk=payment.pk).update(
+        stripe_balance_transaction_id="", stripe_fee=None, stripe_net=None
+    )
+    tasks.payment_booked_fill.delay(payment.pk)
+    payment.refresh_from_db()
+    assert (payment.stripe_balance_transaction_id, payment.stripe_fee, payment.stripe_net) == booked
+
+
 def test_a_refund_made_at_stripe_behind_our_back_is_one_open_issue_per_kind(
     finished,
     stripe,
+    settings,
 ):
     payment = Payment.objects.get(session=finished)
     at_stripe(
@@ -115,7 +131,8 @@ def test_a_refund_made_at_stripe_behind_our_back_is_one_open_issue_per_kind(
     assert (issue.ours, issue.stripe) == ("0.00", "2.00")
     first_seen = issue.last_seen_at
 
-    run()  # the second run sees the same: still one open issue of each kind
+    tasks.reconcile_stripe.delay()  # the daily task sees the same: still one open issue of each
+    assert "money-reconcile-stripe" in settings.CELERY_BEAT_SCHEDULE
     assert open_issues(payment) == [K.REFUND_UNKNOWN, K.REFUNDED]
     issue.refresh_from_db()
     assert issue.found_at < issue.last_seen_at and issue.last_seen_at > first_seen
