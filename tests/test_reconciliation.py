@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Group, Permission, User
 from django.urls import reverse
 from django.utils import timezone
 
@@ -269,3 +269,13 @@ def test_only_staff_with_the_resolve_permission_may_mark_an_issue_resolved(clien
     assert said == ["1 issue(s) marked as resolved."]
     resolved = client.get(reverse("admin:checkout_reconciliationissue_changelist") + "?state=open")
     assert "fee 0.10" not in resolved.content.decode()
+
+
+def test_finance_sees_issues_and_payouts_and_resolves(client, an_issue):
+    finance = User.objects.create_user("finance-user", is_staff=True)
+    finance.groups.add(Group.objects.get(name="Finance"))
+    client.force_login(finance)
+    assert client.get(reverse("admin:checkout_payout_changelist")).status_code == 200
+    resolve(client, an_issue)
+    an_issue.refresh_from_db()
+    assert an_issue.resolved_by == "finance-user"
