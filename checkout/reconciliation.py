@@ -108,7 +108,31 @@ def compare(
                     f"fee {_money(payment.stripe_fee)}, net {_money(payment.stripe_net)}",
                     f"fee {_money(booked['stripe_fee'])}, net {_money(booked['stripe_net'])}",
                 )
+    _compare_refunds_booked(found, stripe_refunds, our_refunds)
     return found
+
+
+def _compare_refunds_booked(found, stripe_refunds, our_refunds) -> None:
+    """Each refund's balance transaction, fee and net as we stored them, against Stripe's."""
+    theirs = {r.id: r.balance for r in stripe_refunds if r.balance is not None}
+    for refund in our_refunds:
+        booked = theirs.get(refund.stripe_refund_id)
+        if booked is None or not refund.stripe_balance_transaction_id:
+            continue
+        if booked.id != refund.stripe_balance_transaction_id:
+            found.setdefault(
+                K.BALANCE,
+                (f"{refund.stripe_refund_id}: {refund.stripe_balance_transaction_id}", booked.id),
+            )
+        elif (refund.stripe_fee, refund.stripe_net) != (booked.fee, booked.net):
+            ours = f"fee {_money(refund.stripe_fee)}, net {_money(refund.stripe_net)}"
+            found.setdefault(
+                K.FEE,
+                (
+                    f"{refund.stripe_refund_id}: {ours}",
+                    f"fee {_money(booked.fee)}, net {_money(booked.net)}",
+                ),
+            )
 
 
 def _fill_booked(

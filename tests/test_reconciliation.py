@@ -144,6 +144,22 @@ def test_a_refund_made_at_stripe_behind_our_back_is_one_open_issue_per_kind(
     assert payment.reconciliation_issues.filter(kind=K.REFUNDED, resolved_at=None).count() == 1
 
 
+def test_fees_and_balance_transactions_that_differ_from_the_balance_history_are_mismatches(
+    finished, stripe, django_capture_on_commit_callbacks
+):
+    made = refund(finished.payment, 100, django_capture_on_commit_callbacks)
+    payment = Payment.objects.get(session=finished)
+    Payment.objects.filter(pk=payment.pk).update(stripe_fee=25, stripe_net=641)
+    Refund.objects.filter(pk=made.pk).update(stripe_balance_transaction_id="txn_not_at_stripe")
+    run()
+    assert open_issues(payment) == [K.BALANCE, K.FEE]
+    fee = payment.reconciliation_issues.get(kind=K.FEE)
+    assert (fee.ours, fee.stripe) == ("fee 0.25, net 6.41", "fee 0.00, net 6.66")
+    balance = payment.reconciliation_issues.get(kind=K.BALANCE)
+    assert balance.ours.endswith("txn_not_at_stripe")
+    assert balance.stripe == made.stripe_balance_transaction_id
+
+
 def test_a_canceled_payment_that_stripe_shows_captured_is_a_mismatch(connector, pay, stripe):
     session = pay(connector)
     payment = Payment.objects.get(session=session)
