@@ -83,9 +83,8 @@ def stripe_event_process(*, event_pk: int) -> None:
         return
     obj = (event.payload.get("data") or {}).get("object") or {}
     kind = obj.get("object")
-    if kind == "payout" and obj.get(
-        "id"
-    ):  # payout.paid, .updated, .failed...: not about one payment
+    # payout.paid, .updated, .failed...: about many payments, not one.
+    if kind == "payout" and obj.get("id"):
         outcome = payouts.payout_record(payout_id=obj["id"])
         StripeEvent.objects.filter(pk=event_pk, processed_at=None).update(
             processed_at=timezone.now(), outcome=outcome[:300]
