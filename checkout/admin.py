@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from directpay import csvsafe
 from stations.admin_ops import ReadOnlyMixin
 
-from . import credit_notes, invoices, receipts, refunds, services
+from . import credit_notes, invoices, receipts, reconciliation, refunds, services
 from .models import (
     ChargingSession,
     CreditNote,
@@ -22,7 +22,9 @@ from .models import (
     Invoice,
     Payment,
     PaymentEvent,
+    Payout,
     Receipt,
+    ReconciliationIssue,
     Refund,
     StripeEvent,
 )
@@ -106,6 +108,10 @@ class PaymentInline(ReadOnlyMixin, admin.StackedInline):
         "wallet",
         "wallet_last4",
         "capture_before",
+        "stripe_charge_id",
+        "stripe_balance_transaction_id",
+        "stripe_fee",
+        "stripe_net",
     )
     fields = readonly_fields
 
@@ -761,3 +767,115 @@ class StripeEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("event_id", "type", "received_at", "processed_at", "outcome")
     list_filter = (UnmatchedEventFilter, "type")
     search_fields = ("event_id",)
+
+
+class OpenIssueFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("open", "Open"), ("resolved", "Resolved")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(resolved_at=None)
+        if self.value() == "resolved":
+            return queryset.exclude(resolved_at=None)
+        return queryset
+
+
+@admin.register(ReconciliationIssue)
+class ReconciliationIssueAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """What the daily reconciliation found different at Stripe; finance resolves it here."""
+
+    list_display = (
+        "found_at",
+        "kind",
+        "session",
+        "ours",
+        "stripe",
+        "last_seen_at",
+        "resolved_at",
+        "resolved_by",
+    )
+    list_filter = (OpenIssueFilter, "kind", "found_at")
+    list_select_related = ("payment__session__evse",)
+    search_fields = ("payment__stripe_payment_intent_id", "payment__stripe_charge_id")
+    readonly_fields = ("session",)
+    actions = ("mark_resolved",)
+
+    @admin.display(description="session")
+    def session(self, issue):
+        return session_link(issue.payment.session)
+
+    def has_resolve_permission(self, request):
+        return request.user.has_perm("checkout.resolve_reconciliationissue")
+
+    @admin.action(description="Mark as resolved", permissions=["resolve"])
+    def mark_resolved(self, request, queryset):
+        by = request.user.get_username()
+        resolved = sum(
+            reconciliation.issue_resolve(issue_id=pk, by=by)
+            for pk in queryset.filter(resolved_at=None).values_list("pk", flat=True)
+        )
+        if resolved:
+            self.message_user(request, f"{resolved} issue(s) marked as resolved.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request, "The selected issues were already resolved.", messages.WARNING
+            )
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Money Stripe sent to the bank, and the receipts (and credit notes) it contained."""
+
+    list_display = ("stripe_payout_id", "amount_display", "status", "arrival_date", "line_count")
+    list_filter = ("status", "arrival_date")
+    search_fields = ("stripe_payout_id", "lines__source", "lines__payment__receipt__number")
+    fields = (
+        "stripe_payout_id",
+        "amount_display",
+        "status",
+        "arrival_date",
+        "automatic",
+        "lines_error",
+        "lines_table",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, payout):
+        return money(payout.amount, payout.currency)
+
+    @admin.display(description="lines")
+    def line_count(self, payout):
+        return payout.lines.count()
+
+    @admin.display(description="balance transactions")
+    def lines_table(self, payout):
+        lines = payout.lines.select_related(
+            "payment__session", "payment__receipt", "refund__credit_note"
+        )
+        rows = []
+        for line in lines:
+            payment = line.payment
+            receipt = getattr(payment, "receipt", None) if payment else None
+            note = getattr(line.refund, "credit_note", None) if line.refund else None
+            rows.append(
+                (
+                    line.stripe_balance_transaction_id,
+                    line.type,
+                    money(line.amount, line.currency),
+                    money(line.fee, line.currency),
+                    money(line.net, line.currency),
+                    session_link(payment.session) if payment else line.source or "-",
+                    receipt.number if receipt else "-",
+                    note.number if note else "-",
+                )
+            )
+        return html_table(
+            "payout-lines",
+            ["Transaction", "Type", "Amount", "Fee", "Net", "Session", "Receipt", "Credit note"],
+            rows,
+        )

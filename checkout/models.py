@@ -93,6 +93,13 @@ class Payment(models.Model):
     # (a timeout, a crash). The next attempt asks Stripe first instead of writing twice.
     write_in_flight = models.CharField(max_length=20, blank=True, editable=False)
     write_amount = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # What Stripe booked for the capture (reconciliation, exports): stored when it is captured.
+    stripe_charge_id = models.CharField(max_length=64, blank=True)
+    stripe_balance_transaction_id = models.CharField(max_length=64, blank=True, db_index=True)
+    stripe_fee = models.IntegerField(null=True, blank=True, help_text="Stripe's fee, minor units.")
+    stripe_net = models.IntegerField(
+        null=True, blank=True, help_text="Captured minus Stripe's fee, minor units."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -156,6 +163,12 @@ class Refund(models.Model):
     stripe_refund_id = models.CharField(max_length=64, blank=True)
     requested_by = models.CharField(max_length=150)
     failure_message = models.CharField(max_length=300, blank=True)
+    # What Stripe booked for the refund: a negative amount in the balance, its fee (usually 0).
+    stripe_balance_transaction_id = models.CharField(max_length=64, blank=True, db_index=True)
+    stripe_fee = models.IntegerField(null=True, blank=True, help_text="Minor units.")
+    stripe_net = models.IntegerField(
+        null=True, blank=True, help_text="Minor units; negative: money leaving the balance."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -333,3 +346,88 @@ class Invoice(models.Model):
 
     def __str__(self):
         return self.number
+
+
+class ReconciliationIssue(models.Model):
+    """A difference between our books and Stripe's, found by the daily reconciliation."""
+
+    class Kind(models.TextChoices):
+        STATUS = "status", "Status"
+        CAPTURED = "captured", "Amount captured"
+        REFUNDED = "refunded", "Amount refunded"
+        REFUND_UNKNOWN = "refund_unknown", "Refund made outside this app"
+        REFUND_MISSING = "refund_missing", "Refund missing at Stripe"
+        BALANCE = "balance", "Balance transaction"
+        FEE = "fee", "Fee or net"
+        UNREADABLE = "unreadable", "Stripe could not be read"
+
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="reconciliation_issues"
+    )
+    kind = models.CharField(max_length=20, choices=Kind)
+    ours = models.CharField(max_length=200, blank=True)
+    stripe = models.CharField(max_length=200, blank=True)
+    found_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["payment", "kind"],
+                condition=Q(resolved_at=None),
+                name="one_open_reconciliation_issue_per_kind",
+            ),
+        )
+        ordering = ("-found_at", "pk")
+        permissions = (("resolve_reconciliationissue", "Can mark reconciliation issues resolved"),)
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: ours {self.ours or '-'}, Stripe {self.stripe or '-'}"
+
+
+class Payout(models.Model):
+    """Money Stripe sent to the bank (payout.paid), with the balance transactions it contained."""
+
+    stripe_payout_id = models.CharField(max_length=64, unique=True)
+    amount = models.IntegerField(help_text="Minor units.")
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20)
+    arrival_date = models.DateTimeField(null=True, blank=True)
+    automatic = models.BooleanField(default=False)
+    # Why its lines could not be read (Stripe lists them for automatic payouts only); blank if they were.
+    lines_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-arrival_date", "-pk")
+
+    def __str__(self):
+        return self.stripe_payout_id
+
+
+class PayoutLine(models.Model):
+    """One balance transaction in a payout: a capture (payment), a refund, or something of Stripe's."""
+
+    payout = models.ForeignKey(Payout, on_delete=models.PROTECT, related_name="lines")
+    stripe_balance_transaction_id = models.CharField(max_length=64, unique=True)
+    type = models.CharField(max_length=40, blank=True)
+    amount = models.IntegerField(help_text="Minor units.")
+    fee = models.IntegerField(default=0, help_text="Minor units.")
+    net = models.IntegerField(help_text="Minor units.")
+    currency = models.CharField(max_length=3, blank=True)
+    source = models.CharField(max_length=64, blank=True)
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="payout_lines"
+    )
+    refund = models.ForeignKey(
+        Refund, on_delete=models.PROTECT, null=True, blank=True, related_name="payout_lines"
+    )
+
+    class Meta:
+        ordering = ("pk",)
+
+    def __str__(self):
+        return self.stripe_balance_transaction_id

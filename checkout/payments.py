@@ -36,6 +36,38 @@ class PaymentGatewayError(Exception):
 
 
 @dataclass(frozen=True)
+class BalanceState:
+    """A balance transaction: what moved in the Stripe balance, and Stripe's fee on it (minor units)."""
+
+    id: str
+    amount: int
+    fee: int
+    net: int
+    currency: str
+    type: str = ""
+    source: str = ""  # the charge (ch_...) or refund (re_...) it books
+    intent: str = ""  # the source's PaymentIntent, where the source was expanded
+
+
+@dataclass(frozen=True)
+class ChargeState:
+    id: str
+    amount: int
+    amount_captured: int | None = None  # absent on localstripe
+    balance: BalanceState | None = None  # None until captured, or where it was not expanded
+
+
+@dataclass(frozen=True)
+class PayoutState:
+    id: str
+    amount: int
+    currency: str
+    status: str
+    arrival_date: datetime | None = None
+    automatic: bool = False  # Stripe lists the transactions of automatic payouts only
+
+
+@dataclass(frozen=True)
 class IntentState:
     id: str
     status: str  # Stripe's PaymentIntent status
@@ -48,6 +80,7 @@ class IntentState:
     capture_before: datetime | None = None
     error_message: str = ""
     amount_received: int | None = None  # what was captured, where Stripe reports it
+    charge: ChargeState | None = None  # the latest charge, where Stripe returned it
 
 
 @dataclass(frozen=True)
@@ -56,6 +89,48 @@ class RefundState:
     amount: int
     status: str
     reference: str = ""  # our Refund's id, kept in the refund's metadata
+    balance: BalanceState | None = None  # where Stripe returned it expanded
+
+
+# Read with every intent and refund, so a capture or refund brings its fee with it in the same call.
+INTENT_EXPAND = ["latest_charge.balance_transaction"]
+REFUND_EXPAND = ["balance_transaction"]
+
+
+def _balance_state(txn) -> BalanceState | None:
+    """A balance transaction as returned (expanded) by Stripe; None if it is only an id, or absent."""
+    if not isinstance(txn, dict) or not txn.get("id"):
+        return None
+    amount, fee = int(txn.get("amount") or 0), int(txn.get("fee") or 0)
+    net = txn.get("net")
+    source = txn.get("source")
+    if isinstance(source, dict):  # expanded: a charge or refund, naming its intent
+        intent = source.get("payment_intent")
+        source, intent = source.get("id") or "", intent if isinstance(intent, str) else ""
+    else:
+        source, intent = source if isinstance(source, str) else "", ""
+    return BalanceState(
+        id=txn["id"],
+        amount=amount,
+        fee=fee,
+        net=int(net) if net is not None else amount - fee,
+        currency=(txn.get("currency") or "").upper(),
+        type=txn.get("type") or "",
+        source=source,
+        intent=intent,
+    )
+
+
+def _charge_state(charge) -> ChargeState | None:
+    if not isinstance(charge, dict) or not charge.get("id"):
+        return None
+    captured = charge.get("amount_captured")
+    return ChargeState(
+        id=charge["id"],
+        amount=int(charge.get("amount") or 0),
+        amount_captured=int(captured) if captured is not None else None,
+        balance=_balance_state(charge.get("balance_transaction")),
+    )
 
 
 @lru_cache(maxsize=4)
@@ -151,6 +226,7 @@ def _state(obj, *, card: bool = True) -> IntentState:
         capture_before=capture_before,
         error_message=error,
         amount_received=int(received) if received is not None else None,
+        charge=_charge_state(charge),
     )
 
 
@@ -199,14 +275,21 @@ def confirm(payment_intent_id: str, *, return_url: str, idempotency_key: str) ->
 
 
 def retrieve(payment_intent_id: str, *, card: bool = True) -> IntentState:
-    return _state(_call(client().v1.payment_intents.retrieve, payment_intent_id), card=card)
+    return _state(
+        _call(
+            client().v1.payment_intents.retrieve,
+            payment_intent_id,
+            params={"expand": INTENT_EXPAND},
+        ),
+        card=card,
+    )
 
 
 def capture(payment_intent_id: str, *, amount: int, idempotency_key: str) -> IntentState:
     pi = _call(
         client().v1.payment_intents.capture,
         payment_intent_id,
-        params={"amount_to_capture": amount},
+        params={"amount_to_capture": amount, "expand": INTENT_EXPAND},
         options={"idempotency_key": idempotency_key},
     )
     return _state(pi, card=False)
@@ -228,6 +311,7 @@ def _refund_state(obj) -> RefundState:
         amount=int(refund["amount"]),
         status=refund.get("status") or "",
         reference=(refund.get("metadata") or {}).get("refund", ""),
+        balance=_balance_state(refund.get("balance_transaction")),
     )
 
 
@@ -239,6 +323,7 @@ def refund(
         "payment_intent": payment_intent_id,
         "amount": amount,
         "metadata": {"refund": reference},
+        "expand": REFUND_EXPAND,
     }
     if not settings.STRIPE_API_BASE and reason in (
         "duplicate",
@@ -253,12 +338,57 @@ def refund(
     )
 
 
+def _pages(list_fn, params: dict):
+    """Every object of a Stripe list, one page (100) at a time: a long list is never held whole."""
+    after = None
+    while True:
+        page = _call(
+            list_fn, params={**params, "limit": 100, **({"starting_after": after} if after else {})}
+        )
+        yield from page.data
+        if not page.has_more or not page.data:
+            return
+        after = page.data[-1]["id"]
+
+
 def refunds(payment_intent_id: str) -> list[RefundState]:
     """Every refund of the intent, ours and others (Stripe's dashboard), newest first."""
-    listed = _call(
-        client().v1.refunds.list, params={"payment_intent": payment_intent_id, "limit": 100}
+    params = {
+        "payment_intent": payment_intent_id,
+        "expand": [f"data.{path}" for path in REFUND_EXPAND],
+    }
+    return [_refund_state(r) for r in _pages(client().v1.refunds.list, params)]
+
+
+def balance_transaction(txn_id: str) -> BalanceState:
+    """One entry of the balance history (GET /v1/balance_transactions/txn_...)."""
+    return _balance_state(_call(client().v1.balance_transactions.retrieve, txn_id).to_dict())
+
+
+def payout(payout_id: str) -> PayoutState:
+    po = _call(client().v1.payouts.retrieve, payout_id).to_dict()
+    arrival = po.get("arrival_date")
+    return PayoutState(
+        id=po["id"],
+        amount=int(po.get("amount") or 0),
+        currency=(po.get("currency") or "").upper(),
+        status=po.get("status") or "",
+        arrival_date=datetime.fromtimestamp(arrival, tz=UTC) if arrival else None,
+        automatic=bool(po.get("automatic")),
     )
-    return [_refund_state(r) for r in listed.data]
+
+
+def payout_transactions(payout_id: str):
+    """The balance transactions a payout paid out (charges, refunds, fees...), page by page.
+
+    Stripe: GET /v1/balance_transactions?payout=po_... (automatic payouts only). Each one's source
+    is expanded so a charge or refund is matched to its intent even if we never stored its ids.
+    localstripe refuses the `payout` filter (400): a PaymentGatewayError, permanent."""
+    params = {"payout": payout_id, "expand": ["data.source"]}
+    for txn in _pages(client().v1.balance_transactions.list, params):
+        state = _balance_state(txn.to_dict())
+        if state is not None:
+            yield state
 
 
 WALLETS = ("apple_pay", "google_pay")

@@ -108,6 +108,9 @@ def refund_send(*, refund_id: int) -> None:
                 )
                 return
         refund.stripe_refund_id = state.id
+        if state.balance is not None:
+            refund.stripe_balance_transaction_id = state.balance.id
+            refund.stripe_fee, refund.stripe_net = state.balance.fee, state.balance.net
         if state.status in ("failed", "canceled"):
             refund.status, refund.failure_message = Refund.Status.FAILED, f"Stripe: {state.status}"
             refund.save()

@@ -722,6 +722,26 @@ def _settle_with_csms(session: ChargingSession, ours: int) -> int:
     return ours
 
 
+def charge_booked(charge: payments.ChargeState | None, *, captured: int, currency: str) -> dict:
+    """The Payment fields for what Stripe booked for a capture: charge, balance transaction, fee, net.
+
+    localstripe books the whole hold and then refunds the uncaptured rest; Stripe books only what
+    was captured. Where the booked amount (same currency) is not what was captured, the net is the
+    captured amount less the fee."""
+    if charge is None:
+        return {}
+    fields = {"stripe_charge_id": charge.id}
+    booked = charge.balance
+    if booked is not None:
+        net = booked.net
+        if booked.currency == currency.upper() and booked.amount != captured:
+            net = captured - booked.fee
+        fields.update(
+            stripe_balance_transaction_id=booked.id, stripe_fee=booked.fee, stripe_net=net
+        )
+    return fields
+
+
 def payment_capture(*, payment_id: int) -> None:
     """Charge the final cost under the snapshot tariff, never above the hold; release the rest."""
     with transaction.atomic():
@@ -778,5 +798,13 @@ def payment_capture(*, payment_id: int) -> None:
                 f"capture left the intent {state.status}", permanent=True
             )
         captured = state.amount_received if state.amount_received is not None else amount
-        set_payment_status(payment, P.CAPTURED, amount=captured, amount_captured=captured)
+        set_payment_status(
+            payment,
+            P.CAPTURED,
+            amount=captured,
+            amount_captured=captured,
+            **charge_booked(state.charge, captured=captured, currency=payment.currency),
+        )
         queue_on_commit(tasks.receipt_issue, payment.pk)
+        if not payment.stripe_balance_transaction_id:  # not booked yet: never wait for it here
+            queue_on_commit(tasks.payment_booked_fill, payment.pk, countdown=60)

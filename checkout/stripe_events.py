@@ -1,7 +1,8 @@
 """Stripe webhooks after they are stored: each is a hint to ask Stripe, never the truth itself.
 
 Payments are brought in line with the retrieved PaymentIntent through the services; disputes are
-recorded; refunds made outside this app (Stripe's dashboard) are flagged for staff.
+recorded; refunds made outside this app (Stripe's dashboard) are flagged for staff; payouts are
+mapped to the payments and refunds they paid out (checkout/payouts.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from . import payments, services
+from . import payments, payouts, services
 from .models import Dispute, Payment, StripeEvent
 from .states import PaymentStatus as P
 from .transitions import flag_attention, lock_session, record_event
@@ -82,6 +83,13 @@ def stripe_event_process(*, event_pk: int) -> None:
         return
     obj = (event.payload.get("data") or {}).get("object") or {}
     kind = obj.get("object")
+    # payout.paid, .updated, .failed...: about many payments, not one.
+    if kind == "payout" and obj.get("id"):
+        outcome = payouts.payout_record(payout_id=obj["id"])
+        StripeEvent.objects.filter(pk=event_pk, processed_at=None).update(
+            processed_at=timezone.now(), outcome=outcome[:300]
+        )
+        return
     intent_id = obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
     payment = (
         Payment.objects.filter(stripe_payment_intent_id=intent_id).first() if intent_id else None

@@ -13,7 +13,16 @@ from celery import shared_task
 
 from stations.csms.base import CsmsError
 
-from . import credit_notes, invoices, receipts, refunds, services, stripe_events, sweeps
+from . import (
+    credit_notes,
+    invoices,
+    receipts,
+    reconciliation,
+    refunds,
+    services,
+    stripe_events,
+    sweeps,
+)
 from .payments import PaymentGatewayError
 
 log = logging.getLogger(__name__)
@@ -108,6 +117,18 @@ def sweep_abandoned_checkouts():
 @shared_task
 def sweep_strays():
     sweeps.strays()
+
+
+@shared_task
+def reconcile_stripe():
+    reconciliation.reconcile_recent()
+
+
+# A capture whose balance transaction Stripe had not booked yet: looked up again a little later.
+@shared_task(autoretry_for=(PaymentGatewayError,), retry_backoff=60, max_retries=6)
+def payment_booked_fill(payment_id: int):
+    if not reconciliation.payment_fill_booked(payment_id=payment_id):
+        raise PaymentGatewayError(f"payment {payment_id}: balance transaction not booked yet")
 
 
 @shared_task(autoretry_for=(Exception,), retry_backoff=5, max_retries=8)

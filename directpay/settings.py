@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 from directpay import content_policy
 
@@ -315,6 +316,11 @@ INVOICE_VIES_URL = env.str(
     default="https://ec.europa.eu/taxation_customs/vies/rest-api/check-vat-number",
 )
 INVOICE_VIES_TIMEOUT_SECONDS = env.int("INVOICE_VIES_TIMEOUT_SECONDS", default=10)
+# Reconciliation with Stripe (checkout/reconciliation.py): once a day at this hour (UTC), the
+# payments captured, refunded or canceled in the last RECONCILIATION_DAYS days are compared with
+# Stripe (overlapping days: a missed run is covered by the next).
+RECONCILIATION_HOUR = env.int("RECONCILIATION_HOUR", default=4)
+RECONCILIATION_DAYS = env.int("RECONCILIATION_DAYS", default=2)
 
 LOGGING = {
     "version": 1,
@@ -351,6 +357,11 @@ CELERY_BEAT_SCHEDULE["sessions-sweep-start-timeouts"] = {
     "task": "checkout.tasks.sweep_start_timeouts",
     "schedule": 15.0,
     "options": {"expires": 30},
+}
+CELERY_BEAT_SCHEDULE["money-reconcile-stripe"] = {
+    "task": "checkout.tasks.reconcile_stripe",
+    "schedule": crontab(hour=RECONCILIATION_HOUR, minute=15),
+    "options": {"expires": 6 * 3600},
 }
 # The day's scan marks (hashes of client addresses) become counts and are deleted soon after the
 # day ends; hourly, so a beat restarted at any time still does it within the hour.

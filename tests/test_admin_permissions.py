@@ -11,9 +11,10 @@ from django.contrib import admin
 from django.contrib.auth.models import Permission, User
 from django.test import RequestFactory
 from django.urls import reverse
+from django.utils import timezone
 
 from checkout import credit_notes, invoices, services
-from checkout.models import Payment, Refund
+from checkout.models import Payment, Payout, PayoutLine, ReconciliationIssue, Refund
 from stations import stickers
 from stations.models import Evse, OcpiConnection
 from tests.factories import ConnectorFactory
@@ -46,6 +47,21 @@ def records(db):
         buyer=invoices.Buyer(
             name="Acme B.V.", address="Dam 1\nAmsterdam", country="NL", vat_id="NL004495445B01"
         ),
+    )
+    # A reconciliation issue (its "mark resolved" action) and a payout with a line.
+    now = timezone.now()
+    ReconciliationIssue.objects.create(
+        payment=payment, kind="fee", ours="0.00", stripe="0.10", found_at=now, last_seen_at=now
+    )
+    payout = Payout.objects.create(
+        stripe_payout_id="po_test", amount=566, currency="EUR", status="paid"
+    )
+    PayoutLine.objects.create(
+        payout=payout,
+        stripe_balance_transaction_id="txn_test",
+        amount=666,
+        net=666,
+        payment=payment,
     )
 
 
@@ -102,7 +118,7 @@ def test_staff_lacking_an_actions_permission_are_neither_offered_it_nor_can_post
                 said <= {"No action selected."}
             ), f"{model._meta.label}: posting {name} was not refused: {said}"
             walked += 1
-    assert walked >= 4  # the walk posted actions (print, stop, deal with, export...)
+    assert walked >= 5  # the walk posted actions (print, stop, deal with, export, resolve...)
 
 
 def custom_urls():
