@@ -3,7 +3,7 @@
 Pure Python, so neither a fresh clone nor a server needs GNU gettext:
 
     python -m directpay.catalogues            compile the .po files to .mo (make messages; make run,
-                                              make test and the Procfile's release step do it)
+                                              make test and the Procfile's processes do it)
     python -m directpay.catalogues extract    refresh the .po files from the sources (make
                                               makemessages): new strings come in untranslated,
                                               gone ones leave, translations stay
