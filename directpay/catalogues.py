@@ -33,7 +33,7 @@ TRANSLATED = ("nl", "de", "fr")
 # and failure reasons. Globs relative to the repository.
 DRIVER_SOURCES = {
     "django": [
-        "templates/base.html",
+        "templates/*.html",
         "templates/checkout/*.html",
         "templates/emails/*.txt",
         "checkout/*.py",
@@ -114,18 +114,24 @@ def update_all(root: Path = ROOT) -> list[Path]:
                 po.parent.mkdir(parents=True, exist_ok=True)
                 catalog = Catalog(locale=lang, domain=domain, project="QR Direct Pay", fuzzy=False)
             catalog.update(template, no_fuzzy_matching=True, update_header_comment=False)
-            with po.open("wb") as f:
-                write_po(
-                    f,
-                    catalog,
-                    width=100,
-                    omit_header=False,
-                    ignore_obsolete=True,
-                    include_lineno=False,
-                    sort_output=True,
-                )
-            written.append(po)
+            out = io.BytesIO()
+            write_po(
+                out,
+                catalog,
+                width=100,
+                ignore_obsolete=True,
+                include_lineno=False,
+                sort_output=True,
+            )
+            # Rewritten only when an entry changed, not for a new extraction date in the header.
+            if not po.exists() or _entries(po.read_bytes()) != _entries(out.getvalue()):
+                po.write_bytes(out.getvalue())
+                written.append(po)
     return written
+
+
+def _entries(po_bytes: bytes) -> list[bytes]:
+    return [line for line in po_bytes.splitlines() if not line.startswith(b'"POT-Creation-Date')]
 
 
 def compile_all(locale_dir: Path = LOCALE_DIR) -> list[Path]:

@@ -78,6 +78,8 @@ def test_every_driver_string_is_translated_in_every_catalogue():
         for path, _line in message.locations
     }
     for source in [
+        "templates/404.html",
+        "templates/500.html",
         "templates/checkout/checkout.html",
         "templates/checkout/status.html",
         "templates/checkout/too_many.html",
@@ -157,6 +159,13 @@ def test_the_invalid_code_page_and_status_page_follow_too(client, evse, pay):
         reverse("checkout:status_json", args=[session.public_id]), HTTP_ACCEPT_LANGUAGE="de"
     ).json()
     assert (answer["kwh"], answer["cost"]) == ("1,50", "0,75")
+
+
+def test_a_page_not_found_speaks_the_browsers_language(client, db):
+    response = client.get("/s/00000000-0000-0000-0000-000000000000/", HTTP_ACCEPT_LANGUAGE="de")
+    assert response.status_code == 404
+    html = assert_speaks(response, "de")
+    assert "Seite nicht gefunden" in html and "Hier wurde nichts abgebucht." in html
 
 
 def test_a_failed_session_shows_its_reason_in_the_drivers_language(client, evse, pay):
