@@ -7,6 +7,7 @@ that belong to an operator choose again here and activate the result for the res
 """
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import translation
 from django.utils.translation.trans_real import parse_accept_lang_header
 
@@ -58,3 +59,14 @@ def activate_for(request, operator=None, *, next_url=None) -> dict:
         "page_languages": [(c, names[c]) for c in offered(operator)],
         "language_next": next_url or request.get_full_path(),
     }
+
+
+def remember(session, code: str) -> None:
+    """The payer's page now speaks `code`: the receipt, credit notes and e-mail not made yet will too.
+
+    Only the session's language changes (one column, no state): a PDF already rendered stays as it is.
+    """
+    if code and session.language != code:
+        # Conditional, so two tabs switching at once leave the last word and no lost update elsewhere.
+        type(session).objects.filter(Q(pk=session.pk) & ~Q(language=code)).update(language=code)
+        session.language = code

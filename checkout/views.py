@@ -281,7 +281,10 @@ def status(request, public_id):
     if session is None:
         raise Http404
     context = languages.activate_for(request, session.evse.location.operator)
-    context |= _status_context(session, is_payer=payer.is_payer(request, session))
+    is_payer = payer.is_payer(request, session)
+    if is_payer:
+        languages.remember(session, get_language())  # the payer switched: documents follow
+    context |= _status_context(session, is_payer=is_payer)
     return render(request, "checkout/status.html", context)
 
 

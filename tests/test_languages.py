@@ -206,6 +206,34 @@ def test_pay_stores_the_pages_language_for_the_receipt(client, evse, stripe):
     assert ChargingSession.objects.get(evse=evse).language == "fr"
 
 
+def test_the_payers_switch_on_the_status_page_is_remembered_for_the_receipt(client, evse, stripe):
+    connector = evse.connectors.get()
+    response = client.post(
+        reverse("checkout:pay", args=[qr.code_for(evse)]),
+        {
+            "connector": connector.pk,
+            "hold_amount": 2000,
+            "price": connector.tariff.price_digest,
+            "payment_method": stripe.card_token("4242424242424242"),
+        },
+        HTTP_ACCEPT_LANGUAGE="fr",
+    )
+    assert response.status_code == 200, response.content
+    session = ChargingSession.objects.get(evse=evse)
+    assert session.language == "fr"
+    status = reverse("checkout:status", args=[session.public_id])
+    # Someone else with the link and another language changes nothing.
+    other = type(client)()
+    assert_speaks(other.get(status, HTTP_ACCEPT_LANGUAGE="nl"), "nl")
+    session.refresh_from_db()
+    assert session.language == "fr"
+    response = client.post(reverse("set_language"), {"language": "de", "next": status})
+    assert response["Location"] == status
+    assert_speaks(client.get(status), "de")
+    session.refresh_from_db()
+    assert session.language == "de"
+
+
 def test_a_form_error_is_in_the_pages_language(client, evse):
     response = client.post(
         reverse("checkout:pay", args=[qr.code_for(evse)]),
