@@ -9,7 +9,7 @@ CPO_LOCK := tests/extrawest_cpo/requirements.lock
 CPO_VENV := .venv-cpo
 CPO_STAMP := $(CPO_VENV)/.installed-$(shell cat $(CPO_LOCK) | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint install install-cpo migrate lock clean
+.PHONY: run test lint install install-cpo migrate messages makemessages lock clean
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,15 @@ $(CPO_STAMP): $(CPO_LOCK)
 
 install-cpo: $(CPO_STAMP)
 
-migrate: install
+# Compiled catalogues (.mo, not in git) from locale/*/LC_MESSAGES/*.po, with Babel: no GNU gettext.
+messages: install
+	$(PY) -m directpay.catalogues
+
+# Refresh the .po files from the driver's sources (Babel; README "Languages"), then compile.
+makemessages: install
+	$(PY) -m directpay.catalogues extract
+
+migrate: install messages
 	mkdir -p var/broker/queue var/broker/processed var/broker/control
 	$(PY) manage.py migrate --noinput
 
@@ -41,7 +49,7 @@ run: migrate
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho --procfile Procfile.dev start
 
 # Tests run against PostgreSQL and Redis on 127.0.0.1 when they are up (in CI they must be).
-test: install install-cpo
+test: install install-cpo messages
 	@mkdir -p var
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 

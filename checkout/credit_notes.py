@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from . import vat
+from . import labels, vat
 from .models import CreditNote, CreditNoteCounter, Invoice, Receipt, Refund
 from .receipts import (
     Sheet,
@@ -133,7 +133,7 @@ def _render(note: CreditNote, session) -> bytes:
         page.row(_("Corrects invoice"), f"{invoice.number} ({local(invoice.issued_at)})")
         page.row(_("Buyer"), f"{invoice.buyer_name}, {invoice.buyer_vat_id}")
     page.row(_("EVSE ID"), session.evse.evse_id)
-    page.row(_("Reason"), note.refund.get_reason_display())
+    page.row(_("Reason"), labels.refund_reason(note.refund.reason))
     page.gap()
     page.vat_table(doc["vat_lines"], country=location.country, money=money)
     page.row(_("Net (excl. VAT)"), money(doc["net"]))

@@ -17,8 +17,8 @@ class PayForm(forms.Form):
     price = forms.RegexField(
         regex=r"^[0-9a-f]{32}$",
         error_messages={
-            "invalid": "This page is out of date. Reload it to see the current price.",
-            "required": "This page is out of date. Reload it to see the current price.",
+            "invalid": _("This page is out of date. Reload it to see the current price."),
+            "required": _("This page is out of date. Reload it to see the current price."),
         },
     )
     # The browser's id for one press of Pay, so the same press arriving twice opens one session.
@@ -29,8 +29,8 @@ class PayForm(forms.Form):
     payment_method = forms.RegexField(
         regex=r"^(pm|card)_[A-Za-z0-9_]{1,200}$",
         error_messages={
-            "invalid": "The card details could not be read. Please enter them again.",
-            "required": "Please enter your card details.",
+            "invalid": _("The card details could not be read. Please enter them again."),
+            "required": _("Please enter your card details."),
         },
     )
 

@@ -27,7 +27,7 @@ from stdnum.exceptions import ValidationError
 
 from directpay import outbound
 
-from . import receipts, tasks, vat
+from . import doc_format, receipts, tasks
 from .models import Invoice, InvoiceCounter, Receipt
 from .states import PaymentStatus as P
 from .transitions import queue_on_commit
@@ -249,10 +249,10 @@ def _render(invoice: Invoice, session) -> bytes:
         text = labels.get(kind, kind)
         if kind != "FLAT":
             text = (
-                f"{text}: {vat.fmt_decimal(item['volume'], 3)} {receipts.UNITS.get(kind, '')} "
-                f"× {vat.fmt_decimal(_net_unit_price(item), 4)} {_('excl. VAT')}"
+                f"{text}: {doc_format.decimal(item['volume'], 3)} {receipts.UNITS.get(kind, '')} "
+                f"× {doc_format.decimal(_net_unit_price(item), 4)} {_('excl. VAT')}"
             )
-        text += f" ({_('VAT')} {vat.fmt_rate(Decimal(item['rate']))} %)"
+        text += f" ({_('VAT')} {doc_format.rate(Decimal(item['rate']))} %)"
         page.row(text, money(item["gross"]), indent=4)
     for kind, amount in doc["adjustments"]:
         page.row(labels.get(kind, kind), money(amount, signed=True), indent=4)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import checks
+from django.utils.translation import gettext, ngettext
 from django_ratelimit.core import get_usage
 
 from . import pay_challenge, payments
@@ -35,14 +36,19 @@ class Refusal:
 
     @property
     def message(self) -> str:
+        """For the driver, in the active language."""
         if self.limit == "challenge":
-            return "Please complete the check above the Pay button. Nothing has been charged."
+            return gettext(
+                "Please complete the check above the Pay button. Nothing has been charged."
+            )
         minutes = self.retry_minutes
-        unit = "minute" if minutes == 1 else "minutes"
-        return (
+        return ngettext(
             "Too many payment attempts. Nothing has been charged. "
-            f"Please try again in {minutes} {unit}."
-        )
+            "Please try again in %(minutes)d minute.",
+            "Too many payment attempts. Nothing has been charged. "
+            "Please try again in %(minutes)d minutes.",
+            minutes,
+        ) % {"minutes": minutes}
 
 
 # Caches whose counters each process keeps to itself (or not at all): limits per process are no limits.

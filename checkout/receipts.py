@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
+from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
@@ -24,7 +25,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
-from . import tasks, vat
+from . import doc_format, tasks, vat
 from .models import Invoice, Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
 from .transitions import flag_attention, queue_on_commit
@@ -181,34 +182,25 @@ def receipt_email(*, receipt_id: int) -> None:
     with transaction.atomic():
         receipt = (
             Receipt.objects.select_for_update(of=("self",))
-            .select_related("payment__session__evse")
+            .select_related("operator", "payment__session__evse")
             .get(pk=receipt_id)
         )
         session = receipt.payment.session
         if receipt.emailed_at or not session.email:
             return
-        currency = receipt.payment.currency
+        # Subject and body from templates/emails/, in the language of the page that paid.
         with translation.override(session.language or settings.LANGUAGE_CODE):
-            message = EmailMessage(
-                subject=_("Your charging receipt %(number)s") % {"number": receipt.number},
-                body=_(
-                    "Thank you for charging at %(evse)s.\n\n"
-                    "Charged: %(amount)s %(currency)s. The rest of your hold has been released.\n"
-                    "Your receipt %(number)s is attached.\n"
-                )
-                % {
-                    "evse": session.evse.evse_id,
-                    "amount": vat.fmt_money(receipt.total_incl_vat),
-                    "currency": currency,
-                    "number": receipt.number,
-                },
-                to=[session.email],
-            )
-            # A signed link that outlives the status page: the receipt again, or a business invoice.
-            message.body += "\n" + _(
-                "To open your receipt again later, or to ask for an invoice with your company's "
-                "name and VAT id: %(link)s"
-            ) % {"link": receipt_link(receipt, absolute=True)}
+            context = {
+                "evse": session.evse.evse_id,
+                "amount": doc_format.money(receipt.total_incl_vat, receipt.payment.currency),
+                "number": receipt.number,
+                "support": receipt.operator.support_contact,
+                # A signed link that outlives the status page: the receipt again, or an invoice.
+                "link": receipt_link(receipt, absolute=True),
+            }
+            subject = render_to_string("emails/receipt_subject.txt", context).strip()
+            body = render_to_string("emails/receipt.txt", context)
+        message = EmailMessage(subject=subject, body=body, to=[session.email])
         message.attach(f"{receipt.number}.pdf", receipt_pdf(receipt), "application/pdf")
         message.send()
         receipt.emailed_at = timezone.now()
@@ -286,7 +278,7 @@ class Sheet:
         for v in vat_lines:
             self.columns(
                 [
-                    f"{vat.fmt_rate(Decimal(v['rate']))} % ({country})",
+                    f"{doc_format.rate(v['rate'])} % ({country})",
                     money(v["net"]),
                     money(v["vat"]),
                     money(v["gross"]),
@@ -300,13 +292,12 @@ class Sheet:
 
 
 def local_time(zone: ZoneInfo):
-    return lambda moment: moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+    return lambda moment: doc_format.moment(moment, zone)
 
 
 def money_in(currency: str):
     def money(amount: int, *, signed: bool = False) -> str:
-        sign = "+" if signed and amount > 0 else ""
-        return f"{sign}{vat.fmt_money(amount)} {currency}"
+        return doc_format.money(amount, currency, signed=signed)
 
     return money
 
@@ -335,7 +326,7 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
         page.row(_("Start"), local(session.started_at))
     if session.ended_at:
         page.row(_("End"), local(session.ended_at))
-    page.row(_("Energy"), f"{vat.fmt_decimal(session.kwh, 3)} kWh")
+    page.row(_("Energy"), f"{doc_format.decimal(session.kwh, 3)} kWh")
     page.gap()
 
     labels = receipt_labels()
@@ -345,10 +336,10 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
         text = labels.get(kind, kind)
         if kind != "FLAT":
             text = (
-                f"{text}: {vat.fmt_decimal(item['volume'], 3)} {UNITS.get(kind, '')} "
-                f"× {vat.fmt_decimal(item['unit_price_incl_vat'], 4)}"
+                f"{text}: {doc_format.decimal(item['volume'], 3)} {UNITS.get(kind, '')} "
+                f"× {doc_format.decimal(item['unit_price_incl_vat'], 4)}"
             )
-        text += f" ({pgettext('receipt line', 'VAT')} {vat.fmt_rate(Decimal(item['rate']))} %)"
+        text += f" ({pgettext('receipt line', 'VAT')} {doc_format.rate(item['rate'])} %)"
         page.row(text, money(item["gross"]), indent=4)
     for kind, amount in doc["adjustments"]:
         page.row(labels.get(kind, kind), money(amount, signed=True), indent=4)

@@ -20,6 +20,9 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+# Marks a driver's text for the catalogues; stored in English, translated when shown (reasons.py).
+from django.utils.translation import gettext_noop as N_
+
 from stations import tariffs
 from stations.csms import get_adapter
 from stations.csms.base import (
@@ -58,7 +61,7 @@ class CheckoutError(Exception):
 
 
 # What a driver is told of any decline (the session's failure_reason); staff see the real reason.
-DECLINED = "Your card was declined."
+DECLINED = N_("Your card was declined.")
 
 
 def _cents(amount: Decimal) -> int:
@@ -112,11 +115,11 @@ def flag_task_failure(subject: str, key, message: str) -> None:
 # --- checkout -----------------------------------------------------------------------------------
 
 
-PRICE_CHANGED = (
+PRICE_CHANGED = N_(
     "The price changed since this page was loaded. Reload to see the new price. "
     "Nothing has been charged."
 )
-AUTHENTICATION_EXPIRED = "This checkout expired before card authentication was completed."
+AUTHENTICATION_EXPIRED = N_("This checkout expired before card authentication was completed.")
 
 
 def session_create(
@@ -157,12 +160,16 @@ def session_create(
         raise CheckoutError(PRICE_CHANGED)
     if connector.evse_id != evse.pk:
         raise CheckoutError(
-            "That connector does not belong to this charger. Nothing has been charged."
+            N_("That connector does not belong to this charger. Nothing has been charged.")
         )
     if hold_amount not in operator.hold_amounts:
-        raise CheckoutError("Please choose one of the amounts offered. Nothing has been charged.")
+        raise CheckoutError(
+            N_("Please choose one of the amounts offered. Nothing has been charged.")
+        )
     if evse.status != Evse.Status.AVAILABLE:
-        raise CheckoutError("This charger is not available right now. Nothing has been charged.")
+        raise CheckoutError(
+            N_("This charger is not available right now. Nothing has been charged.")
+        )
     # A checkout left waiting for 3-D Secure past its limit must not make this driver wait for
     # the sweep: fail it now (its hold is released as usual), then this one may take the EVSE.
     for stale in ChargingSession.objects.filter(authentication_overdue(now), evse=evse).values_list(
@@ -198,7 +205,9 @@ def session_create(
         if same is not None:
             return same
         raise CheckoutError(
-            "Another driver is already paying for or using this charger. Nothing has been charged."
+            N_(
+                "Another driver is already paying for or using this charger. Nothing has been charged."
+            )
         ) from None
     return session
 
@@ -321,7 +330,7 @@ def _apply_intent(session: ChargingSession, payment: Payment, state: payments.In
         _declined(session, payment, state.error_message or "The payment was not authorised.")
     elif state.status == "canceled":
         set_payment_status(payment, P.CANCELED, message="canceled at Stripe")
-        set_session_status(session, S.FAILED, failure_reason="The payment was canceled.")
+        set_session_status(session, S.FAILED, failure_reason=N_("The payment was canceled."))
     else:
         log.error("intent %s in unexpected status %s for manual capture", state.id, state.status)
     payment.save()
@@ -347,7 +356,7 @@ def session_request_start(*, session_id: int) -> None:
     except CsmsError as exc:
         if not exc.permanent:
             raise
-        session_fail(session_id=session.pk, reason="The charger could not be reached.")
+        session_fail(session_id=session.pk, reason=N_("The charger could not be reached."))
         return
     with transaction.atomic():
         session = lock_session(pk=session_id)
@@ -356,7 +365,7 @@ def session_request_start(*, session_id: int) -> None:
             _wait_for_start(session, result.wait_seconds or settings.CSMS_START_TIMEOUT_SECONDS)
     if result.status == StartStatus.REJECTED:
         session_fail(
-            session_id=session.pk, reason=result.message or "The charger refused to start."
+            session_id=session.pk, reason=result.message or N_("The charger refused to start.")
         )
 
 
@@ -396,7 +405,7 @@ def session_apply_start_result(reference: str, result: StartResult) -> None:
             return
     if result.status == StartStatus.REJECTED:
         session_fail(
-            session_id=session.pk, reason=result.message or "The charger refused to start."
+            session_id=session.pk, reason=result.message or N_("The charger refused to start.")
         )
 
 
@@ -446,7 +455,7 @@ def session_check_start_timeout(*, session_id: int, now=None) -> None:
         start_overdue(now or timezone.now()), pk=session_id
     ).first()
     if session:
-        session_fail(session_id=session_id, reason="The charger did not respond.")
+        session_fail(session_id=session_id, reason=N_("The charger did not respond."))
 
 
 def session_fail(*, session_id: int, reason: str) -> None:
@@ -541,7 +550,7 @@ def session_apply_update(update: SessionUpdate) -> None:
         if update.status == CsmsStatus.INVALID:
             # OCPI: the CPO declares the session void and will not bill it; no final record follows.
             if session.status == S.STARTING:
-                session_fail(session_id=session.pk, reason="The charger could not start.")
+                session_fail(session_id=session.pk, reason=N_("The charger could not start."))
             else:
                 flag_attention(
                     session, "the CSMS declared the session invalid: no final record will come"
@@ -621,7 +630,7 @@ def payment_canceled_at_stripe(*, payment_id: int) -> None:
         if session.status == S.CHARGING:
             _stop(session, why="the hold was canceled at Stripe")
         elif session.status in (S.AUTHORIZED, S.STARTING):
-            set_session_status(session, S.FAILED, failure_reason="The payment was canceled.")
+            set_session_status(session, S.FAILED, failure_reason=N_("The payment was canceled."))
         flag_attention(session, "the hold was canceled at Stripe while we still held it")
 
 

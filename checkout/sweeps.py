@@ -13,6 +13,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+# Marks a driver's text for the catalogues; stored in English, translated when shown (reasons.py).
+from django.utils.translation import gettext_noop as N_
+
 from stations.csms.base import CsmsError
 
 from . import selectors, services, tasks
@@ -84,7 +87,7 @@ def abandoned_checkouts(now=None) -> int:
             f"session {pk}: checkout abandoned",
             services.session_fail,
             session_id=pk,
-            reason="The payment was not completed in time.",
+            reason=N_("The payment was not completed in time."),
         )
         for pk in ids
     )
@@ -136,7 +139,7 @@ def strays(now=None) -> int:
             f"payment {pk}: hold left after a failed session",
             services.payment_cancel,
             payment_id=pk,
-            reason="Released by the sweep: the session did not charge.",
+            reason=N_("Released by the sweep: the session did not charge."),
         )
 
     # A hold whose session finished: the capture was lost (or is failing).
@@ -191,7 +194,7 @@ def strays(now=None) -> int:
                 f"session {session.pk}: hold expires before charging started",
                 services.session_fail,
                 session_id=session.pk,
-                reason="The charger did not start in time.",
+                reason=N_("The charger did not start in time."),
             )
 
     return fixed

@@ -11,14 +11,26 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from directpay.clients import client_ip
 from stations import qr, scans, tariffs
 from stations.models import Evse
 
-from . import credit_notes, lookup, pay_limits, payer, receipts, selectors, services
+from . import (
+    credit_notes,
+    languages,
+    lookup,
+    pay_limits,
+    payer,
+    reasons,
+    receipts,
+    selectors,
+    services,
+)
 from .forms import PayForm
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
@@ -37,7 +49,8 @@ def _evse_or_invalid(request, code, *, count=False):
         )
         if count:
             scans.scan_seen(code, client=client_ip(request), error=exc)
-        return None, render(request, "checkout/invalid_code.html", status=404)
+        context = languages.activate_for(request)
+        return None, render(request, "checkout/invalid_code.html", context, status=404)
     if count:
         scans.scan_seen(code, client=client_ip(request), evse=evse)
     return evse, None
@@ -55,7 +68,7 @@ def scan(request, code):
     operator = evse.location.operator
     tariff = connector.tariff_at(timezone.now())
     available = evse.status == Evse.Status.AVAILABLE and not selectors.evse_in_use(evse)
-    context = {
+    context = languages.activate_for(request, operator) | {
         "evse": evse,
         "location": evse.location,
         "operator": operator,
@@ -81,12 +94,13 @@ def _error(message, *, status=400, held=False):
     return JsonResponse({"ok": False, "message": message, "held": held}, status=status)
 
 
-def _refused(request, refusal):
+def _refused(request, refusal, *, code, operator):
     """Pay over an abuse limit: nothing reached Stripe. JSON for checkout.js, a page for a plain form."""
     if "text/html" in request.headers.get("Accept", ""):
-        response = render(
-            request, "checkout/too_many.html", {"refusal": refusal}, status=refusal.status
-        )
+        # The switch returns to the checkout page: the refused POST cannot be fetched again.
+        back = reverse("checkout:scan", args=[code])
+        context = languages.activate_for(request, operator, next_url=back) | {"refusal": refusal}
+        response = render(request, "checkout/too_many.html", context, status=refusal.status)
     else:
         response = JsonResponse(
             {
@@ -106,21 +120,26 @@ def _refused(request, refusal):
 def pay(request, code):
     evse, invalid = _evse_or_invalid(request, code)
     if invalid:
-        return _error("This code is not valid. Nothing has been charged.", status=404)
+        return _error(_("This code is not valid. Nothing has been charged."), status=404)
+    # The page's language: every answer below, and the session's receipt, speak it.
+    operator = evse.location.operator
+    languages.activate_for(request, operator)
     form = PayForm(request.POST)
     if not form.is_valid():
         first = next(iter(form.errors.values()))[0]
-        return _error(f"{first} Nothing has been charged.")
+        return _error(_("%(error)s Nothing has been charged.") % {"error": first})
     refusal = pay_limits.pay_refusal(
         request, evse=evse, payment_method_id=form.cleaned_data["payment_method"]
     )
     if refusal:
-        return _refused(request, refusal)
+        return _refused(request, refusal, code=code, operator=operator)
     connector = (
         evse.connectors.select_related("tariff").filter(pk=form.cleaned_data["connector"]).first()
     )
     if connector is None:
-        return _error("That connector does not belong to this charger. Nothing has been charged.")
+        return _error(
+            _("That connector does not belong to this charger. Nothing has been charged.")
+        )
     try:
         with services.acting_as("driver"):
             session = services.session_create(
@@ -138,16 +157,16 @@ def pay(request, code):
                 radar_session=form.cleaned_data["radar_session"],
             )
     except services.CheckoutError as exc:
-        return _error(str(exc), status=409)
+        return _error(reasons.for_driver(str(exc)), status=409)
     except PaymentGatewayError:
         log.exception("payment gateway error at checkout")
         with services.acting_as("driver"):
-            services.session_fail(
-                session_id=session.pk, reason="The payment service could not be reached."
-            )
+            services.session_fail(session_id=session.pk, reason=reasons.GATEWAY_UNREACHABLE)
         return _error(
-            "The payment service did not answer. Nothing will be charged: if an amount was held on "
-            "your card, it is being released. Please try again.",
+            _(
+                "The payment service did not answer. Nothing will be charged: if an amount was "
+                "held on your card, it is being released. Please try again."
+            ),
             status=503,
             held=True,
         )
@@ -165,19 +184,28 @@ def _payment_response(session, payment):
     if payment.status == P.FAILED:
         # Never the issuer's reason (a card tester's oracle): staff find it on the payment.
         return _error(
-            "Your card was declined. Nothing has been charged. Try another card or payment method.",
+            _(
+                "Your card was declined. Nothing has been charged. "
+                "Try another card or payment method."
+            ),
             status=402,
         )
     session.refresh_from_db(fields=["status", "failure_reason"])
     if session.status == S.FAILED:
+        reason = reasons.for_driver(session.failure_reason)
         # Abandoned authentication, or the same press of Pay arriving again after it failed.
         if payment.status == P.CANCELED or (
             payment.status == P.PENDING and not payment.stripe_payment_intent_id
         ):
-            return _error(f"{session.failure_reason} Nothing has been charged.", status=409)
+            return _error(
+                _("%(reason)s Nothing has been charged.") % {"reason": reason}, status=409
+            )
         return _error(
-            f"{session.failure_reason} Nothing will be charged: if an amount was held on your card, "
-            "it is being released.",
+            _(
+                "%(reason)s Nothing will be charged: if an amount was held on your card, "
+                "it is being released."
+            )
+            % {"reason": reason},
             status=409,
             held=True,
         )
@@ -200,10 +228,11 @@ def confirm(request, public_id):
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
+    languages.activate_for(request, session.evse.location.operator)
     if not payer.is_payer(request, session):
         # Only the browser that pressed Pay may finish (or, by not finishing, abandon) its checkout.
         return _error(
-            "This payment was started in another browser. Nothing has been charged here.",
+            _("This payment was started in another browser. Nothing has been charged here."),
             status=403,
         )
     try:
@@ -211,17 +240,17 @@ def confirm(request, public_id):
             payment = services.payment_refresh(session_id=session.pk)
     except PaymentGatewayError:
         return _error(
-            "We could not confirm your payment yet. If an amount is held, it is released "
-            "automatically when charging does not start.",
+            _(
+                "We could not confirm your payment yet. If an amount is held, it is released "
+                "automatically when charging does not start."
+            ),
             status=503,
             held=True,
         )
     if payment.status == P.REQUIRES_ACTION:
         # Authentication abandoned or failed without a final answer: release whatever may be held.
         with services.acting_as("driver"):
-            services.session_fail(
-                session_id=session.pk, reason="Card authentication was not completed."
-            )
+            services.session_fail(session_id=session.pk, reason=reasons.AUTHENTICATION_INCOMPLETE)
         payment.refresh_from_db()
     return _answer_payer(session, payment)
 
@@ -232,7 +261,7 @@ def _duration(session) -> str:
     minutes = max(
         0, int(((session.ended_at or timezone.now()) - session.started_at).total_seconds() // 60)
     )
-    return f"{minutes // 60} h {minutes % 60} min"
+    return _("%(hours)s h %(minutes)s min") % {"hours": minutes // 60, "minutes": minutes % 60}
 
 
 def _status_context(session, *, is_payer=False):
@@ -262,11 +291,12 @@ def status(request, public_id):
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
-    return render(
-        request,
-        "checkout/status.html",
-        _status_context(session, is_payer=payer.is_payer(request, session)),
-    )
+    context = languages.activate_for(request, session.evse.location.operator)
+    is_payer = payer.is_payer(request, session)
+    if is_payer:
+        languages.remember(session, get_language())  # the payer switched: documents follow
+    context |= _status_context(session, is_payer=is_payer)
+    return render(request, "checkout/status.html", context)
 
 
 @require_GET
@@ -274,14 +304,16 @@ def status_json(request, public_id):
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
+    languages.activate_for(request, session.evse.location.operator)
     ctx = _status_context(session)
     payment = ctx["payment"]
     return JsonResponse(
         {
             "status": session.status,
             "payment_status": payment.status,
-            "kwh": f"{session.kwh:.2f}",
-            "cost": f"{session.cost_incl_vat:.2f}",
+            # As the page prints them (1,25 in nl/de/fr): status.js only swaps the text.
+            "kwh": number_format(session.kwh, 2),
+            "cost": number_format(session.cost_incl_vat, 2),
             "started_at": session.started_at.isoformat() if session.started_at else None,
             "ended_at": session.ended_at.isoformat() if session.ended_at else None,
             "receipt": bool(ctx["receipt"]),
@@ -297,7 +329,10 @@ def stop(request, public_id):
         raise Http404
     if not payer.is_payer(request, session):
         # Anyone may know the status URL; only the payer's browser (or staff, or the charger) stops.
-        return render(request, "checkout/stop_refused.html", {"session": session}, status=403)
+        back = reverse("checkout:status", args=[session.public_id])
+        context = languages.activate_for(request, session.evse.location.operator, next_url=back)
+        context["session"] = session
+        return render(request, "checkout/stop_refused.html", context, status=403)
     with services.acting_as("driver"):
         services.session_request_stop(session_id=session.pk)
     return redirect("checkout:status", public_id=session.public_id)

@@ -16,6 +16,19 @@ def validate_time_zone(value):
         raise ValidationError(f"{value} is not an IANA time zone (e.g. Europe/Lisbon).")
 
 
+def page_language_codes(value: str) -> list[str]:
+    return [code.strip().lower() for code in (value or "").split(",") if code.strip()]
+
+
+def validate_page_languages(value):
+    known = dict(settings.LANGUAGES)
+    unknown = [code for code in page_language_codes(value) if code not in known]
+    if unknown:
+        raise ValidationError(
+            f"No page translation for {', '.join(unknown)}; choose from {', '.join(known)}."
+        )
+
+
 class Operator(models.Model):
     """The legal seller named on receipts."""
 
@@ -44,7 +57,16 @@ class Operator(models.Model):
     languages = models.CharField(
         max_length=40,
         default="en",
-        help_text="Languages on stickers, most used first, e.g. nl,en (en, nl, de, fr, es, it).",
+        validators=[validate_page_languages],
+        help_text="Languages on stickers, most used first, e.g. nl,en (en, nl, de, fr).",
+    )
+    # The driver's pages (checkout/languages.py) offer only languages with full catalogues.
+    page_languages = models.CharField(
+        max_length=40,
+        blank=True,
+        validators=[validate_page_languages],
+        help_text="Languages of the driver's pages and receipts, the default first, e.g. nl,en "
+        "(en, nl, de, fr). Empty: all of them, English by default.",
     )
     # Receipts: a tariff component without VAT is taxed at this rate (empty: DEFAULT_VAT_PERCENT,
     # and the receipt is flagged); a 0 % rate must say why (reverse charge, exemption) on the receipt.

@@ -116,9 +116,9 @@ PHRASES = {
     "nl": ("Scan om te betalen", "Controleer of dit ID overeenkomt met de laadpaal"),
     "de": ("Zum Bezahlen scannen", "Prüfen Sie, ob diese ID mit der Ladesäule übereinstimmt"),
     "fr": ("Scannez pour payer", "Vérifiez que cet ID correspond à la borne"),
-    "es": ("Escanea para pagar", "Comprueba que este ID coincide con el cargador"),
-    "it": ("Scansiona per pagare", "Verifica che questo ID corrisponda alla colonnina"),
 }
+# Only the languages the driver's pages speak (settings.LANGUAGES): a sticker in a language the
+# page after the scan cannot show would be a promise the page breaks. tests/test_stickers.py checks.
 MAX_LANGUAGES = 3
 
 

@@ -6,6 +6,8 @@ PostgreSQL and Redis on 127.0.0.1 are used when they answer; in CI (CI=true) the
 import os
 import socket
 
+from directpay import catalogues
+
 CI = os.environ.get("CI") == "true"
 
 
@@ -32,3 +34,7 @@ os.environ.setdefault(
 os.environ["CELERY_BROKER_URL"] = "memory://"
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
 os.environ["SIMULATOR_SPEEDUP"] = "1"
+
+# The pages are tested in every language: compile the catalogues as `make test` does, so a bare
+# `pytest` in a fresh clone tests the current .po files too.
+catalogues.compile_all()

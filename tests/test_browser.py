@@ -391,6 +391,74 @@ def test_declined_card_holds_nothing(stack, page):
     ]
 
 
+def phone_in(browser, locale):
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, locale=locale
+    )
+    context.set_default_timeout(15_000)
+    return context
+
+
+def test_a_dutch_phone_gets_dutch_pages_and_script_messages(stack, browser):
+    assert_evse_free(stack, AC)
+    context = phone_in(browser, "nl-NL")
+    try:
+        page = context.new_page()
+        checkout_url = stack.checkout_url(AC)
+        assert page.goto(checkout_url).status == 200
+        expect(page.locator("html")).to_have_attribute("lang", "nl")
+        pay_button = page.get_by_role("button", name=re.compile("^Betalen"))
+        expect(pay_button).to_be_enabled()
+        expect(pay_button).to_have_text(re.compile(r"^Betalen \d+,\d\d EUR$"))  # 35,00 EUR
+        # The script's own messages come from the catalogue of the page's language.
+        assert page.evaluate("gettext('Something went wrong. Nothing has been charged.')") == (
+            "Er ging iets mis. Er is niets afgeschreven."
+        )
+        fill_card(page, DECLINED)
+        pay_button.click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_have_text(
+            "Uw kaart is geweigerd. Er is niets afgeschreven. "
+            "Probeer een andere kaart of betaalmethode."
+        )
+        page.screenshot(path=str(ARTIFACTS / "browser-nl-declined.png"), full_page=True)
+        # The switch changes the language and keeps the driver on the same page.
+        page.get_by_role("button", name="Deutsch").click()
+        expect(page.locator("html")).to_have_attribute("lang", "de")
+        assert page.url == checkout_url
+        expect(page.get_by_role("button", name=re.compile("^Bezahlen"))).to_be_enabled()
+    finally:
+        context.close()
+
+
+def test_checkout_works_when_the_translation_script_fails(stack, browser):
+    assert_evse_free(stack, AC)
+    context = phone_in(browser, "fr-FR")
+    try:
+        context.route(re.compile(r".*/jsi18n/.*"), lambda route: route.abort())
+        # A proxy's error page instead of Pay's answer: the script's own message must show. (Pay
+        # never reaches the server, so this test spends none of the stack's per-IP Pay limit.)
+        context.route(
+            re.compile(r".*/q/[^/]+/pay$"),
+            lambda route: route.fulfill(status=502, content_type="text/html", body="<h1>502</h1>"),
+        )
+        page = context.new_page()
+        assert page.goto(stack.checkout_url(AC)).status == 200
+        pay_button = page.get_by_role("button", name=re.compile("^Payer"))
+        expect(pay_button).to_be_enabled()  # the script ran without its catalogue
+        expect(pay_button).to_have_text(re.compile(r"^Payer \d+,\d\d EUR$"))
+        assert page.evaluate("typeof gettext") == "undefined"
+        fill_card(page, VISA)
+        pay_button.click()
+        # Without the catalogue the script falls back to its English text.
+        expect(page.get_by_role("alert")).to_have_text(
+            "Unexpected answer from the server. If an amount is held, it is released automatically."
+        )
+        expect(pay_button).to_be_enabled()
+    finally:
+        context.close()
+
+
 def test_altered_code_is_not_valid(stack, page):
     url = stack.checkout_url(AC)
     last = url[-1]

@@ -292,8 +292,8 @@ def test_times_are_printed_in_the_locations_zone(db):
         energy("0.50", 23), kwh="10", zone="Europe/Lisbon", country="PT", start=start
     )
     text = pdf_text(issue(payment))
-    assert "Start 2026-07-15 17:05" in text
-    assert "End 2026-07-15 18:05" in text
+    assert "Start Jul 15, 2026 17:05" in text
+    assert "End Jul 15, 2026 18:05" in text
     assert "18:05" not in text.split("End")[0]
 
 
@@ -319,7 +319,7 @@ def test_the_number_series_year_is_the_year_where_the_operator_is(
     prefix = payment.session.evse.location.operator.receipt_prefix
     assert (receipt.year, receipt.number) == (year, f"{prefix}-{year}-000001")
     local = now.astimezone(ZoneInfo(zone))
-    assert f"Date of issue {local:%Y-%m-%d %H:%M}" in pdf_text(receipt)
+    assert f"Date of issue {local:%b} {local.day}, {local.year} {local:%H:%M}" in pdf_text(receipt)
 
 
 def test_the_operators_own_zone_decides_the_year_when_set(db, monkeypatch):
@@ -518,3 +518,40 @@ def test_receipts_issued_at_once_are_one_per_payment_and_gapless():
     # Numbers and dates of issue rise together (the date is taken under the counter's lock).
     dates = [r.issued_at for r in issued]
     assert dates == sorted(dates)
+
+
+# --- languages ----------------------------------------------------------------------------------
+
+
+def test_a_receipt_is_printed_in_the_sessions_language(db):
+    # 10.13 kWh x 0.50 + 19 %: 10.13 x 0.595 = 6.027 -> 6.03; net 6.03 / 1.19 = 5.067 -> 5.07.
+    payment = finished_payment(energy("0.50", 19), kwh="10.13", country="DE", language="de")
+    receipt = issue(payment)
+    text = pdf_text(receipt)
+    for expected in [
+        f"Beleg {receipt.number}",
+        "Ausstellungsdatum",
+        "Beginn 15.07.2026 17:05",
+        "Energie: 10,130 kWh × 0,5950 (MwSt. 19 %) 6,03 EUR",
+        "19 % (DE) 5,07 EUR 0,96 EUR 6,03 EUR",
+        "Gesamt (inkl. MwSt.) 6,03 EUR",
+        "Bezahlt mit Visa, Endziffern 4242",
+    ]:
+        assert expected in text, expected
+    assert "Receipt" not in text and "6.03" not in text
+
+
+def test_a_credit_note_is_printed_in_the_sessions_language(
+    request, django_capture_on_commit_callbacks
+):
+    session = request.getfixturevalue("finished")
+    ChargingSession.objects.filter(pk=session.pk).update(language="de")
+    refund(session.payment, 100, django_capture_on_commit_callbacks)
+    note = CreditNote.objects.get(refund__payment=session.payment)
+    text = " ".join(
+        PdfReader(io.BytesIO(credit_notes.credit_note_pdf(note))).pages[0].extract_text().split()
+    )
+    assert f"Gutschrift {note.number}" in text
+    assert f"Korrigiert Beleg {session.payment.receipt.number}" in text
+    assert "Grund Auf Wunsch des Fahrers" in text
+    assert "Netto (ohne MwSt.) -0,83 EUR" in text and "Erstattet (inkl. MwSt.) -1,00 EUR" in text

@@ -18,6 +18,7 @@ import PIL.Image
 import pypdfium2
 import pytest
 import zxingcpp
+from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django.db import connections
 from django.urls import reverse
@@ -135,8 +136,13 @@ def test_labels_lie_on_the_page_without_overlapping(layout):
 
 def test_languages_are_the_operators_first_known_ones():
     operator = OperatorFactory.build(languages=" FR, xx ,it,nl,de")
-    assert stickers.languages(operator) == ["fr", "it", "nl"]
+    assert stickers.languages(operator) == ["fr", "nl", "de"]
     assert stickers.languages(OperatorFactory.build(languages="")) == ["en"]
+
+
+def test_stickers_speak_the_languages_of_the_pages():
+    """A sticker promises the page after the scan in its languages: the same set as LANGUAGES."""
+    assert set(stickers.PHRASES) == {code for code, _name in settings.LANGUAGES}
 
 
 def test_a_reprint_voids_the_old_sticker(location, django_user_model):

@@ -1,6 +1,7 @@
 from decimal import Decimal, InvalidOperation
 
 from django import template
+from django.utils.formats import number_format
 
 register = template.Library()
 
@@ -13,5 +14,6 @@ def price(value) -> str:
     except (InvalidOperation, TypeError, ValueError):
         return ""
     text = f"{amount.quantize(Decimal('0.0001')):f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"{whole}.{frac.ljust(2, '0')}"
+    _whole, _, frac = text.partition(".")
+    # In the driver's locale (0,25 in nl/de/fr), with the places worked out above.
+    return number_format(Decimal(text), decimal_pos=max(2, len(frac)))

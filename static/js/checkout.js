@@ -8,6 +8,8 @@
   var button = document.getElementById("pay-button");
   var errorBox = document.getElementById("pay-error");
   var mode = form.dataset.stripeMode;
+  // The page's language from Django's JavaScriptCatalog (/jsi18n/); English if it did not load.
+  var gettext = window.gettext || function (text) { return text; };
 
   // One id per press of Pay: a press that reaches the server twice opens one session, not two.
   function newAttempt() {
@@ -33,7 +35,7 @@
     return {
       collect: function () {
         return stripe.createToken(card).then(function (r) {
-          if (r.error) throw new Error(r.error.message || "The card details could not be read.");
+          if (r.error) throw new Error(r.error.message || gettext("The card details could not be read."));
           return r.token.card.id;
         });
       },
@@ -86,7 +88,7 @@
       headers: { "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value },
     }).then(function (r) {
       return r.json().catch(function () {
-        return { ok: false, message: "Unexpected answer from the server. If an amount is held, it is released automatically." };
+        return { ok: false, message: gettext("Unexpected answer from the server. If an amount is held, it is released automatically.") };
       });
     });
   }
@@ -121,7 +123,7 @@
           return post(form.action, data);
         }).then(function (a) { return follow(wallet, a); });
       }).catch(function (err) {
-        showError((err && err.message) || "Something went wrong. Nothing has been charged.");
+        showError((err && err.message) || gettext("Something went wrong. Nothing has been charged."));
       });
     });
   }

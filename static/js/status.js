@@ -4,11 +4,16 @@
   var live = document.getElementById("live");
   if (!live || live.dataset.settled === "1") return;
   var elapsed = document.getElementById("elapsed");
+  // The page's language from Django's JavaScriptCatalog (/jsi18n/); English if it did not load.
+  var gettext = window.gettext || function (text) { return text; };
+  var interpolate = window.interpolate || function (format, values) {
+    return format.replace(/%\((\w+)\)s/g, function (all, name) { return values[name]; });
+  };
 
   function showElapsed(start, end) {
     if (!elapsed || !start) return;
     var m = Math.max(0, Math.floor(((end ? new Date(end) : new Date()) - new Date(start)) / 60000));
-    elapsed.textContent = Math.floor(m / 60) + " h " + (m % 60) + " min";
+    elapsed.textContent = interpolate(gettext("%(hours)s h %(minutes)s min"), { hours: Math.floor(m / 60), minutes: m % 60 }, true);
   }
   if (elapsed) showElapsed(elapsed.dataset.start, elapsed.dataset.end);
 

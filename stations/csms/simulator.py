@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop as N_  # stored in English, shown translated
 
 from stations import tariffs
 from stations.models import Connector, Evse, SimulatedSession
@@ -33,9 +34,11 @@ class SimulatorAdapter:
     def start_session(self, *, connector: Connector, reference: str, limits: Limits) -> StartResult:
         behaviour = connector.evse.sim_behaviour
         if behaviour == Evse.SimBehaviour.REJECT:
-            return StartResult(StartStatus.REJECTED, "The charger refused to start.")
+            return StartResult(StartStatus.REJECTED, N_("The charger refused to start."))
         if behaviour == Evse.SimBehaviour.OCCUPIED:
-            return StartResult(StartStatus.REJECTED, "The charger is occupied by another vehicle.")
+            return StartResult(
+                StartStatus.REJECTED, N_("The charger is occupied by another vehicle.")
+            )
         if behaviour == Evse.SimBehaviour.TIMEOUT:
             return StartResult(StartStatus.PENDING)
         delay = settings.SIMULATOR_SLOW_START_SECONDS if behaviour == Evse.SimBehaviour.SLOW else 0

@@ -14,6 +14,7 @@ import secrets
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
+from django.utils.translation import gettext_noop as N_  # stored in English, shown translated
 
 from stations.models import Connector, OcpiConnection, OcpiSession
 
@@ -25,12 +26,12 @@ log = logging.getLogger(__name__)
 
 # What the driver reads when the charger says no (CommandResponse or CommandResult).
 DRIVER_TEXT = {
-    "EVSE_OCCUPIED": "The charger is occupied by another vehicle.",
-    "EVSE_INOPERATIVE": "The charger is out of order.",
-    "TIMEOUT": "The charger did not respond.",
-    "NOT_SUPPORTED": "This charger cannot be started from here.",
+    "EVSE_OCCUPIED": N_("The charger is occupied by another vehicle."),
+    "EVSE_INOPERATIVE": N_("The charger is out of order."),
+    "TIMEOUT": N_("The charger did not respond."),
+    "NOT_SUPPORTED": N_("This charger cannot be started from here."),
 }
-REFUSED = "The charger refused to start."
+REFUSED = N_("The charger refused to start.")
 
 
 def response_url(command: str, command_id: str) -> str:
