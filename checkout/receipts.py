@@ -24,7 +24,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
-from . import tasks, vat
+from . import meter_data, tasks, vat
 from .models import Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
 from .transitions import flag_attention, queue_on_commit
@@ -314,6 +314,7 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
         page.row(_("End"), local(session.ended_at))
     page.row(_("Energy"), f"{vat.fmt_decimal(session.kwh, 3)} kWh")
     page.gap()
+    meter_data.receipt_section(page, session)
 
     labels = _labels()
     page.line(_("Price components (incl. VAT)"), bold=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, webhooks
+from . import meter_views, views, webhooks
 
 app_name = "checkout"
 
@@ -13,5 +13,6 @@ urlpatterns = [
     path("s/<uuid:public_id>/stop", views.stop, name="stop"),
     path("s/<uuid:public_id>/receipt.pdf", views.receipt_pdf, name="receipt"),
     path("s/<uuid:public_id>/credit-note-<int:pk>.pdf", views.credit_note_pdf, name="credit_note"),
+    path("s/<uuid:public_id>/meter-data.xml", meter_views.meter_data_xml, name="meter_data"),
     path("webhooks/stripe/", webhooks.stripe_webhook, name="stripe_webhook"),
 ]
