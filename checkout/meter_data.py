@@ -150,7 +150,8 @@ def record(session: ChargingSession, signed: SignedData | None) -> SignedMeterDa
 
 
 def _compare(session: ChargingSession, row: SignedMeterData) -> None:
-    if not row.verified:
+    unsupported = row.encoding_method and row.encoding_method.upper() != "OCMF"
+    if not row.verified and not unsupported:  # another format is not ours to check
         flag_attention(session, f"the signed meter data did not verify: {row.problem}"[:300])
     elif row.start_kwh is not None and row.end_kwh is not None:
         measured = row.end_kwh - row.start_kwh

@@ -147,7 +147,7 @@ def test_the_untouched_data_prints_verified_on_the_receipt(db):
 
 
 def test_a_full_simulated_session_ends_with_the_meter_data_on_receipt_and_download(
-    connector, pay, tick, stripe, client, tmp_path, django_capture_on_commit_callbacks
+    connector, pay, tick, stripe, client, admin_client, tmp_path, django_capture_on_commit_callbacks
 ):
     session = pay(connector)
     sim = SimulatedSession.objects.get(reference=session.csms_reference)
@@ -201,6 +201,12 @@ def test_a_full_simulated_session_ends_with_the_meter_data_on_receipt_and_downlo
     container = pyocmf.OcmfContainer.from_xml(path)
     assert [record.verify_signature() for record in container] == [True, True]
     assert [result.issues for result in container.check_eichrecht(errors_only=True)] == [[]]
+
+    # Staff see it on the session.
+    admin_page = admin_client.get(
+        reverse("admin:checkout_chargingsession_change", args=[session.pk])
+    ).content.decode()
+    assert meter in admin_page and "Signature verified" in admin_page
 
 
 def test_the_download_needs_the_sessions_link_and_signed_data(db, client):
@@ -335,6 +341,18 @@ def test_a_cdr_without_signed_data_gives_a_receipt_without_the_section(
     assert "Calibration law" not in text and "Meter ID" not in text
     page = client.get(reverse("checkout:status", args=[session.public_id])).content.decode()
     assert "meter-data" not in page
+
+
+def test_another_encoding_is_kept_unchecked_and_not_flagged(db):
+    payment = finished_payment(energy("0.50", 21), kwh="11")
+    signed = SignedData(
+        encoding_method="EDL", public_key="AB", values=(SignedValue("End", "PD94bWw="),)
+    )
+    row = meter_data.record(payment.session, signed)
+    assert row.verification == V.UNREADABLE and "EDL" in row.problem
+    payment.session.refresh_from_db()
+    assert not payment.session.attention and not row.downloadable
+    assert "Signed meter data did not verify" in pdf_text(issue(payment))
 
 
 def test_signed_data_that_breaks_the_store_does_not_stop_the_money(db, monkeypatch):
