@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from stations.csms.base import SignedData
 
+from . import vat
 from .models import ChargingSession, SignedMeterData
 from .transitions import flag_attention
 
@@ -175,9 +176,9 @@ def receipt_section(page, session: ChargingSession) -> None:
     if row.meter_id:
         page.row(_("Meter ID"), row.meter_id, indent=4)
     if row.start_kwh is not None:
-        page.row(_("Meter reading at start"), f"{row.start_kwh:.4f} kWh", indent=4)
+        page.row(_("Meter reading at start"), f"{vat.fmt_decimal(row.start_kwh, 4)} kWh", indent=4)
     if row.end_kwh is not None:
-        page.row(_("Meter reading at end"), f"{row.end_kwh:.4f} kWh", indent=4)
+        page.row(_("Meter reading at end"), f"{vat.fmt_decimal(row.end_kwh, 4)} kWh", indent=4)
     page.row(
         _("Signed meter data"),
         _("verified") if row.verified else _("did not verify"),
