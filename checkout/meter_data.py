@@ -49,22 +49,30 @@ class Checked:
 
 
 def _ocmf_text(value: str) -> str:
-    """The OCMF record in a signed value: plain, or base64 of it (hex is left to pyocmf)."""
+    """The OCMF record in a signed value: plain, or hex or base64 of it, as CSMSs send it."""
     value = value.strip()
     if value.startswith("OCMF|"):
         return value
-    try:
-        decoded = base64.b64decode(value, validate=True).decode()
-    except (binascii.Error, ValueError):
-        return value
-    return decoded if decoded.startswith("OCMF|") else value
+    for decode in (bytes.fromhex, lambda v: base64.b64decode(v, validate=True)):
+        try:
+            decoded = decode(value).decode()
+        except (binascii.Error, ValueError):
+            continue
+        if decoded.startswith("OCMF|"):
+            return decoded
+    return value
+
+
+# What the columns hold (16 digits, 4 of them decimals).
+MAX_REGISTER_KWH = Decimal(10) ** 12
 
 
 def _kwh(reading) -> Decimal | None:
     if reading.RV is None:
         return None
     value = Decimal(reading.RV)
-    return value / 1000 if str(reading.RU) == "Wh" else value
+    value = (value / 1000 if str(reading.RU) == "Wh" else value).quantize(Decimal("0.0001"))
+    return value if abs(value) < MAX_REGISTER_KWH else None
 
 
 def _normal_key(public_key: str) -> str:
@@ -96,7 +104,7 @@ def check(signed: SignedData) -> Checked:
             with warnings.catch_warnings():  # deviations the transparency software tolerates
                 warnings.simplefilter("ignore", pyocmf.SpecWarning)
                 record = pyocmf.OCMF.from_string(text)
-                value["ocmf"] = text if text.startswith("OCMF|") else record.to_string()
+                value["ocmf"] = text  # as signed: a re-serialised payload would not verify
                 key = result.public_key or record.embedded_public_key
                 if not key:
                     raise pyocmf.SignatureVerificationError("no public key was sent")

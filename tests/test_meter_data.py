@@ -98,6 +98,28 @@ def test_the_simulators_signed_data_verifies_with_pyocmf(db):
     )
 
 
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: text.encode().hex().upper(),
+        lambda text: base64.b64encode(text.encode()).decode(),
+    ],
+    ids=["hex", "base64"],
+)
+def test_encoded_records_are_read_and_kept_as_signed(db, encode):
+    sim, end = simulated(db)
+    signed = simulator.signed_meter_data(sim, end)
+    encoded = SignedData(
+        encoding_method="OCMF",
+        public_key=signed.public_key,
+        values=tuple(SignedValue(v.nature, encode(v.signed_data)) for v in signed.values),
+    )
+    checked = meter_data.check(encoded)
+    assert checked.verification == V.VERIFIED, checked.problem
+    # The download holds the records exactly as the meter signed them.
+    assert [v["ocmf"] for v in checked.values] == [v.signed_data for v in signed.values]
+
+
 def flip_payload(record: str) -> str:
     head, payload, signature = record.split("|")
     assert '"MF":"1.0"' in payload
