@@ -26,6 +26,7 @@ from .models import (
     Receipt,
     ReconciliationIssue,
     Refund,
+    SignedMeterData,
     StripeEvent,
 )
 from .states import PaymentStatus
@@ -116,6 +117,24 @@ class PaymentInline(ReadOnlyMixin, admin.StackedInline):
     fields = readonly_fields
 
 
+class SignedMeterDataInline(ReadOnlyMixin, admin.StackedInline):
+    """The meter's signed readings (Eichrecht) as the CSMS sent them, and whether they verified."""
+
+    model = SignedMeterData
+    readonly_fields = (
+        "verification",
+        "problem",
+        "meter_id",
+        "start_kwh",
+        "end_kwh",
+        "encoding_method",
+        "public_key",
+        "values",
+        "url",
+    )
+    fields = readonly_fields
+
+
 class NeedsAttentionFilter(admin.SimpleListFilter):
     title = "needs attention"
     parameter_name = "needs_attention"
@@ -173,7 +192,7 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "payment__stripe_payment_intent_id",
         "public_id",
     )
-    inlines = (PaymentInline, PaymentEventInline)
+    inlines = (PaymentInline, SignedMeterDataInline, PaymentEventInline)
     readonly_fields = (
         "attention",
         "tariff_snapshot",

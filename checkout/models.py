@@ -67,6 +67,47 @@ class ChargingSession(models.Model):
         return f"{self.evse.evse_id} {self.created_at:%Y-%m-%d %H:%M} ({self.status})"
 
 
+class SignedMeterData(models.Model):
+    """The meter's signed readings of a session (German calibration law), as the CSMS's final
+    record carried them, with what we found when we checked them (checkout/meter_data.py)."""
+
+    class Verification(models.TextChoices):
+        VERIFIED = "verified", "Signature verified"
+        INVALID = "invalid", "Signature does not match"
+        UNREADABLE = "unreadable", "Could not be checked"
+
+    session = models.OneToOneField(
+        ChargingSession, on_delete=models.PROTECT, related_name="meter_data"
+    )
+    encoding_method = models.CharField(max_length=36, blank=True)
+    public_key = models.TextField(blank=True, help_text="DER, hex.")
+    # [{"nature": "Start"|"End"|..., "signed_data": what the CSMS sent, "ocmf": the OCMF record}]
+    values = models.JSONField(default=list, blank=True)
+    url = models.CharField(max_length=512, blank=True)
+    meter_id = models.CharField(max_length=64, blank=True)
+    start_kwh = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    end_kwh = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    verification = models.CharField(max_length=20, choices=Verification)
+    problem = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "signed meter data"
+        verbose_name_plural = "signed meter data"
+
+    def __str__(self):
+        return f"{self.meter_id or self.encoding_method} ({self.verification})"
+
+    @property
+    def verified(self) -> bool:
+        return self.verification == self.Verification.VERIFIED
+
+    @property
+    def downloadable(self) -> bool:
+        """Whether there is an OCMF record for the transparency software."""
+        return any(isinstance(v, dict) and v.get("ocmf") for v in self.values)
+
+
 class Payment(models.Model):
     session = models.OneToOneField(
         ChargingSession, on_delete=models.PROTECT, related_name="payment"

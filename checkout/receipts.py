@@ -25,7 +25,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
-from . import doc_format, tasks, vat
+from . import doc_format, meter_data, tasks, vat
 from .models import Invoice, Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
 from .transitions import flag_attention, queue_on_commit
@@ -328,6 +328,7 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
         page.row(_("End"), local(session.ended_at))
     page.row(_("Energy"), f"{doc_format.decimal(session.kwh, 3)} kWh")
     page.gap()
+    meter_data.receipt_section(page, session)
 
     labels = receipt_labels()
     page.line(_("Price components (incl. VAT)"), bold=True)

@@ -37,7 +37,7 @@ from stations.csms.base import (
 )
 from stations.models import Connector, Evse
 
-from . import pay_limits, payments, tasks
+from . import meter_data, pay_limits, payments, tasks
 from .models import ChargingSession, Payment
 from .selectors import authentication_overdue
 from .states import PaymentStatus as P
@@ -530,6 +530,7 @@ def session_apply_update(update: SessionUpdate) -> None:
                 # We closed it ourselves (the CSMS never sent its record in time): staff compare.
                 session.cdr = update.cdr
                 session.save(update_fields=["cdr", "updated_at"])
+                meter_data.record(session, update.signed_data)
                 flag_attention(
                     session, "the CSMS sent its final record after we had closed the session"
                 )
@@ -584,6 +585,7 @@ def session_apply_update(update: SessionUpdate) -> None:
         if update.final:
             session.ended_at = update.ended_at or timezone.now()
             session.cdr = update.cdr
+            meter_data.record(session, update.signed_data)  # never raises
         session.cost_incl_vat = price_session(
             session, end=session.ended_at or update.measured_at
         ).total_incl_vat

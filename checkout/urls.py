@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import document_views, views, webhooks
+from . import document_views, meter_views, views, webhooks
 
 app_name = "checkout"
 
@@ -28,5 +28,6 @@ urlpatterns = [
         document_views.document_invoice_pdf,
         name="document_invoice_pdf",
     ),
+    path("s/<uuid:public_id>/meter-data.xml", meter_views.meter_data_xml, name="meter_data"),
     path("webhooks/stripe/", webhooks.stripe_webhook, name="stripe_webhook"),
 ]

@@ -55,6 +55,40 @@ class SessionStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class SignedValue:
+    """One signed meter reading (OCPI 2.2.1 SignedValue): nature is Start, End or Intermediate."""
+
+    nature: str
+    signed_data: str
+    plain_data: str = ""
+
+
+@dataclass(frozen=True)
+class SignedData:
+    """The meter's own signed record of a session (OCPI 2.2.1 SignedData), e.g. OCMF, for the
+    driver's transparency software (German calibration law). `problem` says why a CSMS's
+    signed_data could not be read; the session is billed either way."""
+
+    encoding_method: str = ""
+    public_key: str = ""
+    values: tuple[SignedValue, ...] = ()
+    url: str = ""
+    problem: str = ""
+
+    def as_ocpi(self) -> dict:
+        return {
+            "encoding_method": self.encoding_method,
+            "encoding_method_version": None,
+            "public_key": self.public_key or None,
+            "signed_values": [
+                {"nature": v.nature, "plain_data": v.plain_data, "signed_data": v.signed_data}
+                for v in self.values
+            ],
+            "url": self.url or None,
+        }
+
+
+@dataclass(frozen=True)
 class SessionUpdate:
     reference: str  # our authorization reference, given at start
     status: SessionStatus
@@ -67,6 +101,7 @@ class SessionUpdate:
     final: bool = False  # True for the final record (CDR): nothing follows it
     cdr: dict = field(default_factory=dict)
     credit: bool = False  # a credit record: the CSMS takes back an earlier final record
+    signed_data: SignedData | None = None  # the final record's signed meter data, if any
 
 
 class CsmsAdapter(Protocol):

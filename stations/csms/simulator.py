@@ -13,10 +13,11 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext_noop as N_  # stored in English, shown translated
 
-from stations import tariffs
+from stations import ocmf, tariffs
 from stations.models import Connector, Evse, SimulatedSession
 
 from .base import (
@@ -24,6 +25,8 @@ from .base import (
     Limits,
     SessionStatus,
     SessionUpdate,
+    SignedData,
+    SignedValue,
     StartResult,
     StartStatus,
     deliver_update,
@@ -126,11 +129,48 @@ def _advance(pk: int, now) -> SessionUpdate | None:
             },
             "currency": priced.currency,
         }
+        signed = signed_meter_data(sim, end)
+        cdr["signed_data"] = signed.as_ocpi()  # where an OCPI CDR carries it
         return SessionUpdate(
             status=SessionStatus.COMPLETED,
             ended_at=end,
             measured_at=end,
             final=True,
             cdr=cdr,
+            signed_data=signed,
             **common,
         )
+
+
+def signed_meter_data(sim: SimulatedSession, end) -> SignedData:
+    """The simulated meter's signed begin and end readings of a charge, in OCMF.
+
+    Each EVSE has one meter whose register counts up over all its charges, as a real one does.
+    """
+    evse = sim.connector.evse
+    serial = f"DPYSIM{evse.pk:08d}"
+    key = ocmf.simulator_key(serial)
+    before = SimulatedSession.objects.filter(
+        connector__evse=evse, finished_at__isnull=False, pk__lt=sim.pk
+    ).aggregate(total=Sum("kwh"))["total"] or Decimal(0)
+    current = "DC" if sim.connector.power_type == "DC" else "AC"
+    common = {
+        "gateway": "QR Direct Pay simulator",
+        "meter_serial": serial,
+        "charge_point": evse.evse_id,
+        "current_type": current,
+    }
+    begin = ocmf.reading_payload(
+        page=1, moment=sim.started_at, reason="B", register_kwh=before, **common
+    )
+    ending = ocmf.reading_payload(
+        page=2, moment=end, reason="E", register_kwh=before + sim.kwh, **common
+    )
+    return SignedData(
+        encoding_method="OCMF",
+        public_key=ocmf.public_key_hex(key),
+        values=(
+            SignedValue(nature="Start", signed_data=ocmf.sign(begin, key)),
+            SignedValue(nature="End", signed_data=ocmf.sign(ending, key)),
+        ),
+    )

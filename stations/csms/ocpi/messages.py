@@ -16,6 +16,8 @@ from django.utils.dateparse import parse_datetime
 from stations.identifiers import evse_id_valid, time_zone_valid
 from stations.tariffs import TariffError, price_lines
 
+from ..base import SignedData, SignedValue
+
 
 class Invalid(ValueError):
     """An object we cannot use; the message names the field."""
@@ -233,6 +235,43 @@ class Cdr:
     total_parking_time: Decimal
     total_cost_incl_vat: Decimal | None
     credit: bool
+    signed_data: SignedData | None = None
+
+
+# OCPI 2.2.1 SignedData field sizes (string(36), string(512), string(5000), string(512)).
+MAX_SIGNED_VALUES = 20
+
+
+def parse_signed_data(value) -> SignedData | None:
+    """A CDR's signed meter data. Never rejects the CDR: the session is billed whatever the meter
+    data holds; what cannot be read is kept as a problem for the receipt to report."""
+    if value is None:
+        return None
+    try:
+        data = _object(value, "signed_data")
+        values = data.get("signed_values")
+        if not isinstance(values, list) or not values or len(values) > MAX_SIGNED_VALUES:
+            raise Invalid(f"signed_values: a list of 1 to {MAX_SIGNED_VALUES} objects is required")
+        signed_values = []
+        for item in values:
+            item = _object(item, "signed_values")
+            signed_values.append(
+                SignedValue(
+                    nature=text(item, "nature", max_length=32, strict=True),
+                    plain_data=text(
+                        item, "plain_data", required=False, max_length=512, strict=True
+                    ),
+                    signed_data=text(item, "signed_data", max_length=5000, strict=True),
+                )
+            )
+        return SignedData(
+            encoding_method=text(data, "encoding_method", max_length=36, strict=True),
+            public_key=text(data, "public_key", required=False, max_length=512, strict=True),
+            values=tuple(signed_values),
+            url=text(data, "url", required=False, max_length=512, strict=True),
+        )
+    except Invalid as exc:
+        return SignedData(problem=str(exc))
 
 
 def parse_cdr(data) -> Cdr:
@@ -263,6 +302,7 @@ def parse_cdr(data) -> Cdr:
         or Decimal(0),
         total_cost_incl_vat=_price_incl_vat(data, "total_cost"),
         credit=bool(credit),
+        signed_data=parse_signed_data(data.get("signed_data")),
     )
 
 

@@ -167,6 +167,7 @@ def cdr_post(*, connection: OcpiConnection, data) -> tuple[OcpiCdr, bool]:
                     final=True,
                     cdr=data,
                     credit=cdr.credit,
+                    signed_data=cdr.signed_data,
                 )
             )
             return row, True
