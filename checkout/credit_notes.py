@@ -11,11 +11,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.mail import EmailMessage
 from django.db import transaction
+from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from . import labels, vat
+from . import doc_format, labels, vat
 from .models import CreditNote, CreditNoteCounter, Invoice, Receipt, Refund
 from .receipts import (
     Sheet,
@@ -143,3 +145,34 @@ def _render(note: CreditNote, session) -> bytes:
     if operator.support_contact:
         page.line(_("Questions? %(contact)s") % {"contact": operator.support_contact}, size=9)
     return page.finish()
+
+
+def credit_note_email(*, credit_note_id: int) -> None:
+    """E-mail the credit note to the driver who gave an address, in the language of the session."""
+    from .lookup import receipt_link  # lookup reads receipts' time zones: imported here, not above
+
+    with transaction.atomic():
+        note = (
+            CreditNote.objects.select_for_update(of=("self",))
+            .select_related("operator", "receipt", "refund__payment__session__evse")
+            .get(pk=credit_note_id)
+        )
+        session = note.refund.payment.session
+        if note.emailed_at or not session.email:
+            return
+        with translation.override(session.language or settings.LANGUAGE_CODE):
+            context = {
+                "evse": session.evse.evse_id,
+                "amount": doc_format.money(note.total_incl_vat, note.refund.payment.currency),
+                "number": note.number,
+                "receipt": note.receipt.number,
+                "support": note.operator.support_contact,
+                "link": receipt_link(note.receipt, absolute=True),
+            }
+            subject = render_to_string("emails/credit_note_subject.txt", context).strip()
+            body = render_to_string("emails/credit_note.txt", context)
+        message = EmailMessage(subject=subject, body=body, to=[session.email])
+        message.attach(f"{note.number}.pdf", credit_note_pdf(note), "application/pdf")
+        message.send()
+        note.emailed_at = timezone.now()
+        note.save(update_fields=["emailed_at"])

@@ -326,6 +326,8 @@ class CreditNote(models.Model):
     document = models.JSONField(default=dict, blank=True, editable=False)
     pdf = models.BinaryField(editable=False, default=b"", blank=True)
     rendered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Sent to the address the driver gave at Pay, with the PDF (once: a retry finds it sent).
+    emailed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = (

@@ -156,7 +156,14 @@ def receipt_email(receipt_id: int):
 def receipt_credit_note(refund_id: int):
     note = credit_notes.credit_note_issue(refund_id=refund_id)
     if note:
-        credit_notes.credit_note_render(credit_note_id=note.pk)
+        note = credit_notes.credit_note_render(credit_note_id=note.pk)
+        if note.refund.payment.session.email and not note.emailed_at:
+            receipt_credit_note_email.delay(note.pk)
+
+
+@shared_task(autoretry_for=(Exception,), retry_backoff=30, max_retries=8)
+def receipt_credit_note_email(credit_note_id: int):
+    credit_notes.credit_note_email(credit_note_id=credit_note_id)
 
 
 # Named receipt_* so that it runs on the receipts queue (settings.CELERY_TASK_ROUTES).

@@ -555,3 +555,38 @@ def test_a_credit_note_is_printed_in_the_sessions_language(
     assert f"Korrigiert Beleg {session.payment.receipt.number}" in text
     assert "Grund Auf Wunsch des Fahrers" in text
     assert "Netto (ohne MwSt.) -0,83 EUR" in text and "Erstattet (inkl. MwSt.) -1,00 EUR" in text
+
+
+def test_a_credit_note_is_emailed_once_with_its_pdf_in_the_sessions_language(
+    request, django_capture_on_commit_callbacks
+):
+    from django.core import mail
+
+    from checkout import tasks
+
+    session = request.getfixturevalue("finished")
+    ChargingSession.objects.filter(pk=session.pk).update(language="nl", email="d@example.com")
+    mail.outbox.clear()
+    refund(session.payment, 100, django_capture_on_commit_callbacks)
+    note = CreditNote.objects.get(refund__payment=session.payment)
+    (message,) = mail.outbox
+    assert message.to == ["d@example.com"]
+    assert message.subject == f"Uw creditnota {note.number}"
+    assert "1,00 EUR van uw laadsessie" in message.body
+    assert session.payment.receipt.number in message.body and "/r/" in message.body
+    ((name, pdf, kind),) = message.attachments
+    assert (name, kind) == (f"{note.number}.pdf", "application/pdf") and pdf.startswith(b"%PDF")
+    # A retry (a task delivered twice) sends nothing more.
+    tasks.receipt_credit_note_email(note.pk)
+    tasks.receipt_credit_note(note.refund_id)
+    assert len(mail.outbox) == 1
+
+
+def test_no_address_no_credit_note_email(request, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    session = request.getfixturevalue("finished")
+    mail.outbox.clear()
+    refund(session.payment, 100, django_capture_on_commit_callbacks)
+    assert CreditNote.objects.filter(refund__payment=session.payment).exists()
+    assert mail.outbox == []
