@@ -13,7 +13,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import credit_notes, invoices, lookup, receipts, selectors
+from . import credit_notes, invoices, lookup, meter_views, receipts, selectors
 from .forms import InvoiceForm, ReceiptFindForm
 from .states import PaymentStatus as P
 
@@ -123,6 +123,11 @@ def _pdf(content: bytes, number: str) -> HttpResponse:
 def document_receipt_pdf(request, token):
     receipt = _receipt_or_404(token)
     return _pdf(receipts.receipt_pdf(receipt), receipt.number)
+
+
+@require_GET
+def document_meter_data(request, token):
+    return meter_views.xml_download(_receipt_or_404(token).payment.session)
 
 
 @require_GET

@@ -9,7 +9,11 @@ from . import meter_data, selectors
 @require_GET
 def meter_data_xml(request, public_id):
     # Reachable only through the status page's unguessable link, as the receipt is.
-    session = selectors.session_for_driver(public_id)
+    return xml_download(selectors.session_for_driver(public_id))
+
+
+def xml_download(session) -> HttpResponse:
+    """The session's signed meter data as S.A.F.E. XML, or 404 when there is none to offer."""
     row = meter_data.for_session(session) if session else None
     if not meter_data.has_download(row):
         raise Http404

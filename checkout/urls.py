@@ -23,6 +23,7 @@ urlpatterns = [
         name="document_credit_note",
     ),
     path("r/<str:token>/invoice", document_views.document_invoice, name="document_invoice"),
+    path("r/<str:token>/meter-data.xml", document_views.document_meter_data, name="document_meter"),
     path(
         "r/<str:token>/invoice.pdf",
         document_views.document_invoice_pdf,

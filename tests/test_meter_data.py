@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.urls import reverse
 from django.utils import timezone
 
-from checkout import meter_data, services
+from checkout import meter_data, receipts, services
 from checkout.models import SignedMeterData
 from checkout.states import PaymentStatus as P
 from checkout.states import SessionStatus as S
@@ -386,3 +386,21 @@ def test_signed_data_that_breaks_the_store_does_not_stop_the_money(db, monkeypat
     monkeypatch.setattr(meter_data, "check", broken)
     assert meter_data.record(payment.session, SignedData(encoding_method="OCMF")) is None
     assert not SignedMeterData.objects.exists()
+
+
+def test_the_receipts_signed_link_offers_the_download_too(db, client):
+    from checkout import lookup
+
+    payment = finished_payment(energy("0.50", 21), kwh="11")
+    receipts.receipt_issue(payment_id=payment.pk)
+    payment.refresh_from_db()
+    token = lookup.receipt_token(payment.receipt)
+    url = reverse("checkout:document_meter", args=[token])
+    assert client.get(url).status_code == 404  # no signed data yet
+    sim, end = simulated(db)
+    meter_data.record(payment.session, simulator.signed_meter_data(sim, end))
+    page = client.get(reverse("checkout:document", args=[token])).content.decode()
+    assert url in page
+    answer = client.get(url)
+    assert answer.status_code == 200 and answer.content.lstrip().startswith(b"<?xml")
+    assert client.get(reverse("checkout:document_meter", args=[token + "x"])).status_code == 404
