@@ -136,3 +136,11 @@ def receipt_credit_note(refund_id: int):
     note = credit_notes.credit_note_issue(refund_id=refund_id)
     if note:
         credit_notes.credit_note_render(credit_note_id=note.pk)
+
+
+# receipt_* routes it to the receipts queue, next to PDF rendering; a failure is shown on the export.
+@shared_task
+def receipt_pdf_export(export_id: int):
+    from . import pdf_exports  # imported here: it imports receipts, which imports this module
+
+    pdf_exports.pdf_export_build(export_id=export_id)
