@@ -49,6 +49,30 @@ def decimal_str(amount: int | None, currency: str) -> str:
     return f"{sign}{units}.{rest:0{places}d}" if places else f"{sign}{units}"
 
 
+_FORMATTERS: dict[str, object] = {}
+
+
+def formatter(currency: str):
+    """decimal_str for one currency, made once (the CSV export formats millions of amounts)."""
+    found = _FORMATTERS.get(currency)
+    if found is None:
+        places = exponent(currency)
+        if places == 2:
+
+            def found(amount: int) -> str:
+                if amount < 0:
+                    return f"-{-amount // 100}.{-amount % 100:02d}"
+                return f"{amount // 100}.{amount % 100:02d}"
+
+        else:
+
+            def found(amount: int) -> str:
+                return decimal_str(amount, currency)
+
+        _FORMATTERS[currency] = found
+    return found
+
+
 def display(amount: int | None, currency: str) -> str:
     """As staff read it in the admin: 666 EUR -> "6.66 EUR"."""
     if amount is None:
