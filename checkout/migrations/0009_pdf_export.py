@@ -2,7 +2,23 @@
 
 import checkout.models
 import django.db.models.deletion
+from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
+
+
+def finance_exports_pdfs(apps, schema_editor):
+    # Permissions are normally created after all migrations; the Finance role needs these now.
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    permissions = Permission.objects.filter(
+        content_type__app_label="checkout", codename__in=["add_pdfexport", "view_pdfexport"]
+    )
+    for group in Group.objects.filter(name="Finance"):
+        group.permissions.add(*permissions)
 
 
 class Migration(migrations.Migration):
@@ -35,4 +51,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.CheckConstraint(condition=models.Q(('period_end__gte', models.F('period_start'))), name='pdf_export_period')],
             },
         ),
+        migrations.RunPython(finance_exports_pdfs, migrations.RunPython.noop),
     ]
