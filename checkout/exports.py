@@ -199,10 +199,6 @@ def csv_chunks(receipts: QuerySet, notes: QuerySet | None) -> Iterator[str]:
     """
     sources = [(receipts, RECEIPT)] + ([(notes, CREDIT_NOTE)] if notes is not None else [])
     with transaction.atomic(using=receipts.db):
-        if connections[receipts.db].vendor == "postgresql":
-            # Plan for all the rows (hash joins), not for the first 10 % (nested index lookups).
-            with connections[receipts.db].cursor() as cursor:
-                cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
         rates = rates_present(*(qs for qs, _ in sources))
         buffer = io.StringIO()
         writer = csvsafe.writer(buffer)  # names and EVSE ids come from outside: no formulas
