@@ -3,7 +3,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -11,10 +11,19 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from directpay import csvsafe
 from stations.admin_ops import ReadOnlyMixin
 
-from . import credit_notes, invoices, receipts, reconciliation, refunds, services
+from . import (
+    admin_finance,
+    credit_notes,
+    currencies,
+    exports,
+    invoices,
+    receipts,
+    reconciliation,
+    refunds,
+    services,
+)
 from .models import (
     ChargingSession,
     CreditNote,
@@ -23,6 +32,7 @@ from .models import (
     Payment,
     PaymentEvent,
     Payout,
+    PdfExport,
     Receipt,
     ReconciliationIssue,
     Refund,
@@ -36,10 +46,8 @@ REFUNDABLE_STATUSES = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
 
 
 def money(cents, currency: str) -> str:
-    """Minor units as staff read them: 666 -> "6.66 EUR"."""
-    if cents is None:
-        return "-"
-    return f"{Decimal(cents) / 100:.2f} {currency}".strip()
+    """Minor units as staff read them: 666 -> "6.66 EUR" (the currency's own decimals)."""
+    return currencies.display(cents, currency)
 
 
 def when(moment) -> str:
@@ -99,10 +107,10 @@ class PaymentInline(ReadOnlyMixin, admin.StackedInline):
     readonly_fields = (
         "status",
         "currency",
-        "amount_held",
-        "amount_captured",
-        "amount_refunded",
-        "shortfall",
+        "held",
+        "captured",
+        "refunded",
+        "shortfall_display",
         "stripe_payment_intent_id",
         "card_brand",
         "card_last4",
@@ -115,6 +123,22 @@ class PaymentInline(ReadOnlyMixin, admin.StackedInline):
         "stripe_net",
     )
     fields = readonly_fields
+
+    @admin.display(description="held")
+    def held(self, payment):
+        return money(payment.amount_held, payment.currency)
+
+    @admin.display(description="captured")
+    def captured(self, payment):
+        return money(payment.amount_captured, payment.currency)
+
+    @admin.display(description="refunded")
+    def refunded(self, payment):
+        return money(payment.amount_refunded, payment.currency)
+
+    @admin.display(description="shortfall")
+    def shortfall_display(self, payment):
+        return money(payment.shortfall, payment.currency)
 
 
 class SignedMeterDataInline(ReadOnlyMixin, admin.StackedInline):
@@ -495,7 +519,8 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "replaced_by",
         "pdf_link",
     )
-    list_filter = ("operator", "year")
+    list_filter = admin_finance.finance_filters("payment__session__evse__location")
+    date_hierarchy = "issued_at"
     list_select_related = ("operator", "payment", "invoice")
     search_fields = ("number",)
     fields = (
@@ -567,6 +592,21 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.pdf_view),
                 name="checkout_receipt_pdf",
             ),
+            path(
+                "export/",
+                self.admin_site.admin_view(lambda r: admin_finance.export_view(self, r)),
+                name="checkout_receipt_export",
+            ),
+            path(
+                "summary/",
+                self.admin_site.admin_view(lambda r: admin_finance.summary_view(self, r)),
+                name="checkout_receipt_summary",
+            ),
+            path(
+                "summary/csv/",
+                self.admin_site.admin_view(lambda r: admin_finance.summary_csv_view(self, r)),
+                name="checkout_receipt_summary_csv",
+            ),
         ]
         return own + super().get_urls()
 
@@ -582,48 +622,15 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return request.user.has_perm("checkout.export_receipts")
 
     @admin.action(description="Export as CSV (for bookkeeping)", permissions=["export"])
-    def export_csv(self, request, queryset):
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="receipts.csv"'
-        writer = csvsafe.writer(response)  # names and EVSE ids come from outside: no formulas
-        writer.writerow(
-            [
-                "number",
-                "issued_at",
-                "operator",
-                "evse_id",
-                "kwh",
-                "currency",
-                "held",
-                "charged",
-                "refunded",
-                "payment_intent",
-                "net",
-                "vat",
-            ]
+    def export_csv(self, request, queryset) -> StreamingHttpResponse:
+        """The selected receipts and, for who may see them, the credit notes correcting them."""
+        selected = Receipt.objects.filter(pk__in=queryset.values("pk"))
+        notes = (
+            exports.notes_of(selected)
+            if request.user.has_perm("checkout.view_creditnote")
+            else None
         )
-        rows = queryset.select_related("operator", "payment__session__evse").order_by(
-            "year", "sequence"
-        )
-        for receipt in rows.iterator(chunk_size=500):
-            payment = receipt.payment
-            writer.writerow(
-                [
-                    receipt.number,
-                    receipt.issued_at.isoformat(),
-                    receipt.operator.legal_name,
-                    payment.session.evse.evse_id,
-                    payment.session.kwh,
-                    payment.currency,
-                    Decimal(payment.amount_held) / 100,
-                    Decimal(payment.amount_captured) / 100,
-                    Decimal(payment.amount_refunded) / 100,
-                    payment.stripe_payment_intent_id or "",
-                    Decimal(receipt.total_excl_vat) / 100,
-                    Decimal(receipt.vat_amount) / 100,
-                ]
-            )
-        return response
+        return admin_finance.csv_response(selected, notes, "receipts.csv")
 
 
 @admin.register(CreditNote)
@@ -638,7 +645,8 @@ class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "total_display",
         "pdf_link",
     )
-    list_filter = ("operator", "year")
+    list_filter = admin_finance.finance_filters("refund__payment__session__evse__location")
+    date_hierarchy = "issued_at"
     list_select_related = ("operator", "receipt", "refund__payment")
     search_fields = ("number", "receipt__number")
     fields = (
@@ -898,3 +906,6 @@ class PayoutAdmin(ReadOnlyMixin, admin.ModelAdmin):
             ["Transaction", "Type", "Amount", "Fee", "Net", "Session", "Receipt", "Credit note"],
             rows,
         )
+
+
+admin.site.register(PdfExport, admin_finance.PdfExportAdmin)

@@ -474,3 +474,43 @@ class PayoutLine(models.Model):
 
     def __str__(self):
         return self.stripe_balance_transaction_id
+
+
+def pdf_export_path(export, filename):
+    return f"exports/pdf/{export.operator_id}/{filename}"
+
+
+class PdfExport(models.Model):
+    """A ZIP of one operator's receipt and credit-note PDFs for a period, built by a worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="pdf_exports")
+    # Days in the operator's zone (else each location's), both included.
+    period_start = models.DateField()
+    period_end = models.DateField()
+    status = models.CharField(max_length=10, choices=Status, default=Status.QUEUED)
+    done = models.PositiveIntegerField(default=0, help_text="PDFs written so far.")
+    total = models.PositiveIntegerField(default=0, help_text="PDFs in the period.")
+    # Not under MEDIA_URL: downloaded only through the admin, which checks permissions.
+    file = models.FileField(upload_to=pdf_export_path, blank=True, editable=False)
+    requested_by = models.CharField(max_length=150, editable=False)
+    error = models.CharField(max_length=500, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name = "PDF export"
+        constraints = (
+            models.CheckConstraint(
+                condition=Q(period_end__gte=models.F("period_start")), name="pdf_export_period"
+            ),
+        )
+
+    def __str__(self):
+        return f"{self.operator} {self.period_start}..{self.period_end}"

@@ -12,7 +12,7 @@ import io
 import logging
 from datetime import datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -29,22 +29,12 @@ from . import doc_format, meter_data, tasks, vat
 from .models import Invoice, Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
 from .transitions import flag_attention, queue_on_commit
+from .zones import first_zone
 
 log = logging.getLogger(__name__)
 
 # A receipt shows what was captured; a refund made before it was issued does not change that.
 ISSUABLE = (P.CAPTURED, P.PARTIALLY_REFUNDED, P.REFUNDED)
-
-
-def first_zone(*names: str) -> ZoneInfo:
-    """The first valid zone of `names` (a typo in the admin must not stop receipts), else ours."""
-    for name in names:
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                log.error("unknown time zone %r on a receipt; trying the next", name)
-    return ZoneInfo(settings.TIME_ZONE)
 
 
 def series_zone(operator, location) -> ZoneInfo:

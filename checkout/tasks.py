@@ -171,3 +171,11 @@ def receipt_credit_note_email(credit_note_id: int):
 def receipt_invoice_render(invoice_id: int):
     invoice = invoices.invoice_render(invoice_id=invoice_id)
     receipts.receipt_render(receipt_id=invoice.receipt_id)  # again, with its "replaced by" mark
+
+
+# receipt_* routes it to the receipts queue, next to PDF rendering; a failure is shown on the export.
+@shared_task
+def receipt_pdf_export(export_id: int):
+    from . import pdf_exports  # imported here: it imports receipts, which imports this module
+
+    pdf_exports.pdf_export_build(export_id=export_id)

@@ -36,7 +36,13 @@ class SafeWriter:
         self._writer = csv.writer(out, **kwargs)
 
     def writerow(self, row):
-        return self._writer.writerow([escape(cell) for cell in row])
+        # escape() only for text that starts like a formula: the rest needs no call (big exports).
+        return self._writer.writerow(
+            [
+                escape(cell) if isinstance(cell, str) and cell.startswith(FORMULA_START) else cell
+                for cell in row
+            ]
+        )
 
     def writerows(self, rows):
         for row in rows:

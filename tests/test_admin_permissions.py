@@ -13,7 +13,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from checkout import credit_notes, invoices, services
+from checkout import credit_notes, invoices, pdf_exports, services
 from checkout.models import Payment, Payout, PayoutLine, ReconciliationIssue, Refund
 from stations import stickers
 from stations.models import Evse, OcpiConnection
@@ -24,8 +24,9 @@ STANDARD_URLS = ("_changelist", "_add", "_history", "_delete", "_change")
 
 
 @pytest.fixture
-def records(db):
+def records(db, settings, tmp_path):
     """One of the records the custom pages are about."""
+    settings.MEDIA_ROOT = str(tmp_path)
     connector = ConnectorFactory()
     services.session_create(evse=connector.evse, connector=connector, hold_amount=2000, email="")
     stickers.print_batch_create(
@@ -63,6 +64,12 @@ def records(db):
         net=666,
         payment=payment,
     )
+    # A finished ZIP of PDFs, for its download page.
+    today = timezone.localdate()
+    export = pdf_exports.pdf_export_request(
+        operator=payment.session.evse.location.operator, start=today, end=today, requested_by="x"
+    )
+    pdf_exports.pdf_export_build(export_id=export.pk)
 
 
 @pytest.fixture
@@ -145,8 +152,9 @@ def test_every_custom_admin_page_refuses_staff_without_its_permission(client, re
                 assert key in SAMPLES, f"add a sample for {pattern.name}'s <{key}>"
                 params[key] = SAMPLES[key]
         pages.append((pattern.name, reverse(f"admin:{pattern.name}", kwargs=params)))
-    # Refund, QR, sticker PDF, import and its template, receipt, credit note and invoice PDFs.
-    assert len(pages) >= 8, pages
+    # Refund, QR, sticker PDF, import and its template, receipt, credit note and invoice PDFs, the
+    # CSV export, the monthly summary and its CSV, a PDF ZIP's download.
+    assert len(pages) >= 12, pages
     for name, url in pages:
         client.force_login(superuser)
         allowed = client.get(url)

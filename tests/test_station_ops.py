@@ -334,9 +334,10 @@ def test_finance_handles_money_but_cannot_touch_stickers(client, captured):
         reverse("admin:checkout_receipt_changelist"),
         {"action": "export_csv", "_selected_action": [captured.payment.receipt.pk]},
     )
-    rows = list(csv.reader(io.StringIO(export.content.decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
     assert rows[1][0] == captured.payment.receipt.number
     user = User.objects.get(username="finance-user")
+    assert user.has_perm("checkout.add_pdfexport") and user.has_perm("checkout.view_pdfexport")
     assert not user.has_perm("stations.print_sticker") and not user.has_perm("stations.change_evse")
     evses = reverse("admin:stations_evse_changelist")
     assert "print_stickers" not in client.get(evses).content.decode()
