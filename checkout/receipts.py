@@ -24,7 +24,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
-from . import tasks, vat
+from . import energy, tasks, vat
 from .models import Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
 from .transitions import flag_attention, queue_on_commit
@@ -216,6 +216,11 @@ def _labels() -> dict[str, str]:
 _UNITS = {"ENERGY": "kWh", "TIME": "h", "PARKING_TIME": "h", "FLAT": ""}
 
 
+def _volume(kind: str, volume) -> str:
+    # kWh rounded as everywhere else (checkout.energy), so the line agrees with the Energy row.
+    return energy.kwh_text(volume) if kind == "ENERGY" else vat.fmt_decimal(volume, 3)
+
+
 def render_pdf(receipt: Receipt) -> bytes:
     """One A4 page: seller, number, where and when, what was delivered, each price component, VAT."""
     payment = receipt.payment
@@ -312,7 +317,7 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
         page.row(_("Start"), local(session.started_at))
     if session.ended_at:
         page.row(_("End"), local(session.ended_at))
-    page.row(_("Energy"), f"{vat.fmt_decimal(session.kwh, 3)} kWh")
+    page.row(_("Energy"), f"{energy.kwh_text(session.kwh)} kWh")
     page.gap()
 
     labels = _labels()
@@ -322,7 +327,7 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
         text = labels.get(kind, kind)
         if kind != "FLAT":
             text = (
-                f"{text}: {vat.fmt_decimal(item['volume'], 3)} {_UNITS.get(kind, '')} "
+                f"{text}: {_volume(kind, item['volume'])} {_UNITS.get(kind, '')} "
                 f"× {vat.fmt_decimal(item['unit_price_incl_vat'], 4)}"
             )
         text += f" ({pgettext('receipt line', 'VAT')} {vat.fmt_rate(Decimal(item['rate']))} %)"

@@ -18,7 +18,7 @@ from directpay.clients import client_ip
 from stations import qr, scans, tariffs
 from stations.models import Evse
 
-from . import credit_notes, pay_limits, payer, receipts, selectors, services
+from . import credit_notes, energy, pay_limits, payer, receipts, selectors, services
 from .forms import PayForm
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
@@ -281,7 +281,7 @@ def status_json(request, public_id):
         {
             "status": session.status,
             "payment_status": payment.status,
-            "kwh": f"{session.kwh:.2f}",
+            "kwh": energy.kwh_text(session.kwh),
             "cost": f"{session.cost_incl_vat:.2f}",
             "started_at": session.started_at.isoformat() if session.started_at else None,
             "ended_at": session.ended_at.isoformat() if session.ended_at else None,

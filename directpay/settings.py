@@ -42,13 +42,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # The HTML compressed too (WhiteNoise already serves static files compressed, which this skips).
-    # BREACH: Django (4.2+) pads each gzip answer with up to 100 random bytes, and the CSRF token
-    # in our forms is masked afresh on every response.
-    "django.middleware.gzip.GZipMiddleware",
     "csp.middleware.CSPMiddleware",
     "directpay.headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The HTML (and JSON, PDFs) compressed too: after WhiteNoise, which answers static files itself
+    # with its own precompressed copies; before everything that could still change a response body.
+    # BREACH: Django (4.2+) pads each gzip answer with up to 100 random bytes, and the CSRF token
+    # in our forms is masked afresh on every response.
+    "django.middleware.gzip.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",

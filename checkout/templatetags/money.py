@@ -2,6 +2,8 @@ from decimal import Decimal, InvalidOperation
 
 from django import template
 
+from checkout import energy
+
 register = template.Library()
 
 
@@ -15,3 +17,12 @@ def price(value) -> str:
     text = f"{amount.quantize(Decimal('0.0001')):f}".rstrip("0")
     whole, _, frac = text.partition(".")
     return f"{whole}.{frac.ljust(2, '0')}"
+
+
+@register.filter
+def kwh(value) -> str:
+    """Energy as shown everywhere (checkout.energy): 3 decimals, one rounding."""
+    try:
+        return energy.kwh_text(value)
+    except (InvalidOperation, TypeError, ValueError):
+        return ""
