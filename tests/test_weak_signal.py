@@ -9,6 +9,7 @@ that aborts it. The tests run in order on one stack and each leaves the AC charg
 import re
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from checkout import energy
@@ -32,6 +33,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.stack]
 STATUS_URL = re.compile(r"/s/[0-9a-f-]{36}/$")
 STRIPE_JS = re.compile(r"/js\.stripe\.com/v3/")
 PAY_POST = re.compile(r"/q/[^/]+/pay$")
+
+
+# WCAG 2.0-2.2 A and AA, the EAA's bar; axe-core's own copy ships in the package (no download).
+AXE_OPTIONS = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]},
+    "resultTypes": ["violations"],
+}
+
+
+def assert_no_axe_violations(page, what):
+    results = Axe().run(page, options=AXE_OPTIONS)
+    assert results.violations_count == 0, f"{what}:\n{results.generate_report()}"
 
 
 def pay_and_follow(stack, page, evse_id=AC, hold="50.00 EUR"):
@@ -229,3 +242,32 @@ def test_stop_without_javascript_still_posts(stack, page, browser):
     finally:
         plain.close()
     expect(page.get_by_role("status")).to_have_text("Finished", timeout=SLOW)
+
+
+def test_the_weak_signal_states_pass_axe(stack, page):
+    """The new states (card form not loading, Processing, a decline, stale figures, Stop retrying)
+    keep axe-core at zero violations, as the pages were before."""
+    page.route(STRIPE_JS, lambda route: route.abort())
+    page.goto(stack.checkout_url(AC))
+    expect(page.locator("#card-load-error")).to_be_visible(timeout=20_000)
+    assert_no_axe_violations(page, "card form not loaded")
+    page.unroute(STRIPE_JS)
+    page.get_by_role("button", name="Retry").click()
+    expect(page.get_by_role("button", name=PAY)).to_be_enabled(timeout=SLOW)
+    assert_no_axe_violations(page, "checkout")
+    fill_card(page, DECLINED)
+    page.get_by_role("button", name=PAY).click()
+    expect(page.locator("#pay-error")).to_be_focused()
+    assert_no_axe_violations(page, "decline")
+
+    pay_and_follow(stack, page)
+    expect(page.get_by_role("status")).to_have_text("Charging", timeout=SLOW)
+    assert_no_axe_violations(page, "charging")
+    page.context.set_offline(True)
+    expect(page.locator("#stale")).to_be_visible(timeout=20_000)
+    page.get_by_role("button", name="Stop charging").click()
+    expect(page.locator("#stop-progress")).to_be_visible()
+    assert_no_axe_violations(page, "offline, stop retrying")
+    page.context.set_offline(False)
+    expect(page.get_by_role("status")).to_have_text("Finished", timeout=SLOW)
+    assert_no_axe_violations(page, "finished")
