@@ -11,7 +11,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from directpay.clients import client_ip
@@ -304,7 +304,10 @@ def stop(request, public_id):
         # Anyone may know the status URL; only the payer's browser (or staff, or the charger) stops.
         if wants_json:
             return JsonResponse(
-                {"ok": False, "message": "Only the browser that paid can stop this charge here."},
+                {
+                    "ok": False,
+                    "message": gettext("Only the browser that paid can stop this charge here."),
+                },
                 status=403,
             )
         return render(request, "checkout/stop_refused.html", {"session": session}, status=403)

@@ -89,13 +89,20 @@ def test_checkout_is_compressed_and_pay_shows_without_scrolling(stack, page, bro
         " return r.getClientRects().length; }).reduce((a, b) => a + b, 0))"
     )
     assert page.locator(".hold").evaluate_all(one_line) == [1, 1, 1]
+    # A 320 px phone with the browser's text size doubled (16 -> 32 px): the text follows (rem).
     narrow = browser.new_context(
         viewport={"width": 320, "height": 640}, is_mobile=True, has_touch=True
     )
     try:
         small = narrow.new_page()
+        narrow.new_cdp_session(small).send("Page.setFontSizes", {"fontSizes": {"standard": 32}})
         small.goto(stack.checkout_url(AC))
         expect(small.get_by_role("button", name=PAY)).to_be_enabled()
+        sizes = small.evaluate(
+            "['body', '.prices td', '.hold', '#pay-button'].map("
+            "s => parseFloat(getComputedStyle(document.querySelector(s)).fontSize))"
+        )
+        assert sizes[0] == 32 and min(sizes) >= 28, sizes
         assert small.locator(".hold").evaluate_all(one_line) == [1, 1, 1]
         overflow = small.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
