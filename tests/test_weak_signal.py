@@ -278,3 +278,42 @@ def test_the_weak_signal_states_pass_axe(stack, page):
     page.context.set_offline(False)
     expect(page.get_by_role("status")).to_have_text("Finished", timeout=SLOW)
     assert_no_axe_violations(page, "finished")
+
+
+def test_pay_whose_answer_was_lost_pressed_again_holds_once(stack, page):
+    assert_evse_free(stack, AC)
+    before = stack.latest_session(AC)
+    checkout_url = stack.checkout_url(AC)
+    pay_button = open_checkout(page, stack, AC)
+    fill_card(page, VISA)
+    reached = []
+
+    def lose_the_answer(route):
+        reached.append(route.fetch().status)  # the press reaches the server and is answered...
+        route.abort()  # ...but the answer never comes back to the phone
+
+    page.route(PAY_POST, lose_the_answer)
+    pay_button.click()
+    error = page.locator("#pay-error")
+    expect(error).to_contain_text("connection dropped")
+    expect(error).to_be_focused()
+    assert reached == [200]
+    first = stack.latest_session(AC)
+    assert before is None or first["session_id"] != before["session_id"]
+    assert first["payment_status"] == "authorized"
+
+    page.unroute(PAY_POST)
+    page.get_by_role("button", name=PAY).click()  # the same press again: found, not held twice
+    page.wait_for_url(STATUS_URL)
+    assert stack.latest_session(AC)["session_id"] == first["session_id"]
+    intents = [
+        pi
+        for pi in stack.payment_intents()
+        if pi["metadata"].get("session") == str(first["public_id"])
+    ]
+    assert len(intents) == 1
+    # Back on the checkout page in this tab (a reload, the back button): its charge, not a new Pay.
+    page.goto(checkout_url)
+    page.wait_for_url(STATUS_URL)
+    expect(page.get_by_role("status")).to_have_text("Charging", timeout=SLOW)
+    stop_and_wait(page)
