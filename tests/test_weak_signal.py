@@ -13,8 +13,8 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from checkout import energy
-from tests.stack import ARTIFACTS, poll
-from tests.test_browser import (  # noqa: F401 (the stack, browser and page fixtures)
+from tests.stack import ARTIFACTS, poll, require_stack, stack_fixture_body
+from tests.test_browser import (  # noqa: F401 (the browser and page fixtures)
     AC,
     DECLINED,
     PAY,
@@ -25,10 +25,28 @@ from tests.test_browser import (  # noqa: F401 (the stack, browser and page fixt
     fill_card,
     open_checkout,
     page,
-    stack,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
+
+# This module presses Pay a dozen times from one address with one card; the abuse limits on Pay
+# have their own tests (tests/test_pay_limits.py), so here they are only raised out of the way.
+RAISED_LIMITS = {
+    "PAY_RATE_PER_IP": "100/10m",
+    "PAY_RATE_PER_EVSE": "100/10m",
+    "PAY_RATE_PER_CARD": "100/h",
+    "PAY_DECLINES_PER_EVSE": "100/h",
+}
+
+
+@pytest.fixture(scope="module")
+def stack(request):
+    require_stack(browser=True)
+    with pytest.MonkeyPatch.context() as env:  # the stack's processes take the test's environment
+        for name, value in RAISED_LIMITS.items():
+            env.setenv(name, value)
+        yield from stack_fixture_body(request)
+
 
 STATUS_URL = re.compile(r"/s/[0-9a-f-]{36}/$")
 STRIPE_JS = re.compile(r"/js\.stripe\.com/v3/")
