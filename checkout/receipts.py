@@ -25,7 +25,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
-from . import doc_format, meter_data, tasks, vat
+from . import doc_format, energy, meter_data, tasks, vat
 from .models import Invoice, Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
 from .transitions import flag_attention, queue_on_commit
@@ -214,6 +214,12 @@ def receipt_labels() -> dict[str, str]:
 UNITS = {"ENERGY": "kWh", "TIME": "h", "PARKING_TIME": "h", "FLAT": ""}
 
 
+def _volume(kind: str, volume) -> str:
+    # kWh rounded as everywhere else (checkout.energy), so the line agrees with the Energy row.
+    shown = energy.kwh_value(volume) if kind == "ENERGY" else volume
+    return doc_format.decimal(shown, 3)
+
+
 def render_pdf(receipt: Receipt) -> bytes:
     """One A4 page: seller, number, where and when, what was delivered, each price component, VAT."""
     payment = receipt.payment
@@ -316,7 +322,7 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
         page.row(_("Start"), local(session.started_at))
     if session.ended_at:
         page.row(_("End"), local(session.ended_at))
-    page.row(_("Energy"), f"{doc_format.decimal(session.kwh, 3)} kWh")
+    page.row(_("Energy"), f"{doc_format.decimal(energy.kwh_value(session.kwh), 3)} kWh")
     page.gap()
     meter_data.receipt_section(page, session)
 
@@ -327,7 +333,7 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
         text = labels.get(kind, kind)
         if kind != "FLAT":
             text = (
-                f"{text}: {doc_format.decimal(item['volume'], 3)} {UNITS.get(kind, '')} "
+                f"{text}: {_volume(kind, item['volume'])} {UNITS.get(kind, '')} "
                 f"× {doc_format.decimal(item['unit_price_incl_vat'], 4)}"
             )
         text += f" ({pgettext('receipt line', 'VAT')} {doc_format.rate(item['rate'])} %)"

@@ -22,6 +22,7 @@ from stations.models import Evse
 
 from . import (
     credit_notes,
+    energy,
     languages,
     lookup,
     pay_limits,
@@ -86,6 +87,7 @@ def scan(request, code):
         "stripe_mode": "localstripe" if settings.STRIPE_API_BASE else "stripe",
         "pay_url": reverse("checkout:pay", args=[code]),
         "challenge_site_key": settings.PAY_CHALLENGE_SITE_KEY,
+        "stripe_js_timeout": settings.CHECKOUT_STRIPE_JS_TIMEOUT_SECONDS,
     }
     return render(request, "checkout/checkout.html", context)
 
@@ -283,6 +285,7 @@ def _status_context(session, *, is_payer=False):
         "charging": session.status == S.CHARGING,
         # Stop needs the browser that paid; others see how to stop at the charger instead.
         "can_stop": session.status == S.CHARGING and is_payer,
+        "stale_after": settings.CHECKOUT_STATUS_STALE_SECONDS,
     }
 
 
@@ -311,8 +314,8 @@ def status_json(request, public_id):
         {
             "status": session.status,
             "payment_status": payment.status,
-            # As the page prints them (1,25 in nl/de/fr): status.js only swaps the text.
-            "kwh": number_format(session.kwh, 2),
+            # As the page prints them (1,250 in nl/de/fr): status.js only swaps the text.
+            "kwh": number_format(energy.kwh_value(session.kwh), 3),
             "cost": number_format(session.cost_incl_vat, 2),
             "started_at": session.started_at.isoformat() if session.started_at else None,
             "ended_at": session.ended_at.isoformat() if session.ended_at else None,
@@ -324,17 +327,32 @@ def status_json(request, public_id):
 
 @require_POST
 def stop(request, public_id):
+    """Stop: a plain form post gets the status page back; status.js (Accept: application/json) gets
+    JSON, and sends the same press again until it is answered. A stop for a session already stopping,
+    finished or failed is answered as done: pressing Stop twice, or once more after a lost answer, is fine."""
     session = selectors.session_for_driver(public_id)
     if session is None:
         raise Http404
+    wants_json = "application/json" in request.headers.get("Accept", "")
     if not payer.is_payer(request, session):
         # Anyone may know the status URL; only the payer's browser (or staff, or the charger) stops.
+        if wants_json:
+            return JsonResponse(
+                {
+                    "ok": False,
+                    "message": _("Only the browser that paid can stop this charge here."),
+                },
+                status=403,
+            )
         back = reverse("checkout:status", args=[session.public_id])
         context = languages.activate_for(request, session.evse.location.operator, next_url=back)
         context["session"] = session
         return render(request, "checkout/stop_refused.html", context, status=403)
     with services.acting_as("driver"):
         services.session_request_stop(session_id=session.pk)
+    if wants_json:
+        session.refresh_from_db(fields=["status"])
+        return JsonResponse({"ok": True, "status": session.status})
     return redirect("checkout:status", public_id=session.public_id)
 
 

@@ -46,6 +46,11 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "directpay.headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The HTML (and JSON, PDFs) compressed too: after WhiteNoise, which answers static files itself
+    # with its own precompressed copies; before everything that could still change a response body.
+    # BREACH: Django (4.2+) pads each gzip answer with up to 100 random bytes, and the CSRF token
+    # in our forms is masked afresh on every response.
+    "django.middleware.gzip.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -271,6 +276,10 @@ CHECKOUT_3DS_MINUTES = env.int("CHECKOUT_3DS_MINUTES", default=3)
 # The payer's browser gets a signed cookie on Pay (scoped to that session's URLs): only it may
 # press Stop on the status page. Kept past the longest hold (Stripe: 7 days).
 CHECKOUT_PAYER_COOKIE_DAYS = env.int("CHECKOUT_PAYER_COOKIE_DAYS", default=8)
+# Weak signal (issue 12): the checkout page explains and offers Retry when Stripe.js has not loaded
+# after this long; the status page says its figures are stale when it has not heard from us for this long.
+CHECKOUT_STRIPE_JS_TIMEOUT_SECONDS = env.float("CHECKOUT_STRIPE_JS_TIMEOUT_SECONDS", default=10)
+CHECKOUT_STATUS_STALE_SECONDS = env.float("CHECKOUT_STATUS_STALE_SECONDS", default=10)
 
 # QR stickers are signed with their own keys (newest first), never SECRET_KEY, so rotating
 # SECRET_KEY does not void printed stickers.

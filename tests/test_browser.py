@@ -182,7 +182,7 @@ def test_pay_charge_stop_and_download_the_receipt(stack, page):
     )
 
     # Let it charge: the page's figures move (the simulator delivers 22 kW, 60x faster than the clock).
-    expect(page.locator("#kwh")).not_to_have_text("0.00", timeout=SLOW)
+    expect(page.locator("#kwh")).not_to_have_text("0.000", timeout=SLOW)
     # ...until about a kWh has been delivered (22 kW at 60x: some 3 seconds).
     # (Matched as text: a wait_for_function string would be an eval, which the page's CSP refuses.)
     expect(page.locator("#kwh")).to_have_text(re.compile(r"^[1-9]\d*\.\d+$"), timeout=SLOW)

@@ -158,7 +158,10 @@ def test_the_invalid_code_page_and_status_page_follow_too(client, evse, pay):
     answer = client.get(
         reverse("checkout:status_json", args=[session.public_id]), HTTP_ACCEPT_LANGUAGE="de"
     ).json()
-    assert (answer["kwh"], answer["cost"]) == ("1,50", "0,75")
+    assert (answer["kwh"], answer["cost"]) == (
+        "1,500",
+        "0,75",
+    )  # kWh with 3 decimals, as everywhere (checkout.energy)
 
 
 def test_a_page_not_found_speaks_the_browsers_language(client, db):

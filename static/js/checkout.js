@@ -3,24 +3,64 @@
 // is collected and how a 3-D Secure step is handled. The server path is the same for both.
 (function () {
   "use strict";
-  var form = document.getElementById("pay-form");
-  if (!form) return;
-  var button = document.getElementById("pay-button");
-  var errorBox = document.getElementById("pay-error");
-  var mode = form.dataset.stripeMode;
-  // The page's language from Django's JavaScriptCatalog (/jsi18n/); English if it did not load.
-  var gettext = window.gettext || function (text) { return text; };
-
-  // One id per press of Pay: a press that reaches the server twice opens one session, not two.
-  function newAttempt() {
-    form.elements.attempt.value = Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
+  const _ = window.gettext || ((s) => s);
+  // This tab's press of Pay for this charger, kept across a reload: {attempt, status_url}.
+  var key = "directpay:pay:" + window.location.pathname;
+  function storage() { try { return window.sessionStorage; } catch (e) { return null; } }
+  function remembered() {
+    var st = storage();
+    try { return (st && JSON.parse(st.getItem(key) || "null")) || {}; } catch (e) { return {}; }
+  }
+  function remember(value) {
+    var st = storage();
+    if (st) st.setItem(key, JSON.stringify(value));
   }
 
-  function showError(message) {
+  var form = document.getElementById("pay-form");
+  if (!form) {
+    // The charger is busy: if this tab paid for it, the reload belongs on that charge's status page.
+    var mine = remembered();
+    if (mine.status_url) window.location.replace(mine.status_url);
+    return;
+  }
+  var button = document.getElementById("pay-button");
+  var errorBox = document.getElementById("pay-error");
+  var loadError = document.getElementById("card-load-error");
+  var mode = form.dataset.stripeMode;
+
+  // One id per press of Pay: a press that reaches the server twice (a double tap, a retry, a reload
+  // while it was on its way) opens one session, not two; kept in sessionStorage until answered.
+  function newAttempt() {
+    form.elements.attempt.value = Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
+    remember({ attempt: form.elements.attempt.value });
+  }
+  function useAttempt() {
+    var mine = remembered();
+    if (mine.attempt && !mine.status_url) form.elements.attempt.value = mine.attempt;
+    else newAttempt();
+  }
+
+  function busy(on) {
+    button.disabled = on;
+    form.setAttribute("aria-busy", on ? "true" : "false");
+    if (on) {
+      button.setAttribute("aria-busy", "true");
+      button.textContent = button.dataset.busyLabel;
+    } else {
+      button.removeAttribute("aria-busy");
+      label();
+    }
+  }
+
+  // The error gets focus, so a screen reader reads it and the driver sees it without scrolling.
+  // After the server's answer, pressing Pay again is a new attempt; after a dropped connection it is
+  // the same one, so that if the first press did reach us it is found again rather than held twice.
+  function showError(message, sameAttempt) {
     errorBox.textContent = message;
     errorBox.hidden = false;
-    button.disabled = false;
-    newAttempt();  // after an error, pressing Pay again is a new attempt
+    busy(false);
+    if (!sameAttempt) newAttempt();
+    errorBox.focus();
   }
 
   function label() {
@@ -35,7 +75,7 @@
     return {
       collect: function () {
         return stripe.createToken(card).then(function (r) {
-          if (r.error) throw new Error(r.error.message || gettext("The card details could not be read."));
+          if (r.error) throw new Error(r.error.message || _("The card details could not be read."));
           return r.token.card.id;
         });
       },
@@ -43,6 +83,10 @@
         return stripe.confirmCardPayment(secret);
       },
       radar: function () { return Promise.resolve(""); },  // the shim has no Radar
+      focus: function () {
+        var input = document.querySelector("#card-element input");
+        if (input) input.focus();
+      },
     };
   }
 
@@ -53,7 +97,8 @@
       mode: "payment", amount: parseInt(hold.value, 10), currency: form.dataset.currency.toLowerCase(),
       captureMethod: "manual", paymentMethodCreation: "manual", paymentMethodTypes: ["card"],
     });
-    elements.create("payment").mount("#card-element");
+    var payment = elements.create("payment");
+    payment.mount("#card-element");
     var express = elements.create("expressCheckout");
     express.mount("#express-element");
     express.on("confirm", function () { form.requestSubmit(); });
@@ -73,6 +118,7 @@
       authenticate: function (secret) {
         return stripe.handleNextAction({ clientSecret: secret });
       },
+      focus: function () { payment.focus(); },
       // Radar's snapshot of this browser for the server's PaymentIntent; paying works without it.
       radar: function () {
         return stripe.createRadarSession().then(function (r) {
@@ -86,9 +132,13 @@
     return fetch(url, {
       method: "POST", body: data, credentials: "same-origin",
       headers: { "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value },
+    }).catch(function () {
+      var lost = new Error(_("The connection dropped before we answered. If an amount was held, it is released automatically; pressing Pay again will not hold it twice."));
+      lost.network = true;
+      throw lost;
     }).then(function (r) {
       return r.json().catch(function () {
-        return { ok: false, message: gettext("Unexpected answer from the server. If an amount is held, it is released automatically.") };
+        return { ok: false, message: _("Unexpected answer from the server. If an amount is held, it is released automatically.") };
       });
     });
   }
@@ -100,21 +150,54 @@
         return post(answer.confirm_url, new FormData());
       }).then(function (a) { return follow(wallet, a); });
     }
+    remember({ attempt: form.elements.attempt.value, status_url: answer.status_url });
     window.location.assign(answer.status_url);
   }
 
+  // Stripe.js (or localstripe's shim) not there after a while: say why (nothing is charged) and offer
+  // Retry, which loads it again. The page keeps looking for it: a late arrival still starts the form.
+  var deadline = Date.now() + (parseFloat(form.dataset.stripeTimeout) || 10) * 1000;
+  var started = false;
+  function cannotLoad() {
+    if (started || !loadError.hidden) return;
+    loadError.hidden = false;
+    loadError.focus();
+  }
+  document.getElementById("card-load-retry").addEventListener("click", function () {
+    loadError.hidden = true;
+    deadline = Date.now() + (parseFloat(form.dataset.stripeTimeout) || 10) * 1000;
+    var script = document.createElement("script");
+    script.src = form.dataset.stripeJsUrl;
+    script.addEventListener("error", function () { deadline = 0; cannotLoad(); });
+    document.head.appendChild(script);
+  });
+
+  // The card box is a container: a tap anywhere on it goes to the card number.
+  var cardBox = document.getElementById("card-element");
+  var focusCard = function () {};
+  cardBox.addEventListener("click", function (e) {
+    if (e.target === cardBox) focusCard();
+  });
+
   function start() {
-    if (typeof Stripe === "undefined") { setTimeout(start, 100); return; }
+    if (typeof Stripe === "undefined") {
+      if (Date.now() > deadline) cannotLoad();
+      setTimeout(start, 200);
+      return;
+    }
+    started = true;
+    loadError.hidden = true;
     var stripe = Stripe(form.dataset.stripeKey);
     var wallet = mode === "localstripe" ? localstripeWallet(stripe) : stripeWallet(stripe);
+    focusCard = wallet.focus || focusCard;
     button.disabled = false;
-    newAttempt();
+    useAttempt();
     form.addEventListener("change", label);
     label();
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       errorBox.hidden = true;
-      button.disabled = true;
+      busy(true);
       wallet.collect().then(function (pm) {
         var data = new FormData(form);
         data.set("payment_method", pm);
@@ -123,7 +206,7 @@
           return post(form.action, data);
         }).then(function (a) { return follow(wallet, a); });
       }).catch(function (err) {
-        showError((err && err.message) || gettext("Something went wrong. Nothing has been charged."));
+        showError((err && err.message) || _("Something went wrong. Nothing has been charged."), err && err.network);
       });
     });
   }
