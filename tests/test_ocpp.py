@@ -177,6 +177,21 @@ def test_boot_and_status_drive_availability(charger, stripe, loop):
     loop.run(sim.status(1, "Available"))
     wait_for(lambda: Evse.objects.get(pk=connector.evse_id).status == Evse.Status.AVAILABLE)
 
+    # Offline, nobody can start a charge there: Pay is refused until it is back.
+    loop.run(sim.drop())
+    wait_for(
+        lambda: Evse.objects.get(pk=connector.evse_id).status == Evse.Status.UNKNOWN,
+        what="the disconnect to reach the EVSE",
+    )
+    assert not ChargingStation.objects.get(pk=station.pk).connected
+    wait_for(  # it reconnects by itself and is as it last reported
+        lambda: (
+            Evse.objects.get(pk=connector.evse_id).status == Evse.Status.AVAILABLE
+            and ChargingStation.objects.get(pk=station.pk).connected
+        ),
+        what="the reconnect",
+    )
+
 
 def test_201_pay_start_meter_we_stop_at_the_cap_capture_receipt(charger, stripe):
     connector, sim = charger("ocpp2.0.1")

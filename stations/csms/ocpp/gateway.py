@@ -234,6 +234,7 @@ class Gateway:
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             self.control_port = control_server.sockets[0].getsockname()[1]
+            await db(store.gateway_started)(self.address)
             self.ready.set()
             log.info("OCPP gateway on ws://%s:%s%s<identity>", self.host, self.port, PATH_PREFIX)
             async with control_server:

@@ -41,20 +41,37 @@ def station_login(identity: str, password: str) -> bool:
 
 
 def station_connected(identity: str, *, protocol: str, gateway: str) -> None:
-    ChargingStation.objects.filter(identity=identity).update(
-        connected=True,
-        protocol=protocol,
-        gateway=gateway,
-        last_seen_at=timezone.now(),
-        last_message="connected",
-    )
+    with transaction.atomic():
+        ChargingStation.objects.filter(identity=identity).update(
+            connected=True,
+            protocol=protocol,
+            gateway=gateway,
+            last_seen_at=timezone.now(),
+            last_message="connected",
+        )
+        # Back online: its EVSEs are as it last reported them (until it reports again).
+        for binding in OcppEvse.objects.filter(station__identity=identity).exclude(status=""):
+            Evse.objects.filter(pk=binding.evse_id).update(
+                status=EVSE_STATUS.get(binding.status, Evse.Status.UNKNOWN)
+            )
 
 
 def station_disconnected(identity: str, *, gateway: str) -> None:
-    # Only if no other gateway took the station over meanwhile.
-    ChargingStation.objects.filter(identity=identity, gateway=gateway).update(
-        connected=False, last_message="disconnected"
-    )
+    """The socket closed: nobody can start a charge there now, so the checkout refuses Pay."""
+    with transaction.atomic():
+        # Only if no other gateway took the station over meanwhile.
+        if ChargingStation.objects.filter(identity=identity, gateway=gateway).update(
+            connected=False, last_message=f"disconnected at {timezone.now().isoformat()}"
+        ):
+            Evse.objects.filter(ocpp__station__identity=identity).update(status=Evse.Status.UNKNOWN)
+
+
+def gateway_started(gateway: str) -> None:
+    """A gateway (re)starting at this address holds no sockets: stations it held are offline."""
+    for identity in ChargingStation.objects.filter(gateway=gateway, connected=True).values_list(
+        "identity", flat=True
+    ):
+        station_disconnected(identity, gateway=gateway)
 
 
 def station_seen(identity: str, what: str) -> None:
