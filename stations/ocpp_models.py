@@ -25,7 +25,12 @@ class ChargingStation(models.Model):
         validators=[identity_validator],
         help_text="The charger connects to wss://<gateway>/ocpp/<identity>.",
     )
-    protocol = models.CharField(max_length=10, choices=Protocol, default=Protocol.V201)
+    protocol = models.CharField(
+        max_length=10,
+        choices=Protocol,
+        default=Protocol.V201,
+        help_text="What the station speaks; updated to what it negotiates when it connects.",
+    )
     location = models.ForeignKey(
         "stations.Location", on_delete=models.PROTECT, related_name="charging_stations"
     )

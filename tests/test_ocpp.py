@@ -335,3 +335,59 @@ def test_register_a_station_shows_its_password_once(client, db):
     assert "no-store" in response["Cache-Control"]
     page = client.get(f"/admin/stations/chargingstation/{station.pk}/change/")
     assert password not in page.content.decode()
+
+
+def _event(seq, kind, wh, *, offline=False, trigger="MeterValuePeriodic"):
+    payload = {
+        "eventType": kind,
+        "timestamp": f"2026-06-01T10:{seq:02d}:00Z",
+        "triggerReason": trigger,
+        "seqNo": seq,
+        "transactionInfo": {"transactionId": "LOCAL-1"},
+        "evse": {"id": 1, "connectorId": 1},
+        "meterValue": [
+            {
+                "timestamp": f"2026-06-01T10:{seq:02d}:00Z",
+                "sampledValue": [{"value": wh, "unitOfMeasure": {"unit": "kWh"}}],
+            }
+        ],
+    }
+    if offline:
+        payload["offline"] = True
+    return payload
+
+
+def test_events_out_of_order_and_replayed_count_once_by_seq_no(gateway, loop):
+    """A charge started at the charger without us: kept for staff, never billed; the meter is the
+    reading of the highest seqNo, whatever order the events arrive in."""
+    connector = ConnectorFactory()
+    station, password = make_station(connector, protocol="ocpp2.1")
+    events = [
+        _event(0, "Started", 100.0, trigger="CablePluggedIn"),
+        _event(2, "Updated", 103.5),
+        _event(1, "Updated", 101.0),  # late
+        _event(2, "Updated", 103.5, offline=True),  # a replay
+        _event(3, "Ended", 104.25, trigger="EVCommunicationLost"),
+        _event(3, "Ended", 104.25, offline=True),  # a replay of the end
+    ]
+
+    async def converse():
+        async with connect(
+            f"{gateway.url}/{station.identity}",
+            subprotocols=["ocpp2.1"],
+            additional_headers=_basic(station.identity, password),
+        ) as ws:
+            replies = []
+            for n, payload in enumerate(events):
+                await ws.send(json.dumps([2, f"e{n}", "TransactionEvent", payload]))
+                replies.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            return replies
+
+    replies = loop.run(converse())
+    assert [r[0] for r in replies] == [3] * len(events), replies
+    tx = OcppTransaction.objects.get(station=station, transaction_id="LOCAL-1")
+    assert tx.reference is None and tx.connector == connector  # not ours: nothing to bill
+    assert list(tx.events.values_list("seq_no", flat=True)) == [0, 1, 2, 3]
+    assert (tx.meter_start_wh, tx.meter_wh) == (Decimal(100000), Decimal(104250))
+    assert tx.state == tx.State.ENDED and tx.last_seq_no == 3
+    assert all("totalCost" not in r[2] for r in replies)  # priced only for our own purchases
