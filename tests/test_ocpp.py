@@ -335,6 +335,20 @@ def test_register_a_station_shows_its_password_once(client, db):
     assert "no-store" in response["Cache-Control"]
     page = client.get(f"/admin/stations/chargingstation/{station.pk}/change/")
     assert password not in page.content.decode()
+    assert page.status_code == 200 and "NEW-1" in page.content.decode()
+    listing = client.get("/admin/stations/chargingstation/").content.decode()
+    assert "NEW-1" in listing and "Connected" in listing and "Last message" in listing
+    assert client.get("/admin/stations/ocpptransaction/").status_code == 200
+
+    # A new password replaces the old one, shown once too.
+    again = client.post(
+        "/admin/stations/chargingstation/",
+        {"action": "new_password", "_selected_action": [station.pk]},
+    )
+    new = again.context["passwords"][0][1]
+    station.refresh_from_db()
+    assert new != password and station.password_matches(new)
+    assert not station.password_matches(password)
 
 
 def _event(seq, kind, wh, *, offline=False, trigger="MeterValuePeriodic"):
