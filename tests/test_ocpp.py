@@ -405,3 +405,40 @@ def test_events_out_of_order_and_replayed_count_once_by_seq_no(gateway, loop):
     assert (tx.meter_start_wh, tx.meter_wh) == (Decimal(100000), Decimal(104250))
     assert tx.state == tx.State.ENDED and tx.last_seq_no == 3
     assert all("totalCost" not in r[2] for r in replies)  # priced only for our own purchases
+
+
+def test_repeated_failed_logins_are_refused_without_a_password_check(gateway, loop, monkeypatch):
+    from stations.csms.ocpp import gateway as gateway_module
+
+    monkeypatch.setattr(gateway_module, "LOGIN_FAILURES", 3)
+    connector = ConnectorFactory()
+    station, password = make_station(connector)
+
+    async def attempt(secret):
+        async with connect(
+            f"{gateway.url}/{station.identity}",
+            subprotocols=["ocpp2.0.1"],
+            additional_headers=_basic(station.identity, secret),
+        ):
+            return 101
+
+    def status(secret):
+        try:
+            return loop.run(attempt(secret))
+        except InvalidStatus as refused:
+            return refused.response.status_code
+
+    assert [status("wrong") for _ in range(3)] == [401, 401, 401]
+    assert status(password) == 429  # even the right password waits out the window
+    # Another station behind the same address is not locked out by its neighbour.
+    _, other_password = make_station(ConnectorFactory(), identity="CS-2")
+
+    async def other_attempt():
+        async with connect(
+            f"{gateway.url}/CS-2",
+            subprotocols=["ocpp2.0.1"],
+            additional_headers=_basic("CS-2", other_password),
+        ) as ws:
+            return ws.subprotocol
+
+    assert loop.run(other_attempt()) == "ocpp2.0.1"

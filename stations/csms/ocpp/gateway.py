@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import dataclasses
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from http import HTTPStatus
 
@@ -44,6 +46,11 @@ PATH_PREFIX = "/ocpp/"
 HEARTBEAT_SECONDS = 300
 # What a worker may ask a station to do through the control port.
 COMMANDS = {"RequestStartTransaction", "RequestStopTransaction"}
+# A client address that failed this many logins within the window is refused without a password
+# check (each check is a deliberately slow hash) until the window has passed.
+LOGIN_FAILURES = 10  # per station identity and client address
+LOGIN_FAILURES_PER_ADDRESS = 10  # times as many per client address, whatever the identities
+LOGIN_FAILURE_WINDOW = 60
 
 
 def db(fn):
@@ -215,6 +222,8 @@ class Gateway:
         self.control_host, self.control_port = control_host, control_port
         self.command_timeout = command_timeout
         self.stations: dict[str, CsmsHandlers] = {}
+        # Failed logins per client address (monotonic times): each costs a password hash.
+        self.failures: dict[str, collections.deque] = {}
         self.ready = asyncio.Event()
 
     @property
@@ -247,12 +256,37 @@ class Gateway:
         )
         if not identity or "/" in identity:
             return connection.respond(HTTPStatus.NOT_FOUND, "Connect to /ocpp/<identity>.\n")
+        client = str((connection.remote_address or ("?",))[0])
+        # Per station and address (a misconfigured charger does not lock out its neighbours behind
+        # the same NAT), and per address with more room (one address trying many identities).
+        counters = [
+            (f"{client} {identity}", LOGIN_FAILURES),
+            (client, LOGIN_FAILURES * LOGIN_FAILURES_PER_ADDRESS),
+        ]
+        now = time.monotonic()
+        for key, limit in counters:
+            recent = self.failures.get(key)
+            while recent and recent[0] < now - LOGIN_FAILURE_WINDOW:
+                recent.popleft()
+            if recent is not None and len(recent) >= limit:
+                response = connection.respond(
+                    HTTPStatus.TOO_MANY_REQUESTS, "Too many failed logins.\n"
+                )
+                response.headers["Retry-After"] = str(LOGIN_FAILURE_WINDOW)
+                return response
         credentials = _credentials(request)
-        if credentials is None or credentials[0] != identity:
+        if (
+            credentials is None
+            or credentials[0] != identity
+            or not await db(store.station_login)(identity, credentials[1])
+        ):
+            log.warning("refused %s from %s: unknown identity or wrong password", identity, client)
+            for key, _ in counters:
+                self.failures.setdefault(key, collections.deque()).append(now)
             return _unauthorized(connection)
-        if not await db(store.station_login)(identity, credentials[1]):
-            log.warning("refused %s: unknown identity or wrong password", identity)
-            return _unauthorized(connection)
+        for key, _ in counters:
+            if not self.failures.get(key, True):
+                del self.failures[key]
         return None
 
     async def _connection(self, connection: ServerConnection) -> None:
