@@ -351,7 +351,9 @@ def session_request_start(*, session_id: int) -> None:
             return  # started already, or a retry after the CSMS answered
     try:
         result = get_adapter(session.evse.location).start_session(
-            connector=session.connector, reference=session.csms_reference, limits=Limits()
+            connector=session.connector,
+            reference=session.csms_reference,
+            limits=Limits(max_cost=Decimal(_cap_cents(session)) / 100),
         )
     except CsmsError as exc:
         if not exc.permanent:
@@ -484,12 +486,16 @@ def _stop(session: ChargingSession, *, why: str) -> None:
     queue_on_commit(tasks.csms_stop, session.csms_reference)
 
 
-def _near_cap(session: ChargingSession) -> bool:
-    """The hold is a spending cap: stop once the running cost is within the operator's margin of it."""
+def _cap_cents(session: ChargingSession) -> int:
+    """The hold is a spending cap: charging stops once the running cost is within the operator's
+    margin of it (a charger that can enforce the cap itself is given this figure)."""
     operator = session.evse.location.operator
     hold = session.payment.amount_held
-    margin = max(hold * operator.cap_margin_percent // 100, operator.cap_margin_min)
-    return _cents(Decimal(session.cost_incl_vat)) >= hold - margin
+    return hold - max(hold * operator.cap_margin_percent // 100, operator.cap_margin_min)
+
+
+def _near_cap(session: ChargingSession) -> bool:
+    return _cents(Decimal(session.cost_incl_vat)) >= _cap_cents(session)
 
 
 def session_resend_stop(*, session_id: int) -> None:

@@ -269,6 +269,10 @@ AUTH_EXPIRY_MARGIN_SECONDS = env.int("AUTH_EXPIRY_MARGIN_SECONDS", default=12 * 
 SIMULATOR_SPEEDUP = env.float("SIMULATOR_SPEEDUP", default=60.0)
 SIMULATOR_TICK_SECONDS = env.float("SIMULATOR_TICK_SECONDS", default=2.0)
 SIMULATOR_SLOW_START_SECONDS = env.float("SIMULATOR_SLOW_START_SECONDS", default=8.0)
+# OCPP direct (stations/csms/ocpp/): how long a worker waits for a charger to answer a command.
+OCPP_COMMAND_TIMEOUT_SECONDS = env.float("OCPP_COMMAND_TIMEOUT_SECONDS", default=30.0)
+# What chargers are told to connect to (shown when a station is registered): the gateway behind TLS.
+OCPP_PUBLIC_URL = env.str("OCPP_PUBLIC_URL", default="ws://127.0.0.1:9000/ocpp/")
 
 # Checkout integrity (issue 10). A checkout still waiting for 3-D Secure this long after Pay is
 # failed and its intent canceled, so an unanswered challenge cannot hold an EVSE for long.

@@ -7,7 +7,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from . import qr
+from . import (
+    admin_ocpp,  # noqa: F401 - registers the OCPP station admin
+    qr,
+)
 from . import tasks as ocpi_tasks
 from .admin_ops import EvseActivityMixin, ReadOnlyMixin, TamperFilter, TariffPreviewMixin
 from .admin_stickers import (

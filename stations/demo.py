@@ -2,9 +2,11 @@
 
 from decimal import Decimal
 
+from django.contrib.auth.hashers import make_password
 from django.db import transaction
+from django.utils.crypto import salted_hmac
 
-from .models import Connector, Evse, Location, Operator, Tariff
+from .models import ChargingStation, Connector, Evse, Location, OcppEvse, Operator, Tariff
 
 AC_TARIFF = {
     "id": "DEMO-AC",
@@ -103,6 +105,61 @@ def seed() -> list[Evse]:
                 "max_power_kw": Decimal(kw),
                 "tariff": tariff,
             },
+        )
+        evses.append(evse)
+    evses += _seed_ocpp(operator, ac_tariff, dc_tariff)
+    return evses
+
+
+# OCPP direct: one 2.0.1 AC and one 2.1 DC station that `manage.py ocpp_charger` simulates.
+OCPP_STATIONS = {"DPY-AC-201": "ocpp2.0.1", "DPY-DC-21": "ocpp2.1"}
+
+
+def ocpp_password(identity: str) -> str:
+    """The demo stations' password: derived from SECRET_KEY, so the simulated chargers know it."""
+    return salted_hmac("stations.demo.ocpp", identity).hexdigest()[:32]
+
+
+def _seed_ocpp(operator, ac_tariff, dc_tariff) -> list[Evse]:
+    depot, _ = Location.objects.update_or_create(
+        operator=operator,
+        name="Harbour Depot (OCPP direct)",
+        defaults={
+            "address": "Veemkade 500",
+            "postal_code": "1019 HE",
+            "city": "Amsterdam",
+            "country": "NL",
+            "csms": "ocpp",
+        },
+    )
+    rows = [
+        ("DPY-AC-201", "NL*DPY*E0101*1", Connector.Standard.TYPE2, "AC_3_PHASE", "22", ac_tariff),
+        ("DPY-DC-21", "NL*DPY*E0102*1", Connector.Standard.CCS, "DC", "150", dc_tariff),
+    ]
+    evses = []
+    for identity, evse_id, standard, power_type, kw, tariff in rows:
+        station, created = ChargingStation.objects.get_or_create(
+            identity=identity,
+            defaults={"location": depot, "protocol": OCPP_STATIONS[identity]},
+        )
+        if created or not station.password_matches(ocpp_password(identity)):
+            station.password_hash = make_password(ocpp_password(identity))
+            station.save(update_fields=["password_hash"])
+        evse, _ = Evse.objects.update_or_create(
+            evse_id=evse_id, defaults={"location": depot, "uid": evse_id.replace("*", "-")}
+        )
+        Connector.objects.update_or_create(
+            evse=evse,
+            connector_id="1",
+            defaults={
+                "standard": standard,
+                "power_type": power_type,
+                "max_power_kw": Decimal(kw),
+                "tariff": tariff,
+            },
+        )
+        OcppEvse.objects.update_or_create(
+            evse=evse, defaults={"station": station, "evse_number": 1}
         )
         evses.append(evse)
     return evses

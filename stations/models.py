@@ -113,6 +113,14 @@ class Location(models.Model):
     ocpi = models.JSONField(
         default=dict, blank=True, editable=False, help_text="The Location as the CPO last sent it."
     )
+    # Which CSMS starts its sessions: an OCPI connection's location always uses OCPI.
+    csms = models.CharField(
+        "CSMS",
+        max_length=10,
+        blank=True,
+        choices=(("", "Default (CSMS_BACKEND)"), ("ocpp", "OCPP direct (our gateway)")),
+        help_text="OCPP direct: its chargers connect to our OCPP gateway.",
+    )
 
     class Meta:
         constraints = (
@@ -538,3 +546,12 @@ class ScanMark(models.Model):
                 name="one_unknown_scan_mark_per_client",
             ),
         )
+
+
+# OCPP direct (stations/csms/ocpp/): defined in their own module, registered with this app here.
+from .ocpp_models import (  # noqa: F401
+    ChargingStation,
+    OcppEvse,
+    OcppTransaction,
+    OcppTransactionEvent,
+)

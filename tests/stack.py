@@ -120,6 +120,7 @@ class Stack:
         worker_pool: str = "threads",
         worker_concurrency: int = 2,
         visibility_timeout_seconds: int | None = None,
+        ocpp: bool = False,
     ):
         """`stripe_proxy`: the children reach localstripe through a FaultProxy (`stack.proxy`) run by
         the test process, so a test can inject Stripe faults and count the requests that got through;
@@ -135,6 +136,9 @@ class Stack:
         self.worker_pool = worker_pool
         self.worker_concurrency = worker_concurrency
         self.visibility_timeout_seconds = visibility_timeout_seconds
+        # The OCPP gateway and the demo's simulated OCPP chargers (Procfile.dev's ocpp and chargers).
+        self.ocpp = ocpp
+        self.ocpp_port = free_port() if ocpp else None
         self.proxy: FaultProxy | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="directpay-stack-"))
         self.var_dir = self.tmp / "var"
@@ -263,6 +267,51 @@ class Stack:
             self._wait_for_log(name, " ready.", timeout=60)
         self._wait_for_log("beat", "beat: Starting", timeout=60)
         self.manage("localstripe_webhook", "--url", f"{self.base}/webhooks/stripe/")
+        if self.ocpp:
+            self._start_ocpp()
+
+    def _start_ocpp(self) -> None:
+        control = free_port()
+        self._spawn(
+            "ocpp",
+            [
+                sys.executable,
+                "manage.py",
+                "ocpp_gateway",
+                "--port",
+                str(self.ocpp_port),
+                "--control-port",
+                str(control),
+            ],
+        )
+        self._wait_for_log("ocpp", "server listening", timeout=60)
+        self._spawn(
+            "chargers",
+            [
+                sys.executable,
+                "manage.py",
+                "ocpp_charger",
+                "--url",
+                f"ws://127.0.0.1:{self.ocpp_port}/ocpp",
+                "--speedup",
+                str(self.speedup * 15),
+                "--meter-interval",
+                "0.5",
+            ],
+        )
+        poll(
+            lambda: (
+                (
+                    self.one(
+                        "SELECT count(*) AS n FROM stations_ocppevse WHERE status = 'Available'"
+                    )
+                    or {}
+                ).get("n")
+                == 2
+            ),
+            timeout=60,
+            what="the OCPP demo chargers to boot and report Available",
+        )
 
     def stop(self) -> None:
         """Terminate every process (SIGTERM, then SIGKILL), drop the database, empty the broker."""

@@ -16,7 +16,7 @@ from django.utils import timezone
 from checkout import credit_notes, invoices, pdf_exports, services
 from checkout.models import Payment, Payout, PayoutLine, ReconciliationIssue, Refund
 from stations import stickers
-from stations.models import Evse, OcpiConnection
+from stations.models import ChargingStation, Evse, OcpiConnection, OcppEvse, OcppTransaction
 from tests.factories import ConnectorFactory
 from tests.test_receipts import energy, finished_payment, issue
 
@@ -33,6 +33,12 @@ def records(db, settings, tmp_path):
         evses=Evse.objects.filter(pk=connector.evse.pk), layout="a4-2x4", user=None
     )
     OcpiConnection.objects.create(name="A CPO", token_ours="ours-" + "0" * 32)
+    # An OCPP station (its "new password" action) with a transaction.
+    station = ChargingStation(identity="CS-1", location=connector.evse.location)
+    station.set_new_password()
+    station.save()
+    OcppEvse.objects.create(evse=connector.evse, station=station, evse_number=1)
+    OcppTransaction.objects.create(station=station, reference="DPTEST", transaction_id="T1")
     # A receipt and a credit note, for their PDF pages.
     payment = finished_payment(energy("0.50", vat_rate=21), kwh="10")
     issue(payment)

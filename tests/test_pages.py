@@ -18,7 +18,7 @@ from checkout.states import SessionStatus as S
 from stations import demo, qr
 from stations.csms.base import SessionStatus as Cs
 from stations.csms.base import SessionUpdate
-from stations.models import Evse
+from stations.models import ChargingStation, Evse
 
 VISA = "4242424242424242"
 DECLINED = "4000000000000341"
@@ -299,7 +299,10 @@ def test_seed_demo_is_idempotent(db):
     first = (Evse.objects.count(), list(Evse.objects.values_list("pk", "evse_id")))
     call_command("seed_demo")
     assert (Evse.objects.count(), list(Evse.objects.values_list("pk", "evse_id"))) == first
-    assert first[0] == 2
+    assert first[0] == 4  # two on the simulator, two OCPP direct stations (2.0.1 AC, 2.1 DC)
+    stations = {s.identity: s for s in ChargingStation.objects.all()}
+    assert {i: s.protocol for i, s in stations.items()} == demo.OCPP_STATIONS
+    assert all(s.password_matches(demo.ocpp_password(i)) for i, s in stations.items())
 
 
 def test_evse_in_use_shows_in_use_and_no_pay_form(

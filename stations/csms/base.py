@@ -44,6 +44,8 @@ class Limits:
     """What the charger may deliver: the spending cap expressed in its own terms where it can."""
 
     max_kwh: Decimal | None = None
+    # The running cost (incl. VAT, in the tariff's currency) at which charging must stop.
+    max_cost: Decimal | None = None
 
 
 class SessionStatus(enum.StrEnum):
