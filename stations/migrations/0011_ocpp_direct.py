@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('stations', '0009_operator_vat'),
+        ('stations', '0010_operator_page_languages'),
     ]
 
     operations = [
