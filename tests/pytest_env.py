@@ -34,6 +34,9 @@ os.environ.setdefault(
 os.environ["CELERY_BROKER_URL"] = "memory://"
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
 os.environ["SIMULATOR_SPEEDUP"] = "1"
+# In-process tests reach the database from threads nobody closes (the OCPP gateway's, concurrent
+# Pays): no kept connections here, or the test database cannot be dropped. Stacks set their own.
+os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 
 # The pages are tested in every language: compile the catalogues as `make test` does, so a bare
 # `pytest` in a fresh clone tests the current .po files too.

@@ -202,6 +202,7 @@ class Stack:
             # The Pay abuse limits count in Redis, shared by the web workers, as in production.
             "CACHE_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}",
             "CELERY_TASK_ALWAYS_EAGER": "false",
+            "DB_CONN_MAX_AGE": "300",  # as in production (tests/pytest_env.py turns it off in-process)
             "STRIPE_API_BASE": stripe_api_base,
             "STRIPE_JS_URL": f"{self.localstripe.base}/js.stripe.com/v3/",
             "STRIPE_SECRET_KEY": "sk_test_localstripe",

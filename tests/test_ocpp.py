@@ -51,6 +51,9 @@ class Loop:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         self.run(cancel_all())
+        # A cancelled await leaves its pool thread running its ORM call: wait for those to end, or
+        # the test database's flush at teardown deadlocks with a station's last write.
+        self.run(self.loop.shutdown_default_executor())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
