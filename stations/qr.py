@@ -59,8 +59,9 @@ def claimed_evse_pk(code: str) -> int | None:
     return int(match["pk"]) if match else None
 
 
-def verify(code: str) -> Evse:
-    """Return the EVSE a scanned code belongs to, or raise InvalidCode."""
+def signed(code: str) -> tuple[int, int]:
+    """The EVSE pk and sticker version a code carries, if we signed it (no database), or raise
+    InvalidCode."""
     match = _PATH_RE.match(code or "")
     if not match:
         raise InvalidCode("malformed")
@@ -69,7 +70,16 @@ def verify(code: str) -> Evse:
         hmac.compare_digest(_tag(key, pk, version), tag) for key in settings.QR_SIGNING_KEYS
     ):
         raise InvalidCode("bad_tag")
-    evse = Evse.objects.select_related("location__operator").filter(pk=pk).first()
+    return pk, version
+
+
+def verify(code: str, evses=None) -> Evse:
+    """Return the EVSE a scanned code belongs to, or raise InvalidCode. `evses` is the queryset to
+    load it from, for a page that needs more of it in the same query."""
+    pk, version = signed(code)
+    if evses is None:
+        evses = Evse.objects.select_related("location__operator")
+    evse = evses.filter(pk=pk).first()
     if evse is None:
         raise InvalidCode("unknown_evse")
     if version != evse.sticker_version:
