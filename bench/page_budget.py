@@ -25,7 +25,9 @@ from django.test.utils import CaptureQueriesContext
 
 from stations import demo, qr
 
-BUDGET_BYTES, BUDGET_QUERIES = 30 * 1024, 4
+# Queries: here (local memory cache) the scan's mark is one of them, an INSERT; with the production
+# Redis cache it is held in Redis and the page writes nothing (bench/checkout_rate.py).
+BUDGET_BYTES, BUDGET_QUERIES = 30 * 1024, 2
 
 call_command("migrate", verbosity=0)
 evse = demo.seed()[1]
@@ -45,4 +47,8 @@ for name, size in sizes.items():
 print(
     f"{'total':>14}: {total:6d} bytes gzip ({total / BUDGET_BYTES:.0%} of the {BUDGET_BYTES} byte budget)"
 )
-print(f"{'SQL queries':>14}: {len(queries)} ({len(queries)}/{BUDGET_QUERIES} of budget)")
+reads = [q for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")]
+print(
+    f"{'SQL queries':>14}: {len(reads)} read(s) ({len(reads)}/{BUDGET_QUERIES} of budget), "
+    f"{len(queries) - len(reads)} statement(s) writing the scan's mark (none with Redis)"
+)

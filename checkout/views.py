@@ -39,9 +39,9 @@ from .states import SessionStatus as S
 log = logging.getLogger(__name__)
 
 
-def _evse_or_invalid(request, code, *, count=False, evses=None):
+def _evse_or_invalid(request, code, *, count=False, load=None):
     try:
-        evse = qr.verify(code, evses)
+        evse = qr.verify(code, load) if load else qr.verify(code)
     except qr.InvalidCode as exc:
         # Possible tampering or a voided sticker: log it, count it, and let no payment happen.
         log.warning(
@@ -58,13 +58,11 @@ def _evse_or_invalid(request, code, *, count=False, evses=None):
 
 @require_GET
 def scan(request, code):
-    # Two queries and no write (the scan is counted in the cache where it is shared).
-    evses = selectors.evses_for_checkout()
-    evse, invalid = _evse_or_invalid(request, code, count=True, evses=evses)
+    # One query and no write (the scan is counted in Redis where the cache is Redis).
+    evse, invalid = _evse_or_invalid(request, code, count=True, load=selectors.evse_for_checkout)
     if invalid:
         return invalid
-    # One connector per EVSE is the rule on public chargers; the first one is sold.
-    connector = next(iter(evse.connectors.all()), None)
+    connector = evse.sold_connector
     if connector is None:
         raise Http404("no connector")
     operator = evse.location.operator

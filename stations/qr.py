@@ -73,13 +73,15 @@ def signed(code: str) -> tuple[int, int]:
     return pk, version
 
 
-def verify(code: str, evses=None) -> Evse:
-    """Return the EVSE a scanned code belongs to, or raise InvalidCode. `evses` is the queryset to
-    load it from, for a page that needs more of it in the same query."""
+def _load(pk: int) -> Evse | None:
+    return Evse.objects.select_related("location__operator").filter(pk=pk).first()
+
+
+def verify(code: str, load=_load) -> Evse:
+    """Return the EVSE a scanned code belongs to, or raise InvalidCode. `load(pk)` reads the EVSE
+    (or None), for a page that needs more of it in the same query."""
     pk, version = signed(code)
-    if evses is None:
-        evses = Evse.objects.select_related("location__operator")
-    evse = evses.filter(pk=pk).first()
+    evse = load(pk)
     if evse is None:
         raise InvalidCode("unknown_evse")
     if version != evse.sticker_version:
