@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from directpay.clients import client_ip
-from stations import qr, scans, tariffs
+from stations import qr, scans, shown_prices
 from stations.models import Evse
 
 from . import (
@@ -40,9 +40,9 @@ from .states import SessionStatus as S
 log = logging.getLogger(__name__)
 
 
-def _evse_or_invalid(request, code, *, count=False):
+def _evse_or_invalid(request, code, *, count=False, load=None):
     try:
-        evse = qr.verify(code)
+        evse = qr.verify(code, load) if load else qr.verify(code)
     except qr.InvalidCode as exc:
         # Possible tampering or a voided sticker: log it, count it, and let no payment happen.
         log.warning(
@@ -59,16 +59,16 @@ def _evse_or_invalid(request, code, *, count=False):
 
 @require_GET
 def scan(request, code):
-    evse, invalid = _evse_or_invalid(request, code, count=True)
+    # One query and no write (the scan is counted in Redis where the cache is Redis).
+    evse, invalid = _evse_or_invalid(request, code, count=True, load=selectors.evse_for_checkout)
     if invalid:
         return invalid
-    # One connector per EVSE is the rule on public chargers; the first one is sold.
-    connector = evse.connectors.select_related("tariff").order_by("connector_id").first()
+    connector = evse.sold_connector
     if connector is None:
         raise Http404("no connector")
     operator = evse.location.operator
     tariff = connector.tariff_at(timezone.now())
-    available = evse.status == Evse.Status.AVAILABLE and not selectors.evse_in_use(evse)
+    available = evse.status == Evse.Status.AVAILABLE and not evse.in_use
     context = languages.activate_for(request, operator) | {
         "evse": evse,
         "location": evse.location,
@@ -77,7 +77,7 @@ def scan(request, code):
         "tariff": tariff,
         # What Pay checks: the content of the price shown here, not the tariff's row.
         "price_digest": tariff.price_digest,
-        "price_lines": tariffs.price_lines(tariff.ocpi),
+        "price_lines": shown_prices.price_lines(tariff),
         "currency": tariff.currency,
         "holds": [(amount, Decimal(amount) / 100) for amount in operator.hold_amounts],
         "default_hold": operator.default_hold,
