@@ -11,7 +11,9 @@ Run: .venv/bin/python bench/checkout_rate.py [--rounds 6] [--seconds 3] [--clien
      (needs PostgreSQL and Redis on 127.0.0.1; loopback only; prints, asserts no time)
 
 The machine's cores are shared with the load generator and whatever else runs: read the ratio,
-which both paths share the noise of, rather than the absolute rates, and note `uptime`.
+which both paths share the noise of, rather than the absolute rates, and note `uptime`. On a busy
+machine a checkout suffers more than the bare view (it waits for PostgreSQL and Redis to be
+scheduled); `--clients 1 --workers 1` measures one request at a time, closest to its cost.
 """
 
 import argparse
