@@ -429,6 +429,12 @@ try:
         session_id__in=ids, kind="payment_status", to_status="captured"
     ).values_list("session_id", "created_at"):
         captures.setdefault(session_id, []).append(at)
+    # When we had the final record (the session finished): from there on the wait is ours alone.
+    finished_at = dict(
+        PaymentEvent.objects.filter(
+            session_id__in=ids, kind="session_status", to_status="finished"
+        ).values_list("session_id", "created_at")
+    )
     stop_messages = PaymentEvent.objects.filter(session_id__in=ids, kind="stop_requested")
     stop_reasons = Counter(
         text.split(":")[0] for text in stop_messages.values_list("message", flat=True)
@@ -466,6 +472,11 @@ try:
     to_capture = [
         seconds(min(captures[s.pk]) - s.ended_at) for s in good if s.pk in captures and s.ended_at
     ]
+    record_to_capture = [
+        seconds(min(captures[s.pk]) - finished_at[s.pk])
+        for s in good
+        if s.pk in captures and s.pk in finished_at
+    ]
     to_receipt = [
         seconds(s.payment.receipt.issued_at - min(captures[s.pk])) for s in good if s.pk in captures
     ]
@@ -487,6 +498,7 @@ try:
         say(f"{'first pay -> last receipt':>26}: {elapsed:.1f} s")
         say(f"{'throughput':>26}: {len(good) / elapsed:.2f} sessions/s end to end")
     say(f"{'session end -> capture':>26}: {spread(to_capture)}")
+    say(f"{'final record -> capture':>26}: {spread(record_to_capture)}")
     say(f"{'capture -> receipt':>26}: {spread(to_receipt)}")
     say(
         f"{'captured / held':>26}: {captured / 100:.2f} / {held / 100:.2f} EUR "

@@ -58,6 +58,7 @@ SIM_BEHAVIOURS = ("accept", "reject", "occupied", "timeout", "slow")
 # Worker process name -> (queue, threads; None = the stack's worker_concurrency), as in Procfile.dev.
 WORKERS = {
     "worker": ("money", None),
+    "events": ("events", 1),
     "csms": ("csms", 2),
     "receipts": ("receipts", 1),
     "simulator": ("simulator", 1),

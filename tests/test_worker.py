@@ -103,6 +103,7 @@ def test_worker_starts_captures_and_issues_the_receipt(stack):
         ("checkout.tasks.session_start", "csms"),
         ("checkout.tasks.csms_stop", "csms"),
         ("checkout.tasks.payment_capture", "worker"),
+        ("checkout.tasks.stripe_event_process", "events"),
         ("checkout.tasks.receipt_issue", "receipts"),
         ("checkout.tasks.receipt_email", "receipts"),
         ("stations.tasks.simulator_tick", "simulator"),
