@@ -32,6 +32,7 @@ the bench's own progress queries). The machine may be shared: `uptime` is printe
 import argparse
 import os
 import queue
+import re
 import statistics
 import subprocess
 import sys
@@ -339,6 +340,21 @@ try:
         )
         return row["xacts"], row["sessions"]
 
+    def log_offsets() -> dict[str, int]:
+        return {name: (stack.log_dir / f"{name}.log").stat().st_size for name in WORKERS}
+
+    def tasks_since(offsets: dict[str, int]) -> Counter:
+        """Tasks each worker received since `offsets` (Celery logs one line per task at INFO)."""
+        received = Counter()
+        for name, offset in offsets.items():
+            with open(stack.log_dir / f"{name}.log", "rb") as log:
+                log.seek(offset)
+                for line in log.read().decode(errors="replace").splitlines():
+                    match = re.search(r"Task (\S+)\[[0-9a-f-]+\] received", line)
+                    if match:
+                        received[(name, match.group(1))] += 1
+        return received
+
     def cpu_now() -> dict[str, float]:
         cpu = {name: cpu_seconds(p.pid) for name, p in stack.processes.items()}
         cpu["localstripe"] = cpu_seconds(stack.localstripe.process.pid)
@@ -359,7 +375,7 @@ try:
         f"{idle_sessions_per_s:.2f} new connections/s"
     )
     say(f"  load before: {uptime()}")
-    cpu_before, cpu_started = cpu_now(), time.monotonic()
+    cpu_before, cpu_started, logs_before = cpu_now(), time.monotonic(), log_offsets()
 
     deadline = time.monotonic() + TIMEOUT
 
@@ -422,6 +438,7 @@ try:
     if wait(ids, settled, "settlement", deadline):
         say(f"  settled by +{time.monotonic() - t_pay:.1f} s")
     cpu_after, cpu_elapsed = cpu_now(), time.monotonic() - cpu_started
+    received = tasks_since(logs_before)
     load_after = uptime()
     time.sleep(FLUSH)
     pg_after = pg_counts()
@@ -506,6 +523,13 @@ try:
         say(f"{'throughput':>26}: {len(good) / elapsed:.2f} sessions/s end to end")
     say(f"{'session end -> capture':>26}: {spread(to_capture)}")
     say(f"{'final record -> capture':>26}: {spread(record_to_capture)}")
+    first_capture_at = [min(captures[s.pk]) for s in good if s.pk in captures]
+    if finished_at and first_capture_at:
+        window = seconds(max(first_capture_at) - min(finished_at.values()))
+        say(
+            f"{'settlement rate':>26}: {len(first_capture_at) / max(window, 0.001):.1f} captures/s "
+            f"(first final record to last capture, {window:.1f} s)"
+        )
     say(f"{'capture -> receipt':>26}: {spread(to_receipt)}")
     say(
         f"{'captured / held':>26}: {captured / 100:.2f} / {held / 100:.2f} EUR "
@@ -542,6 +566,9 @@ try:
         f"(raw {pg_after[1] - pg_before[1]}, less {idle_sessions_per_s * pg_elapsed:.0f} background)"
     )
     say(f"{'load after':>26}: {load_after}")
+    say(f"{'tasks':>26}: {sum(received.values()) / n:7.2f} /session, by worker and task:")
+    for (worker, task), count in sorted(received.items()):
+        say(f"{'':>28}{count / n:6.2f}  {worker:<10} {task}")
 
     if len(good) != N or problems:
         say()
