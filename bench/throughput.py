@@ -365,14 +365,23 @@ try:
     FLUSH = 11
     say(f"measuring the background (beat, sweeps, simulator ticks) for {2 * FLUSH} s...")
     time.sleep(FLUSH)
-    pg_idle_start, idle_started = pg_counts(), time.monotonic()
+    pg_idle_start, idle_started, cpu_idle = pg_counts(), time.monotonic(), cpu_now()
     time.sleep(FLUSH)
-    pg_before = pg_counts()
+    pg_before, cpu_idle_end = pg_counts(), cpu_now()
     idle_xacts_per_s = (pg_before[0] - pg_idle_start[0] - 1) / (time.monotonic() - idle_started)
     idle_sessions_per_s = (pg_before[1] - pg_idle_start[1] - 1) / (time.monotonic() - idle_started)
     say(
         f"  background: {idle_xacts_per_s:.1f} transactions/s, "
         f"{idle_sessions_per_s:.2f} new connections/s"
+    )
+    idle_seconds = time.monotonic() - idle_started
+    say(
+        "  idle CPU, ms/s: "
+        + ", ".join(
+            f"{name} {(cpu_idle_end[name] - cpu_idle[name]) * 1000 / idle_seconds:.0f}"
+            for name in cpu_idle
+            if name != "bench (pay path)"
+        )
     )
     say(f"  load before: {uptime()}")
     cpu_before, cpu_started, logs_before = cpu_now(), time.monotonic(), log_offsets()
