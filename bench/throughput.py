@@ -505,6 +505,16 @@ try:
     to_capture = [
         seconds(min(captures[s.pk]) - s.ended_at) for s in good if s.pk in captures and s.ended_at
     ]
+    # Session end is when the charger stopped (the simulator's time of the stop command); before it
+    # the stop waits on the csms queue, after it for the simulator's next tick to send the record.
+    stop_to_end = [
+        seconds(s.ended_at - s.stop_requested_at)
+        for s in good
+        if s.ended_at and s.stop_requested_at and s.ended_at >= s.stop_requested_at
+    ]
+    end_to_record = [
+        seconds(finished_at[s.pk] - s.ended_at) for s in good if s.pk in finished_at and s.ended_at
+    ]
     record_to_capture = [
         seconds(min(captures[s.pk]) - finished_at[s.pk])
         for s in good
@@ -531,7 +541,9 @@ try:
         say(f"{'first pay -> last receipt':>26}: {elapsed:.1f} s")
         say(f"{'throughput':>26}: {len(good) / elapsed:.2f} sessions/s end to end")
     say(f"{'session end -> capture':>26}: {spread(to_capture)}")
-    say(f"{'final record -> capture':>26}: {spread(record_to_capture)}")
+    say(f"{'  of which Stop -> end':>26}: {spread(stop_to_end)}   (csms queue)")
+    say(f"{'  end -> final record':>26}: {spread(end_to_record)}   (simulator ticks)")
+    say(f"{'final record -> capture':>26}: {spread(record_to_capture)}   (money queue)")
     first_capture_at = [min(captures[s.pk]) for s in good if s.pk in captures]
     if finished_at and first_capture_at:
         window = seconds(max(first_capture_at) - min(finished_at.values()))

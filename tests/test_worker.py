@@ -107,8 +107,11 @@ def test_worker_starts_captures_and_issues_the_receipt(stack):
         ("checkout.tasks.receipt_email", "receipts"),
         ("stations.tasks.simulator_tick", "simulator"),
     ]:
-        assert worker_ran(stack, task, worker), (
-            f"the {worker} worker's log shows no successful {task}"
+        # Polled: a task's "succeeded" line is written just after its work (the mail) is visible.
+        poll(
+            lambda task=task, worker=worker: worker_ran(stack, task, worker),
+            timeout=30,
+            what=f"a successful {task} in the {worker} worker's log",
         )
     # localstripe sends the capture's webhook a second later: the events worker, not the money
     # worker, processes it (a burst of webhooks never queues in front of a capture).
