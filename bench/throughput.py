@@ -8,7 +8,7 @@ one charging, then waits for the worker to capture every payment and issue every
 sessions/second from the first pay to the last receipt, session end -> capture latencies, and the
 outcome of every session.
 
-Run: .venv/bin/python bench/throughput.py [--sessions 1000] [--concurrency 8]
+Run: .venv/bin/python bench/throughput.py [--sessions 1000] [--concurrency 8] [--stand-in stock]
      (needs PostgreSQL and Redis on 127.0.0.1; prints, asserts no time; exits 1 if any session did
      not end captured with exactly one receipt, or if a payment captured more than it held)
 
@@ -16,16 +16,25 @@ At the default speed-up (300) a 22 kW charge costs about 1.10 EUR a second, so t
 hold's spending cap stops a session in about 17 s unless Stop was pressed first; `--hold 5000`
 lets the battery fill below the cap, so every session is stopped by the driver.
 
-Read the capture rate with localstripe in mind: it pickles its whole store to disk on every write,
-so a write gets slower as the run goes on (measured here: about 5 ms per capture with 10 intents in
-its store, 176 ms with 1,300). In a 1,000-session run the stand-in, not the app, sets the pace of
-captures; against Stripe the money worker's thread count would.
+The Stripe stand-in: stock localstripe pickles its whole store to disk on every write, so a write
+gets slower as the run goes on (about 5 ms per capture with 10 intents in its store, 176 ms with
+1,300) and the stand-in, not the app, sets the pace. By default the bench runs it through
+bench/fast_localstripe.py (the same server, no disk writes), so what it measures is our code;
+`--stand-in stock` runs it as shipped.
+
+Besides the rates it prints what one session costs us: CPU seconds of each of our processes (web,
+each worker, beat; /proc utime+stime of each process tree, read before paying and after the last
+receipt), and PostgreSQL transactions and new connections (pg_stat_database of the bench's
+database; the background rate with no session running, measured first, is subtracted, and so are
+the bench's own progress queries). The machine may be shared: `uptime` is printed before and after.
 """
 
 import argparse
 import os
 import queue
+import re
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -38,7 +47,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.stack import Stack
+from tests.stack import WORKERS, Stack
 
 DEMO_EVSE = "NL*DPY*E0001*1"
 BEFORE_CHARGING = ("created", "authorizing", "authorized", "starting")
@@ -56,6 +65,18 @@ parser.add_argument(
     "--hold", type=int, default=2000, help="amount each driver holds, cents (default 2000)"
 )
 parser.add_argument("--speedup", type=float, default=300, help="SIMULATOR_SPEEDUP (default 300)")
+parser.add_argument(
+    "--money-threads",
+    type=int,
+    default=2,
+    help="threads of the money worker (default 2, as Procfile.dev and the test stack)",
+)
+parser.add_argument(
+    "--stand-in",
+    choices=("fast", "stock"),
+    default="fast",
+    help="localstripe without its per-write pickle (fast, default) or as shipped (stock)",
+)
 parser.add_argument(
     "--timeout",
     type=float,
@@ -79,16 +100,54 @@ def spread(values: list[float]) -> str:
     if not values:
         return "n/a"
     values = sorted(values)
-    p90 = values[min(len(values) - 1, int(len(values) * 0.9))]
+
+    def pct(p: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * p))]
+
     return (
-        f"median {statistics.median(values):7.2f} s   p90 {p90:7.2f} s   max {values[-1]:7.2f} s"
-        f"   (n={len(values)})"
+        f"p50 {statistics.median(values):7.2f} s   p90 {pct(0.9):7.2f} s   p99 {pct(0.99):7.2f} s"
+        f"   max {values[-1]:7.2f} s   (n={len(values)})"
     )
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, tree: bool = True) -> float:
+    """utime + stime of a process (all its threads) and, with `tree`, of its living descendants."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+            if tree:
+                for task in os.listdir(f"/proc/{current}/task"):
+                    with open(f"/proc/{current}/task/{task}/children") as children:
+                        todo.extend(int(child) for child in children.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # it exited meanwhile
+    return total / TICKS
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 # Every driver pays from 127.0.0.1 with the same test card: the Pay abuse limits would stop them.
 os.environ["PAY_LIMITS_ENABLED"] = "false"
-stack = Stack(speedup=args.speedup, tick_seconds=1, start_timeout_seconds=120)
+stack = Stack(
+    speedup=args.speedup,
+    tick_seconds=1,
+    start_timeout_seconds=120,
+    worker_concurrency=args.money_threads,
+    localstripe_command=(
+        [sys.executable, str(ROOT / "bench" / "fast_localstripe.py")]
+        if args.stand_in == "fast"
+        else None
+    ),
+)
 say(
     f"starting the stack (PostgreSQL {stack.db_name}, Redis, localstripe, gunicorn, worker, beat)..."
 )
@@ -116,7 +175,8 @@ try:
     assert not settings.CELERY_TASK_ALWAYS_EAGER and settings.CELERY_BROKER_URL.startswith(
         "redis://"
     ), "the bench must queue tasks to the real worker"
-    for name in ("worker", "csms", "receipts", "simulator"):
+    say(f"localstripe: {args.stand_in}")
+    for name in WORKERS:
         worker_args = list(stack.processes[name].args)
 
         def flag(option: str, args=worker_args) -> str:
@@ -220,7 +280,10 @@ try:
         payment = services.payment_authorize(session_id=session.pk, payment_method_id=card_id)
         return session.pk, payment.status, time.monotonic() - began
 
+    polls = [0]  # the bench's own progress queries, not the product's work
+
     def status_line(ids) -> tuple[Counter, Counter, int]:
+        polls[0] += 3
         sessions = Counter(
             dict(
                 ChargingSession.objects.filter(pk__in=ids)
@@ -267,6 +330,61 @@ try:
                     f" | receipts {counts[2]}"
                 )
             time.sleep(0.5)
+
+    # --- what a session costs: CPU per process, PostgreSQL transactions and connections ---------
+    def pg_counts() -> tuple[int, int]:
+        row = stack.one(
+            "SELECT xact_commit + xact_rollback AS xacts, sessions FROM pg_stat_database"
+            " WHERE datname = %s",
+            (stack.db_name,),
+        )
+        return row["xacts"], row["sessions"]
+
+    def log_offsets() -> dict[str, int]:
+        return {name: (stack.log_dir / f"{name}.log").stat().st_size for name in WORKERS}
+
+    def tasks_since(offsets: dict[str, int]) -> Counter:
+        """Tasks each worker received since `offsets` (Celery logs one line per task at INFO)."""
+        received = Counter()
+        for name, offset in offsets.items():
+            with open(stack.log_dir / f"{name}.log", "rb") as log:
+                log.seek(offset)
+                for line in log.read().decode(errors="replace").splitlines():
+                    match = re.search(r"Task (\S+)\[[0-9a-f-]+\] received", line)
+                    if match:
+                        received[(name, match.group(1))] += 1
+        return received
+
+    def cpu_now() -> dict[str, float]:
+        cpu = {name: cpu_seconds(p.pid) for name, p in stack.processes.items()}
+        cpu["localstripe"] = cpu_seconds(stack.localstripe.process.pid)
+        cpu["bench (pay path)"] = cpu_seconds(os.getpid(), tree=False)
+        return cpu
+
+    # A backend reports its counts at most every second, an idle one within 10 s: wait them out.
+    FLUSH = 11
+    say(f"measuring the background (beat, sweeps, simulator ticks) for {2 * FLUSH} s...")
+    time.sleep(FLUSH)
+    pg_idle_start, idle_started, cpu_idle = pg_counts(), time.monotonic(), cpu_now()
+    time.sleep(FLUSH)
+    pg_before, cpu_idle_end = pg_counts(), cpu_now()
+    idle_xacts_per_s = (pg_before[0] - pg_idle_start[0] - 1) / (time.monotonic() - idle_started)
+    idle_sessions_per_s = (pg_before[1] - pg_idle_start[1] - 1) / (time.monotonic() - idle_started)
+    say(
+        f"  background: {idle_xacts_per_s:.1f} transactions/s, "
+        f"{idle_sessions_per_s:.2f} new connections/s"
+    )
+    idle_seconds = time.monotonic() - idle_started
+    say(
+        "  idle CPU, ms/s: "
+        + ", ".join(
+            f"{name} {(cpu_idle_end[name] - cpu_idle[name]) * 1000 / idle_seconds:.0f}"
+            for name in cpu_idle
+            if name != "bench (pay path)"
+        )
+    )
+    say(f"  load before: {uptime()}")
+    cpu_before, cpu_started, logs_before = cpu_now(), time.monotonic(), log_offsets()
 
     deadline = time.monotonic() + TIMEOUT
 
@@ -328,6 +446,12 @@ try:
 
     if wait(ids, settled, "settlement", deadline):
         say(f"  settled by +{time.monotonic() - t_pay:.1f} s")
+    cpu_after, cpu_elapsed = cpu_now(), time.monotonic() - cpu_started
+    received = tasks_since(logs_before)
+    load_after = uptime()
+    time.sleep(FLUSH)
+    pg_after = pg_counts()
+    pg_elapsed = time.monotonic() - cpu_started
 
     # --- results --------------------------------------------------------------------------------
     sessions = list(
@@ -338,6 +462,12 @@ try:
         session_id__in=ids, kind="payment_status", to_status="captured"
     ).values_list("session_id", "created_at"):
         captures.setdefault(session_id, []).append(at)
+    # When we had the final record (the session finished): from there on the wait is ours alone.
+    finished_at = dict(
+        PaymentEvent.objects.filter(
+            session_id__in=ids, kind="session_status", to_status="finished"
+        ).values_list("session_id", "created_at")
+    )
     stop_messages = PaymentEvent.objects.filter(session_id__in=ids, kind="stop_requested")
     stop_reasons = Counter(
         text.split(":")[0] for text in stop_messages.values_list("message", flat=True)
@@ -375,6 +505,21 @@ try:
     to_capture = [
         seconds(min(captures[s.pk]) - s.ended_at) for s in good if s.pk in captures and s.ended_at
     ]
+    # Session end is when the charger stopped (the simulator's time of the stop command); before it
+    # the stop waits on the csms queue, after it for the simulator's next tick to send the record.
+    stop_to_end = [
+        seconds(s.ended_at - s.stop_requested_at)
+        for s in good
+        if s.ended_at and s.stop_requested_at and s.ended_at >= s.stop_requested_at
+    ]
+    end_to_record = [
+        seconds(finished_at[s.pk] - s.ended_at) for s in good if s.pk in finished_at and s.ended_at
+    ]
+    record_to_capture = [
+        seconds(min(captures[s.pk]) - finished_at[s.pk])
+        for s in good
+        if s.pk in captures and s.pk in finished_at
+    ]
     to_receipt = [
         seconds(s.payment.receipt.issued_at - min(captures[s.pk])) for s in good if s.pk in captures
     ]
@@ -396,12 +541,55 @@ try:
         say(f"{'first pay -> last receipt':>26}: {elapsed:.1f} s")
         say(f"{'throughput':>26}: {len(good) / elapsed:.2f} sessions/s end to end")
     say(f"{'session end -> capture':>26}: {spread(to_capture)}")
+    say(f"{'  of which Stop -> end':>26}: {spread(stop_to_end)}   (csms queue)")
+    say(f"{'  end -> final record':>26}: {spread(end_to_record)}   (simulator ticks)")
+    say(f"{'final record -> capture':>26}: {spread(record_to_capture)}   (money queue)")
+    first_capture_at = [min(captures[s.pk]) for s in good if s.pk in captures]
+    if finished_at and first_capture_at:
+        window = seconds(max(first_capture_at) - min(finished_at.values()))
+        say(
+            f"{'settlement rate':>26}: {len(first_capture_at) / max(window, 0.001):.1f} captures/s "
+            f"(first final record to last capture, {window:.1f} s)"
+        )
     say(f"{'capture -> receipt':>26}: {spread(to_receipt)}")
     say(
         f"{'captured / held':>26}: {captured / 100:.2f} / {held / 100:.2f} EUR "
         f"({captured / max(held, 1):.0%}); cost above the holds, not charged: {shortfall / 100:.2f} EUR"
     )
-    say(f"{'workers':>26}: one per queue (money, csms, receipts, simulator), thread pools")
+    say(f"{'workers':>26}: one per queue ({', '.join(WORKERS)}), thread pools")
+
+    say()
+    n = max(len(ok), 1)
+    say(f"what one session cost ({n} paid, {cpu_elapsed:.1f} s from first pay to settled):")
+    ours = 0.0
+    for name in cpu_after:
+        used = cpu_after[name] - cpu_before.get(name, 0.0)
+        # The simulator stands in for the chargers and localstripe for Stripe: not our CPU
+        # (the simulator's process also runs our session_apply_update for each report it sends).
+        mine = name not in ("simulator", "localstripe")
+        ours += used if mine else 0.0
+        say(
+            f"{'CPU ' + name:>26}: {used * 1000 / n:7.1f} ms/session"
+            + ("" if mine else "   (stand-in, not counted as ours)")
+        )
+    say(
+        f"{'CPU ours':>26}: {ours * 1000 / n:7.1f} ms/session   (bench process: pay path + polling)"
+    )
+    xacts = pg_after[0] - pg_before[0] - polls[0] - 1 - idle_xacts_per_s * pg_elapsed
+    conns = pg_after[1] - pg_before[1] - 1 - idle_sessions_per_s * pg_elapsed
+    say(
+        f"{'PostgreSQL transactions':>26}: {xacts / n:7.1f} /session   "
+        f"(raw {pg_after[0] - pg_before[0]}, less {polls[0]} bench polls and "
+        f"{idle_xacts_per_s * pg_elapsed:.0f} background)"
+    )
+    say(
+        f"{'PostgreSQL connections':>26}: {conns / n:7.2f} /session   "
+        f"(raw {pg_after[1] - pg_before[1]}, less {idle_sessions_per_s * pg_elapsed:.0f} background)"
+    )
+    say(f"{'load after':>26}: {load_after}")
+    say(f"{'tasks':>26}: {sum(received.values()) / n:7.2f} /session, by worker and task:")
+    for (worker, task), count in sorted(received.items()):
+        say(f"{'':>28}{count / n:6.2f}  {worker:<10} {task}")
 
     if len(good) != N or problems:
         say()

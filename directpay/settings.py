@@ -401,10 +401,12 @@ CELERY_BEAT_SCHEDULE["stations-scans-roll-up"] = {
 }
 
 # One worker process per queue (Procfile), so no queue's backlog or slow peer delays another's:
-# money (capture, cancel, refunds, webhooks, sweeps), csms (start and stop commands to chargers),
-# receipts (PDF and e-mail), simulator (the embedded charger network, not part of production).
+# money (capture, cancel, refunds, sweeps), events (stored Stripe webhooks: Stripe may send a
+# burst of them, and a capture must not wait behind it), csms (start and stop commands to
+# chargers), receipts (PDF and e-mail), simulator (the embedded charger network, not production).
 CELERY_TASK_DEFAULT_QUEUE = "money"
 CELERY_TASK_ROUTES = {
+    "checkout.tasks.stripe_event_process": {"queue": "events"},
     "checkout.tasks.receipt_*": {"queue": "receipts"},
     "checkout.tasks.session_start": {"queue": "csms"},
     "checkout.tasks.csms_stop": {"queue": "csms"},

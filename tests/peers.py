@@ -37,11 +37,17 @@ def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | N
 class LocalStripe:
     """A localstripe server process: the same fake Stripe `make run` uses."""
 
-    def __init__(self):
+    def __init__(self, *, command: list[str] | None = None):
+        """`command` replaces `python -m localstripe` (bench/fast_localstripe.py: no disk writes)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "localstripe", "--port", str(self.port), "--from-scratch"],
+            [
+                *(command or [sys.executable, "-m", "localstripe"]),
+                "--port",
+                str(self.port),
+                "--from-scratch",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ},

@@ -58,6 +58,7 @@ SIM_BEHAVIOURS = ("accept", "reject", "occupied", "timeout", "slow")
 # Worker process name -> (queue, threads; None = the stack's worker_concurrency), as in Procfile.dev.
 WORKERS = {
     "worker": ("money", None),
+    "events": ("events", 1),
     "csms": ("csms", 2),
     "receipts": ("receipts", 1),
     "simulator": ("simulator", 1),
@@ -121,12 +122,14 @@ class Stack:
         worker_concurrency: int = 2,
         visibility_timeout_seconds: int | None = None,
         ocpp: bool = False,
+        localstripe_command: list[str] | None = None,
     ):
         """`stripe_proxy`: the children reach localstripe through a FaultProxy (`stack.proxy`) run by
         the test process, so a test can inject Stripe faults and count the requests that got through;
         `stripe_timeout_seconds` is then the app's Stripe timeout and the proxy's "timeout" silence.
         `visibility_timeout_seconds`: the Redis broker hands a task taken by a worker that died
-        unacknowledged out again after this long (CELERY_VISIBILITY_TIMEOUT; default one hour)."""
+        unacknowledged out again after this long (CELERY_VISIBILITY_TIMEOUT; default one hour).
+        `localstripe_command`: how to start the Stripe stand-in (default `python -m localstripe`)."""
         self.speedup = speedup
         self.tick_seconds = tick_seconds
         self.start_timeout_seconds = start_timeout_seconds
@@ -139,6 +142,7 @@ class Stack:
         # The OCPP gateway and the demo's simulated OCPP chargers (Procfile.dev's ocpp and chargers).
         self.ocpp = ocpp
         self.ocpp_port = free_port() if ocpp else None
+        self.localstripe_command = localstripe_command
         self.proxy: FaultProxy | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="directpay-stack-"))
         self.var_dir = self.tmp / "var"
@@ -180,7 +184,7 @@ class Stack:
         self._db_created = True
         self.redis_db = self._pick_redis_db()
         self._redis().flushdb()
-        self.localstripe = LocalStripe()
+        self.localstripe = LocalStripe(command=self.localstripe_command)
         stripe_api_base = self.localstripe.base
         if self.stripe_proxy:
             self.proxy = FaultProxy(

@@ -107,9 +107,20 @@ def test_worker_starts_captures_and_issues_the_receipt(stack):
         ("checkout.tasks.receipt_email", "receipts"),
         ("stations.tasks.simulator_tick", "simulator"),
     ]:
-        assert worker_ran(stack, task, worker), (
-            f"the {worker} worker's log shows no successful {task}"
+        # Polled: a task's "succeeded" line is written just after its work (the mail) is visible.
+        poll(
+            lambda task=task, worker=worker: worker_ran(stack, task, worker),
+            timeout=30,
+            what=f"a successful {task} in the {worker} worker's log",
         )
+    # localstripe sends the capture's webhook a second later: the events worker, not the money
+    # worker, processes it (a burst of webhooks never queues in front of a capture).
+    poll(
+        lambda: worker_ran(stack, "checkout.tasks.stripe_event_process", "events"),
+        timeout=60,
+        what="the events worker to process the capture's webhook",
+    )
+    assert not worker_ran(stack, "checkout.tasks.stripe_event_process", "worker")
 
 
 def test_charger_that_never_answers_gets_the_hold_released(stack):
@@ -177,3 +188,64 @@ def test_two_drivers_paying_at_once_get_one_session(stack):
     sessions = [row for row in sessions_of(stack, DC) if row["id"] not in before]
     assert len(sessions) == 1, sessions
     assert stack.localstripe.intent(sessions[0]["stripe_payment_intent_id"])["status"] == "canceled"
+
+
+FLOOD = 3000
+
+
+@pytest.mark.filterwarnings(
+    "ignore::celery.exceptions.AlwaysEagerIgnored"
+)  # send_task is never eager
+def test_a_webhook_flood_does_not_delay_a_capture(stack):
+    """Thousands of stored webhooks are queued just before the driver stops: the capture does not
+    wait behind them (they are on the events queue, not the money queue)."""
+    from directpay.celery import app
+
+    driver = Driver(stack, AC)
+    code, answer = driver.pay(hold=2000)
+    assert (code, answer["ok"]) == (200, True)
+    driver.wait_for(lambda s: s["status"] == "charging", what="charging")
+
+    # Webhooks about intents that are not ours: each is stored, processed, and answers "no payment".
+    flood = stack.query(
+        """
+        INSERT INTO checkout_stripeevent (event_id, type, payload, received_at, outcome)
+        SELECT 'evt_flood_' || n, 'payment_intent.succeeded',
+               jsonb_build_object('id', 'evt_flood_' || n, 'type', 'payment_intent.succeeded',
+                                  'data', jsonb_build_object('object', jsonb_build_object(
+                                      'id', 'pi_flood_' || n, 'object', 'payment_intent'))),
+               now(), ''
+        FROM generate_series(1, %s) AS n
+        RETURNING id
+        """,
+        (FLOOD,),
+    )
+    with app.connection_for_write(stack.env["CELERY_BROKER_URL"]) as connection:
+        for row in flood:  # routed by CELERY_TASK_ROUTES, as the web process queues them
+            app.send_task(
+                "checkout.tasks.stripe_event_process", (row["id"],), connection=connection
+            )
+    try:
+        driver.stop()
+        final = driver.wait_for(lambda s: s["receipt"], timeout=120, what="the receipt")
+        assert final["payment_status"] == "captured"
+        session = stack.latest_session(AC)
+        captured = stack.one(
+            "SELECT min(created_at) AS at FROM checkout_paymentevent"
+            " WHERE session_id = %s AND kind = 'payment_status' AND to_status = 'captured'",
+            (session["session_id"],),
+        )["at"]
+        waiting = stack.one(
+            "SELECT count(*) AS n FROM checkout_stripeevent WHERE event_id LIKE 'evt_flood_%%'"
+            " AND (processed_at IS NULL OR processed_at > %s)",
+            (captured,),
+        )["n"]
+        # Had the capture queued behind the flood, every flood event would be processed before it.
+        assert waiting > 0, "the capture waited for the whole webhook flood"
+        processed = stack.one(
+            "SELECT count(*) AS n FROM checkout_stripeevent WHERE event_id LIKE 'evt_flood_%%'"
+            " AND processed_at IS NOT NULL"
+        )["n"]
+        assert processed > 0, "the events worker processed none of the flood"
+    finally:
+        stack._redis().delete("events")  # what is left of the flood: the next test need not wait

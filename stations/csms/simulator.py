@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_noop as N_  # stored in English, shown translated
 
@@ -67,9 +67,13 @@ def tick(now=None) -> int:
     """Advance every live simulated charge one step and report it. Returns how many were reported."""
     now = now or timezone.now()
     reported = 0
-    for pk in SimulatedSession.objects.filter(
-        finished_at__isnull=True, accept_at__lte=now
-    ).values_list("pk", flat=True):
+    # Stopped charges first: their final records (which the money waits for) are not queued
+    # behind a round of progress reports, as a CSMS sends a CDR on its own.
+    for pk in (
+        SimulatedSession.objects.filter(finished_at__isnull=True, accept_at__lte=now)
+        .order_by(F("stop_requested_at").asc(nulls_last=True), "pk")
+        .values_list("pk", flat=True)
+    ):
         update = _advance(pk, now)
         if update is not None:
             deliver_update(update)
