@@ -283,14 +283,20 @@ def test_receipt_lookup_and_document(stack, context, language):
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_receipt_lookup_too_many(stack, context, language):
+    """Lookups from this address, tried until the limit refuses one (its window may have just
+    turned): the 429 page in the page's language."""
     page = context.new_page()
-    page.goto(stack.url("/receipt/find"))
-    page.locator("input[name='day']").fill("2020-01-01")
-    page.locator("input[name='evse_id']").fill(AC)
-    page.locator("input[name='amount']").fill("1.00")
-    page.locator("input[name='last4']").fill("0000")
-    with page.expect_response(re.compile(r"/receipt/find$")) as answer:
-        page.locator("form.card button[type='submit']").click()
+    for _ in range(LOOKUPS + 2):
+        page.goto(stack.url("/receipt/find"))
+        page.locator("input[name='day']").fill("2020-01-01")
+        page.locator("input[name='evse_id']").fill(AC)
+        page.locator("input[name='amount']").fill("1.00")
+        page.locator("input[name='last4']").fill("0000")
+        with page.expect_response(re.compile(r"/receipt/find$")) as answer:
+            page.locator("form.card button[type='submit']").click()
+        if answer.value.status == 429:
+            break
+        assert answer.value.status == 404
     assert answer.value.status == 429
     check(page, language, "15-lookup-too-many")
 
