@@ -9,7 +9,7 @@ CPO_LOCK := tests/extrawest_cpo/requirements.lock
 CPO_VENV := .venv-cpo
 CPO_STAMP := $(CPO_VENV)/.installed-$(shell cat $(CPO_LOCK) | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint install install-cpo migrate messages makemessages lock clean
+.PHONY: run test lint install install-cpo migrate messages makemessages lock clean gallery
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ run: migrate
 test: install install-cpo messages
 	@mkdir -p var
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+# The README's gallery: the browser tests save each driver page and state (en, de), the sticker
+# sheet, a receipt and a credit note; they are made small and copied into docs/gallery/.
+GALLERY_TESTS := tests/test_accessibility.py tests/test_gallery_documents.py \
+	tests/test_stickers.py::test_a_sheet_as_a_person_sees_it
+gallery: install messages
+	rm -rf test-artifacts/gallery
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(GALLERY_TESTS) $(PYTEST_ARGS)
+	$(PY) -m tests.gallery
 
 # ruff with the configuration in pyproject.toml; CI runs it before the tests.
 lint: install

@@ -415,6 +415,9 @@ def test_a_sheet_as_a_person_sees_it(location):
     document[0].render(scale=150 / 72).to_pil().save(png, format="PNG")
     document.close()
     ARTIFACTS.mkdir(exist_ok=True)
+    # The page itself for the README's gallery (`make gallery` copies it to docs/gallery/).
+    (ARTIFACTS / "gallery").mkdir(exist_ok=True)
+    (ARTIFACTS / "gallery" / "22-sticker-sheet.png").write_bytes(png.getvalue())
 
     html = (
         f'<body style="margin:0;padding:24px;background:#777"><img alt="sticker sheet" style="display:block;'
