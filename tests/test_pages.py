@@ -296,9 +296,12 @@ def test_qr_url_command(dc, capsys):
 
 def test_seed_demo_is_idempotent(db):
     call_command("seed_demo", "--admin-password", "pw-for-test-only")
-    first = (Evse.objects.count(), list(Evse.objects.values_list("pk", "evse_id")))
+    first = (Evse.objects.count(), list(Evse.objects.order_by("pk").values_list("pk", "evse_id")))
     call_command("seed_demo")
-    assert (Evse.objects.count(), list(Evse.objects.values_list("pk", "evse_id"))) == first
+    assert (
+        Evse.objects.count(),
+        list(Evse.objects.order_by("pk").values_list("pk", "evse_id")),
+    ) == first
     assert first[0] == 4  # two on the simulator, two OCPP direct stations (2.0.1 AC, 2.1 DC)
     stations = {s.identity: s for s in ChargingStation.objects.all()}
     assert {i: s.protocol for i, s in stations.items()} == demo.OCPP_STATIONS
