@@ -1,0 +1,126 @@
+"""Payments a charger's own card terminal took (OCPP 2.1 NotifySettlement): recorded, not charged.
+
+The terminal's PSP has settled the money already; we never call Stripe for it. What we add is the
+record beside card-not-present payments (Payment.method = terminal), our price of the charge under
+the same tariff engine (a settlement that differs by more than TERMINAL_SETTLEMENT_TOLERANCE_CENTS
+is flagged for staff) and a receipt in the operator's numbered series, VAT split of the settled
+amount. A repeated settlement (same PSP reference) finds the first one and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from stations import tariffs
+
+from . import tasks
+from .models import ChargingSession, Payment, Receipt
+from .receipts import receipt_issue
+from .states import PaymentStatus as P
+from .states import SessionStatus as S
+from .transitions import acting_as, flag_attention, queue_on_commit, record_event
+
+
+class SettlementError(ValueError):
+    """A settlement we cannot record (nothing was recorded); the message says why."""
+
+
+@dataclass(frozen=True)
+class Settlement:
+    psp_reference: str
+    amount: Decimal  # major units, as the terminal reports it
+    settled_at: datetime
+    status_info: str = ""
+
+
+def cents(amount: Decimal) -> int:
+    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def terminal_payment_record(
+    *, settlement: Settlement, connector, reference: str, quote: tariffs.Quote, usage: dict
+) -> Receipt:
+    """Record a settled terminal payment for one ended charge and issue its receipt (once).
+
+    `reference` names the charge (the session's csms_reference); `quote` is our price of it and
+    `usage` what was measured (kwh, started_at, ended_at). Returns the receipt, the same one for a
+    repeated settlement. Call inside the caller's transaction (it holds the charge's row lock).
+    """
+    existing = _existing(settlement.psp_reference)
+    if existing is not None:
+        return existing
+    amount = cents(settlement.amount)
+    if amount <= 0 or settlement.amount != settlement.amount.quantize(Decimal("0.01")):
+        raise SettlementError("settlementAmount must be a positive amount in cents")
+    evse = connector.evse
+    tariff = connector.tariff_at(usage["started_at"])
+    ours = cents(quote.total_incl_vat)
+    with acting_as("csms"):
+        try:
+            with transaction.atomic():
+                session = ChargingSession.objects.create(
+                    evse=evse,
+                    connector=connector,
+                    status=S.FINISHED,
+                    tariff_snapshot=tariff.ocpi,
+                    time_zone=evse.location.time_zone,
+                    csms_reference=reference,
+                    csms_session_id=usage.get("csms_session_id", "")[:64],
+                    kwh=usage["kwh"],
+                    started_at=usage["started_at"],
+                    measured_at=usage["ended_at"],
+                    ended_at=usage["ended_at"],
+                    cost_incl_vat=quote.total_incl_vat,
+                    final_breakdown=quote.as_dict(),
+                )
+                payment = Payment.objects.create(
+                    session=session,
+                    method=Payment.Method.TERMINAL,
+                    psp_reference=settlement.psp_reference,
+                    status=P.CAPTURED,
+                    currency=tariff.currency,
+                    amount_held=amount,
+                    amount_captured=amount,
+                )
+        except IntegrityError:
+            # The same settlement arrived twice at once: the other one recorded it.
+            existing = _existing(settlement.psp_reference)
+            if existing is None:
+                raise
+            return existing
+        record_event(
+            session,
+            "terminal_settled",
+            to_status=P.CAPTURED,
+            amount=amount,
+            stripe_id="",
+            message=f"psp {settlement.psp_reference[:200]} at {settlement.settled_at.isoformat()}"
+            + (f": {settlement.status_info[:200]}" if settlement.status_info else ""),
+        )
+        if abs(amount - ours) > settings.TERMINAL_SETTLEMENT_TOLERANCE_CENTS:
+            flag_attention(
+                session,
+                f"the payment terminal settled {amount / 100:.2f} {payment.currency}; "
+                f"our price of the charge is {ours / 100:.2f}",
+            )
+        receipt = receipt_issue(payment_id=payment.pk)
+    queue_on_commit(tasks.receipt_render, receipt.pk)
+    return receipt
+
+
+def _existing(psp_reference: str) -> Receipt | None:
+    payment = Payment.objects.filter(psp_reference=psp_reference).first()
+    if payment is None:
+        return None
+    receipt = Receipt.objects.filter(payment=payment).first()
+    return receipt if receipt is not None else receipt_issue(payment_id=payment.pk)
+
+
+def new_reference() -> str:
+    return f"TP{uuid.uuid4().hex[:22].upper()}"
