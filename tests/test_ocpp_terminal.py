@@ -6,11 +6,13 @@ run in the test process's asyncio loop thread (tests/test_ocpp.py), over WebSock
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 from ocpp.exceptions import OCPPError
 from pypdf import PdfReader
 from websockets.asyncio.client import connect
@@ -69,7 +71,13 @@ def settle_again(loop, sim, tap, amount=None):  # noqa: F811
     )
 
 
-def test_tap_settles_into_a_receipt_the_terminal_links_to(terminal_station, loop, client, settings):  # noqa: F811
+def test_tap_settles_into_a_receipt_the_terminal_links_to(
+    terminal_station,
+    loop,
+    client,
+    settings,
+    admin_client,  # noqa: F811
+):
     connector, sim = terminal_station
     tap = loop.run(sim.tap(seconds=1))
 
@@ -89,6 +97,22 @@ def test_tap_settles_into_a_receipt_the_terminal_links_to(terminal_station, loop
 
     # The answer names the receipt and carries its signed link: the page and its PDF open.
     assert tap["receipt_id"] == receipt.number
+
+    # Finance sees it beside card payments, marked and filterable by method.
+    listed = admin_client.get("/admin/checkout/receipt/?payment__method__exact=terminal")
+    assert listed.status_code == 200
+    assert receipt.number in listed.content.decode()
+    assert "Payment terminal at the charger" in listed.content.decode()
+    cards = admin_client.get("/admin/checkout/receipt/?payment__method__exact=card")
+    assert cards.status_code == 200 and receipt.number not in cards.content.decode()
+    export = admin_client.get(reverse("admin:checkout_receipt_export"))
+    assert export.status_code == 200
+    (row,) = csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode()))
+    assert (row["method"], row["psp_reference"], row["payment_intent"]) == (
+        "terminal",
+        tap["psp_ref"],
+        "",
+    )
     assert tap["receipt_url"].startswith(settings.PUBLIC_BASE_URL + "/")
     path = tap["receipt_url"].removeprefix(settings.PUBLIC_BASE_URL)
     page = client.get(path)
