@@ -1,3 +1,4 @@
+# ruff: noqa: F811 (the fixtures imported from tests/test_ocpp.py are parameters here)
 """A charger's own payment terminal (OCPP 2.1): a card tap starts a charge the terminal authorised,
 and NotifySettlement at the end is recorded as a terminal payment with a numbered receipt whose
 signed link goes back to the charger (for its QR code). The gateway and the simulated chargers
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def terminal_station(gateway, loop):  # noqa: F811
+def terminal_station(gateway, loop):
     """An OCPP 2.1 station with a payment terminal, connected and Available: (connector, sim)."""
     connector = ConnectorFactory()
     station, password = make_station(connector, protocol="ocpp2.1")
@@ -56,7 +57,7 @@ def pdf_text(content: bytes) -> str:
     return " ".join(" ".join(page.extract_text().split()) for page in reader.pages)
 
 
-def settle_again(loop, sim, tap, amount=None):  # noqa: F811
+def settle_again(loop, sim, tap, amount=None):
     return loop.run(
         sim.cp.call(
             sim.cp.calls.NotifySettlement(
@@ -76,7 +77,7 @@ def test_tap_settles_into_a_receipt_the_terminal_links_to(
     loop,
     client,
     settings,
-    admin_client,  # noqa: F811
+    admin_client,
 ):
     connector, sim = terminal_station
     tap = loop.run(sim.tap(seconds=1))
@@ -140,7 +141,7 @@ def test_tap_settles_into_a_receipt_the_terminal_links_to(
     assert Payment.objects.get().amount_captured == payment.amount_captured
 
 
-def test_a_settlement_other_than_our_price_is_flagged(terminal_station, loop, settings):  # noqa: F811
+def test_a_settlement_other_than_our_price_is_flagged(terminal_station, loop, settings):
     settings.TERMINAL_SETTLEMENT_TOLERANCE_CENTS = 1
     _, sim = terminal_station
     tap = loop.run(sim.tap(seconds=0.6, amount=12.34))
@@ -188,7 +189,7 @@ def _tx_event(seq, kind, wh):
     return payload
 
 
-def test_malformed_settlements_get_callerror_and_change_nothing(gateway, loop):  # noqa: F811
+def test_malformed_settlements_get_callerror_and_change_nothing(gateway, loop):
     connector = ConnectorFactory()
     station, password = make_station(connector, protocol="ocpp2.1")
     bad = [
@@ -233,13 +234,13 @@ def test_malformed_settlements_get_callerror_and_change_nothing(gateway, loop): 
     assert (payment.amount_captured, payment.psp_reference) == (123, "PSP-RAW-1")
 
 
-def test_a_tap_needs_ocpp_21(gateway, loop):  # noqa: F811
+def test_a_tap_needs_ocpp_21(gateway, loop):
     sim = SimulatedStation(url=gateway.url, identity="X", password="x", version="ocpp2.0.1")
     with pytest.raises(ValueError, match="2.1"):
         loop.run(sim.tap())
 
 
-def test_settlement_errors_reach_the_charger_as_ocpp_errors(terminal_station, loop):  # noqa: F811
+def test_settlement_errors_reach_the_charger_as_ocpp_errors(terminal_station, loop):
     _, sim = terminal_station
     with pytest.raises(OCPPError):
         loop.run(
