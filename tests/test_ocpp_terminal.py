@@ -13,6 +13,7 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from ocpp.exceptions import OCPPError
 from pypdf import PdfReader
@@ -256,3 +257,25 @@ def test_settlement_errors_reach_the_charger_as_ocpp_errors(terminal_station, lo
             )
         )
     assert not Payment.objects.exists()
+
+
+def test_ocpp_tap_command_taps_as_the_station_and_prints_the_receipt(gateway):
+    connector = ConnectorFactory()
+    station, password = make_station(connector, protocol="ocpp2.1")
+    out = io.StringIO()
+    call_command(
+        "ocpp_tap",
+        station.identity,
+        url=gateway.url,
+        password=password,
+        seconds=1,
+        amount=3.21,
+        speedup=900,
+        meter_interval=0.2,
+        stdout=out,
+    )
+    printed = json.loads(out.getvalue())
+    receipt = Receipt.objects.select_related("payment").get()
+    assert printed["receipt_id"] == receipt.number and printed["amount"] == 3.21
+    assert receipt.payment.amount_captured == 321 and receipt.payment.is_terminal
+    assert receipt_from_token(printed["receipt_url"].rsplit("/", 2)[-2]) == receipt
