@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 
 from checkout.lookup import receipt_from_token
 from checkout.models import ChargingSession, Payment, Receipt, ReceiptCounter
+from checkout.refunds import RefundError, payment_refund
 from checkout.states import PaymentStatus as P
 from checkout.states import SessionStatus as S
 from stations.csms.ocpp.charger import SimulatedStation
@@ -279,3 +280,12 @@ def test_ocpp_tap_command_taps_as_the_station_and_prints_the_receipt(gateway):
     assert printed["receipt_id"] == receipt.number and printed["amount"] == 3.21
     assert receipt.payment.amount_captured == 321 and receipt.payment.is_terminal
     assert receipt_from_token(printed["receipt_url"].rsplit("/", 2)[-2]) == receipt
+    # Its PSP took the money: a refund from our admin (through Stripe) is refused, nothing recorded.
+    with pytest.raises(RefundError, match="payment terminal"):
+        payment_refund(
+            payment_id=receipt.payment.pk,
+            amount=100,
+            reason="requested_by_customer",
+            requested_by="finance",
+        )
+    assert not receipt.payment.refunds.exists()
