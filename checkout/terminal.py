@@ -52,7 +52,7 @@ def terminal_payment_record(
     `usage` what was measured (kwh, started_at, ended_at). Returns the receipt, the same one for a
     repeated settlement. Call inside the caller's transaction (it holds the charge's row lock).
     """
-    existing = _existing(settlement.psp_reference)
+    existing = _existing(settlement.psp_reference, reference)
     if existing is not None:
         return existing
     amount = cents(settlement.amount)
@@ -90,7 +90,7 @@ def terminal_payment_record(
                 )
         except IntegrityError:
             # The same settlement arrived twice at once: the other one recorded it.
-            existing = _existing(settlement.psp_reference)
+            existing = _existing(settlement.psp_reference, reference)
             if existing is None:
                 raise
             return existing
@@ -114,10 +114,13 @@ def terminal_payment_record(
     return receipt
 
 
-def _existing(psp_reference: str) -> Receipt | None:
-    payment = Payment.objects.filter(psp_reference=psp_reference).first()
+def _existing(psp_reference: str, reference: str) -> Receipt | None:
+    payment = Payment.objects.select_related("session").filter(psp_reference=psp_reference).first()
     if payment is None:
         return None
+    if payment.session.csms_reference != reference:
+        # Another charge was settled under this reference: its receipt is not this one's.
+        raise SettlementError("that pspRef settled another charge")
     receipt = Receipt.objects.filter(payment=payment).first()
     return receipt if receipt is not None else receipt_issue(payment_id=payment.pk)
 

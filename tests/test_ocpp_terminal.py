@@ -171,13 +171,13 @@ def _settlement(**fields):
     return {k: v for k, v in payload.items() if v is not None}
 
 
-def _tx_event(seq, kind, wh):
+def _tx_event(seq, kind, wh, tid="TERM-1"):
     payload = {
         "eventType": kind,
         "timestamp": f"2026-06-01T10:0{seq}:00Z",
         "triggerReason": "Authorized" if kind == "Started" else "StopAuthorized",
         "seqNo": seq,
-        "transactionInfo": {"transactionId": "TERM-1"},
+        "transactionInfo": {"transactionId": tid},
         "evse": {"id": 1, "connectorId": 1},
         "meterValue": [
             {
@@ -222,9 +222,14 @@ def test_malformed_settlements_get_callerror_and_change_nothing(gateway, loop):
             await call(2, "TransactionEvent", _tx_event(1, "Ended", 102.0))
             replies = [await call(10 + n, "NotifySettlement", p) for n, p in enumerate(bad)]
             good = await call(99, "NotifySettlement", _settlement())
-            return started, early, replies, good
+            # A second charge presenting the same PSP reference: not the first one's receipt.
+            await call(100, "TransactionEvent", _tx_event(2, "Started", 102.0, tid="TERM-2"))
+            await call(101, "TransactionEvent", _tx_event(3, "Ended", 103.0, tid="TERM-2"))
+            reused = await call(102, "NotifySettlement", _settlement(transactionId="TERM-2"))
+            return started, early, replies, good, reused
 
-    started, early, replies, good = loop.run(converse())
+    started, early, replies, good, reused = loop.run(converse())
+    assert reused[0] == 4 and "another charge" in reused[3]
     assert started[2]["idTokenInfo"]["status"] == "Accepted"  # the terminal's authorisation
     assert early[0] == 4
     assert [r[0] for r in replies] == [4] * len(bad), replies
