@@ -9,17 +9,15 @@ amount. A repeated settlement (same PSP reference) finds the first one and chang
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from stations import tariffs
+from stations.csms.base import SettlementRefused, TerminalSettlement
 
 from . import tasks
+from .lookup import receipt_link
 from .models import ChargingSession, Payment, Receipt
 from .receipts import receipt_issue
 from .states import PaymentStatus as P
@@ -27,31 +25,29 @@ from .states import SessionStatus as S
 from .transitions import acting_as, flag_attention, queue_on_commit, record_event
 
 
-class SettlementError(ValueError):
+class SettlementError(SettlementRefused):
     """A settlement we cannot record (nothing was recorded); the message says why."""
-
-
-@dataclass(frozen=True)
-class Settlement:
-    psp_reference: str
-    amount: Decimal  # major units, as the terminal reports it
-    settled_at: datetime
-    status_info: str = ""
 
 
 def cents(amount: Decimal) -> int:
     return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def terminal_payment_record(
-    *, settlement: Settlement, connector, reference: str, quote: tariffs.Quote, usage: dict
-) -> Receipt:
+def settlement_answer(settlement: TerminalSettlement) -> dict:
+    """What the station is told (registered with stations.csms.base): the receipt's number and
+    its signed link, for the terminal's QR code."""
+    receipt = terminal_payment_record(settlement=settlement)
+    return {"receipt_id": receipt.number[:50], "receipt_url": receipt_link(receipt, absolute=True)}
+
+
+def terminal_payment_record(*, settlement: TerminalSettlement) -> Receipt:
     """Record a settled terminal payment for one ended charge and issue its receipt (once).
 
-    `reference` names the charge (the session's csms_reference); `quote` is our price of it and
-    `usage` what was measured (kwh, started_at, ended_at). Returns the receipt, the same one for a
-    repeated settlement. Call inside the caller's transaction (it holds the charge's row lock).
+    `settlement.reference` names the charge (the session's csms_reference), `quote` is our price
+    of it. Returns the receipt, the same one for a repeated settlement. Call inside the caller's
+    transaction (it holds the charge's row lock).
     """
+    reference, connector, quote = settlement.reference, settlement.connector, settlement.quote
     existing = _existing(settlement.psp_reference, reference)
     if existing is not None:
         return existing
@@ -59,7 +55,7 @@ def terminal_payment_record(
     if amount <= 0 or settlement.amount != settlement.amount.quantize(Decimal("0.01")):
         raise SettlementError("settlementAmount must be a positive amount in cents")
     evse = connector.evse
-    tariff = connector.tariff_at(usage["started_at"])
+    tariff = connector.tariff_at(settlement.started_at)
     ours = cents(quote.total_incl_vat)
     with acting_as("csms"):
         try:
@@ -71,11 +67,11 @@ def terminal_payment_record(
                     tariff_snapshot=tariff.ocpi,
                     time_zone=evse.location.time_zone,
                     csms_reference=reference,
-                    csms_session_id=usage.get("csms_session_id", "")[:64],
-                    kwh=usage["kwh"],
-                    started_at=usage["started_at"],
-                    measured_at=usage["ended_at"],
-                    ended_at=usage["ended_at"],
+                    csms_session_id=settlement.csms_session_id[:64],
+                    kwh=settlement.kwh,
+                    started_at=settlement.started_at,
+                    measured_at=settlement.ended_at,
+                    ended_at=settlement.ended_at,
                     cost_incl_vat=quote.total_incl_vat,
                     final_breakdown=quote.as_dict(),
                 )
@@ -123,7 +119,3 @@ def _existing(psp_reference: str, reference: str) -> Receipt | None:
         raise SettlementError("that pspRef settled another charge")
     receipt = Receipt.objects.filter(payment=payment).first()
     return receipt if receipt is not None else receipt_issue(payment_id=payment.pk)
-
-
-def new_reference() -> str:
-    return f"TP{uuid.uuid4().hex[:22].upper()}"

@@ -36,9 +36,7 @@ from ocpp.v201 import call_result as result201
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from checkout.terminal import SettlementError
-
-from ..base import deliver_update
+from ..base import SettlementRefused, deliver_update
 from . import control, store
 
 log = logging.getLogger(__name__)
@@ -178,7 +176,7 @@ class Csms21(CsmsHandlers, ChargePoint21):
         """The station's payment terminal settled a charge: a receipt for its QR code."""
         try:
             answer = await db(store.settlement)(self.id, request)
-        except SettlementError as exc:
+        except SettlementRefused as exc:
             # A CALLERROR (the ocpp package sends it for an OCPPError); nothing was recorded.
             raise PropertyConstraintViolationError(description=str(exc)[:200]) from exc
         except Exception as exc:  # rolled back: the terminal may send it again

@@ -4,6 +4,7 @@ sync_to_async from the gateway's event loop). Nothing here talks to a socket."""
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -16,7 +17,13 @@ from stations import tariffs
 from stations.models import ChargingStation, Connector, Evse, OcppEvse, OcppTransaction
 from stations.models import OcppTransactionEvent as Event
 
-from ..base import SessionStatus, SessionUpdate
+from ..base import (
+    SessionStatus,
+    SessionUpdate,
+    SettlementRefused,
+    TerminalSettlement,
+    deliver_settlement,
+)
 
 log = logging.getLogger(__name__)
 
@@ -301,14 +308,11 @@ def _time(value) -> datetime:
 def settlement(identity: str, request: dict) -> dict:
     """NotifySettlement (OCPP 2.1, snake_case payload): the terminal's PSP settled a charge.
 
-    A settled payment for an ended charge of this station is recorded (checkout/terminal.py) with
-    its receipt; the answer carries the receipt's number and signed link for the terminal's QR
-    code. A repeat (same pspRef) answers the same. Raises SettlementError when it cannot be
-    recorded (the gateway answers a CALLERROR; nothing is stored).
+    A settled payment for an ended charge of this station, paid with that pspRef, goes to checkout
+    (a terminal payment and its receipt); the answer carries the receipt's number and signed link
+    for the terminal's QR code. A repeat (same pspRef) answers the same. Raises SettlementRefused
+    when it cannot be recorded (the gateway answers a CALLERROR; nothing is stored).
     """
-    from checkout import terminal
-    from checkout.lookup import receipt_link
-
     if request["status"] != "Settled":
         # Canceled / Rejected / Failed: no money moved, nothing to record or receipt.
         log.info("%s: settlement %s %s", identity, request["psp_ref"], request["status"])
@@ -317,9 +321,9 @@ def settlement(identity: str, request: dict) -> dict:
         amount = Decimal(str(request["settlement_amount"]))
         settled_at = _time(request["settlement_time"])
     except (InvalidOperation, ValueError) as exc:
-        raise terminal.SettlementError(str(exc)) from exc
+        raise SettlementRefused(str(exc)) from exc
     if not amount.is_finite():
-        raise terminal.SettlementError("settlementAmount is not a number")
+        raise SettlementRefused("settlementAmount is not a number")
     with transaction.atomic():
         tx = (
             OcppTransaction.objects.select_for_update(of=("self",))
@@ -328,30 +332,26 @@ def settlement(identity: str, request: dict) -> dict:
             .first()
         )
         if tx is None or not request.get("transaction_id"):
-            raise terminal.SettlementError("no transaction with that transactionId at this station")
+            raise SettlementRefused("no transaction with that transactionId at this station")
         if tx.psp_ref != request["psp_ref"]:
-            raise terminal.SettlementError("the transaction was not paid with that pspRef")
+            raise SettlementRefused("the transaction was not paid with that pspRef")
         if tx.state != OcppTransaction.State.ENDED or tx.connector is None:
-            raise terminal.SettlementError("the transaction has not ended")
+            raise SettlementRefused("the transaction has not ended")
         if tx.reference is None:
-            tx.reference = terminal.new_reference()
+            tx.reference = f"TP{uuid.uuid4().hex[:22].upper()}"
             tx.save(update_fields=["reference"])
-        quote = price(tx)
-        receipt = terminal.terminal_payment_record(
-            settlement=terminal.Settlement(
+        return deliver_settlement(
+            TerminalSettlement(
                 psp_reference=request["psp_ref"],
                 amount=amount,
                 settled_at=settled_at,
                 status_info=request.get("status_info") or "",
-            ),
-            connector=tx.connector,
-            reference=tx.reference,
-            quote=quote,
-            usage={
-                "kwh": kwh(tx),
-                "started_at": tx.started_at,
-                "ended_at": tx.ended_at,
-                "csms_session_id": f"OCPP-{identity}-{tx.transaction_id}",
-            },
+                connector=tx.connector,
+                reference=tx.reference,
+                quote=price(tx),
+                kwh=kwh(tx),
+                started_at=tx.started_at,
+                ended_at=tx.ended_at,
+                csms_session_id=f"OCPP-{identity}-{tx.transaction_id}",
+            )
         )
-    return {"receipt_id": receipt.number[:50], "receipt_url": receipt_link(receipt, absolute=True)}
