@@ -105,6 +105,8 @@ class PaymentEventInline(ReadOnlyMixin, admin.TabularInline):
 class PaymentInline(ReadOnlyMixin, admin.StackedInline):
     model = Payment
     readonly_fields = (
+        "method",
+        "psp_reference",
         "status",
         "currency",
         "held",
@@ -208,12 +210,19 @@ class ChargingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "shortfall",
         "needs_attention",
     )
-    list_filter = (NeedsAttentionFilter, "status", "payment__status", "evse__location__operator")
+    list_filter = (
+        NeedsAttentionFilter,
+        "status",
+        "payment__status",
+        "payment__method",
+        "evse__location__operator",
+    )
     list_select_related = ("evse", "payment")
     search_fields = (
         "evse__evse_id",
         "csms_reference",
         "payment__stripe_payment_intent_id",
+        "payment__psp_reference",
         "public_id",
     )
     inlines = (PaymentInline, SignedMeterDataInline, PaymentEventInline)
@@ -572,9 +581,13 @@ class ReceiptAdmin(DocumentAdmin):
         "total_display",
         "emailed_at",
         "replaced_by",
+        "payment_method",
         "pdf_link",
     )
-    list_filter = admin_finance.finance_filters("payment__session__evse__location")
+    list_filter = (
+        *admin_finance.finance_filters("payment__session__evse__location"),
+        ("payment__method", admin.ChoicesFieldListFilter),
+    )
     date_hierarchy = "issued_at"
     list_select_related = ("operator", "payment", "invoice")
     search_fields = ("number",)
@@ -593,6 +606,11 @@ class ReceiptAdmin(DocumentAdmin):
     )
     readonly_fields = fields
     actions = ("export_csv",)
+
+    @admin.display(description="paid by", ordering="payment__method")
+    def payment_method(self, receipt):
+        # A terminal payment was settled by the charger's own PSP: no Stripe object behind it.
+        return receipt.payment.get_method_display()
 
     @admin.display(description="replaced by invoice")
     def replaced_by(self, receipt):

@@ -105,6 +105,9 @@ COLUMNS = [
     Column("gross", both("total_incl_vat"), amount),
     Column("refunded", (paid("amount_refunded")[0], None), amount),
     Column("payment_intent", paid("stripe_payment_intent_id")),
+    # card (Stripe) or terminal (settled by the charger's own terminal; its PSP's reference).
+    Column("method", paid("method")),
+    Column("psp_reference", paid("psp_reference")),
     # What Stripe booked for the capture (checkout/reconciliation.py keeps them right).
     Column("stripe_charge_id", (paid("stripe_charge_id")[0], None)),
     Column("stripe_fee", (paid("stripe_fee")[0], None), amount),

@@ -109,6 +109,13 @@ class SignedMeterData(models.Model):
 
 
 class Payment(models.Model):
+    """What the driver paid for a session: a Stripe hold we capture (card), or the settlement a
+    charger's own payment terminal reports over OCPP 2.1 (terminal; no Stripe object at all)."""
+
+    class Method(models.TextChoices):
+        CARD = "card", "Card not present (Stripe)"
+        TERMINAL = "terminal", "Payment terminal at the charger"
+
     session = models.OneToOneField(
         ChargingSession, on_delete=models.PROTECT, related_name="payment"
     )
@@ -119,6 +126,11 @@ class Payment(models.Model):
     amount_refunded = models.PositiveIntegerField(default=0)
     shortfall = models.PositiveIntegerField(
         default=0, help_text="Final cost above the hold, not charged."
+    )
+    method = models.CharField(max_length=10, choices=Method, default=Method.CARD, editable=False)
+    # The terminal's PSP reference (NotifySettlement.pspRef): a repeated settlement finds it.
+    psp_reference = models.CharField(
+        max_length=255, unique=True, null=True, blank=True, editable=False
     )
     stripe_payment_intent_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
     client_secret = models.CharField(max_length=128, blank=True, editable=False)
@@ -144,8 +156,22 @@ class Payment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        constraints = (
+            # A terminal payment is settled by the terminal's PSP: it never has a Stripe intent.
+            models.CheckConstraint(
+                condition=Q(method="card", psp_reference__isnull=True)
+                | Q(method="terminal", psp_reference__isnull=False, stripe_payment_intent_id=None),
+                name="payment_method_matches_references",
+            ),
+        )
+
     def __str__(self):
         return f"{self.amount_held / 100:.2f} {self.currency} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.method == self.Method.TERMINAL
 
     @property
     def refundable(self) -> int:

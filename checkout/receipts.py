@@ -359,6 +359,14 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
         page.line(operator.vat_exemption_text or _("VAT exemption: reason not stated"), size=9)
     page.gap()
 
+    if payment.is_terminal:
+        # Settled by the charger's own terminal: nothing was held, nothing is released.
+        page.row(_("Paid with"), _("Payment terminal at the charger"))
+        page.row(_("Payment reference"), payment.psp_reference[:60])
+        page.gap(6)
+        if operator.support_contact:
+            page.line(_("Questions? %(contact)s") % {"contact": operator.support_contact}, size=9)
+        return page.finish()
     if payment.wallet:
         method = payment.wallet.replace("_", " ").title()
     else:

@@ -53,6 +53,11 @@ def payment_refund(
         payment = lock_payment(pk=payment_id)
         if payment.status not in (P.CAPTURED, P.PARTIALLY_REFUNDED):
             raise RefundError("Only a captured payment can be refunded. Nothing was refunded.")
+        if payment.is_terminal:
+            raise RefundError(
+                "This was paid at the charger's payment terminal: refund it with that terminal's "
+                "payment provider. Nothing was refunded."
+            )
         if seen is not None and seen != refunds_seen(payment):
             raise RefundError(
                 "Another refund was requested for this payment since this page was opened. "

@@ -273,6 +273,9 @@ SIMULATOR_SLOW_START_SECONDS = env.float("SIMULATOR_SLOW_START_SECONDS", default
 OCPP_COMMAND_TIMEOUT_SECONDS = env.float("OCPP_COMMAND_TIMEOUT_SECONDS", default=30.0)
 # What chargers are told to connect to (shown when a station is registered): the gateway behind TLS.
 OCPP_PUBLIC_URL = env.str("OCPP_PUBLIC_URL", default="ws://127.0.0.1:9000/ocpp/")
+# A charger's payment terminal settles by itself (NotifySettlement): a settled amount further than
+# this from our price of the charge is flagged for staff.
+TERMINAL_SETTLEMENT_TOLERANCE_CENTS = env.int("TERMINAL_SETTLEMENT_TOLERANCE_CENTS", default=1)
 
 # Checkout integrity (issue 10). A checkout still waiting for 3-D Secure this long after Pay is
 # failed and its intent canceled, so an unanswered challenge cannot hold an EVSE for long.

@@ -98,7 +98,8 @@ class OcppTransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "started_at",
         "ended_at",
         "stopped_reason",
+        "psp_ref",
     )
     list_filter = ("state",)
-    search_fields = ("reference", "transaction_id", "station__identity")
+    search_fields = ("reference", "transaction_id", "station__identity", "psp_ref")
     inlines = (OcppTransactionEventInline,)

@@ -104,6 +104,8 @@ class OcppTransaction(models.Model):
         "stations.Connector", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     id_token = models.CharField(max_length=36, blank=True, help_text="The ad hoc idToken we sent.")
+    # A charge its own payment terminal authorised (idToken type DirectPayment): the PSP reference.
+    psp_ref = models.CharField("terminal's PSP reference", max_length=255, blank=True)
     transaction_id = models.CharField("station's transactionId", max_length=36, blank=True)
     state = models.CharField(max_length=10, choices=State, default=State.REQUESTED)
     max_cost = models.DecimalField(

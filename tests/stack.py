@@ -123,6 +123,7 @@ class Stack:
         visibility_timeout_seconds: int | None = None,
         ocpp: bool = False,
         localstripe_command: list[str] | None = None,
+        ocpp_gateways: int = 1,
     ):
         """`stripe_proxy`: the children reach localstripe through a FaultProxy (`stack.proxy`) run by
         the test process, so a test can inject Stripe faults and count the requests that got through;
@@ -143,6 +144,12 @@ class Stack:
         self.ocpp = ocpp
         self.ocpp_port = free_port() if ocpp else None
         self.localstripe_command = localstripe_command
+        # More than one gateway process: the demo stations are spread over them (round robin),
+        # each gateway's chargers run by their own `ocpp_charger`. (ws port, control port) each.
+        self.ocpp_gateways = [
+            (self.ocpp_port if n == 0 else free_port(), free_port())
+            for n in range(ocpp_gateways if ocpp else 0)
+        ]
         self.proxy: FaultProxy | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="directpay-stack-"))
         self.var_dir = self.tmp / "var"
@@ -276,34 +283,43 @@ class Stack:
             self._start_ocpp()
 
     def _start_ocpp(self) -> None:
-        control = free_port()
-        self._spawn(
-            "ocpp",
-            [
-                sys.executable,
-                "manage.py",
-                "ocpp_gateway",
-                "--port",
-                str(self.ocpp_port),
-                "--control-port",
-                str(control),
-            ],
-        )
-        self._wait_for_log("ocpp", "server listening", timeout=60)
-        self._spawn(
-            "chargers",
-            [
-                sys.executable,
-                "manage.py",
-                "ocpp_charger",
-                "--url",
-                f"ws://127.0.0.1:{self.ocpp_port}/ocpp",
-                "--speedup",
-                str(self.speedup * 15),
-                "--meter-interval",
-                "0.5",
-            ],
-        )
+        from stations import demo
+
+        identities = sorted(demo.OCPP_STATIONS)
+        for n, (port, control) in enumerate(self.ocpp_gateways):
+            name = "ocpp" if n == 0 else f"ocpp{n + 1}"
+            self._spawn(
+                name,
+                [
+                    sys.executable,
+                    "manage.py",
+                    "ocpp_gateway",
+                    "--port",
+                    str(port),
+                    "--control-port",
+                    str(control),
+                ],
+            )
+            self._wait_for_log(name, "server listening", timeout=60)
+            stations = []
+            if len(self.ocpp_gateways) > 1:
+                for identity in identities[n :: len(self.ocpp_gateways)]:
+                    stations += ["--station", identity]
+            self._spawn(
+                "chargers" if n == 0 else f"chargers{n + 1}",
+                [
+                    sys.executable,
+                    "manage.py",
+                    "ocpp_charger",
+                    "--url",
+                    f"ws://127.0.0.1:{port}/ocpp",
+                    "--speedup",
+                    str(self.speedup * 15),
+                    "--meter-interval",
+                    "0.5",
+                    *stations,
+                ],
+            )
         poll(
             lambda: (
                 (

@@ -39,6 +39,10 @@ def records(db, settings, tmp_path):
     station.save()
     OcppEvse.objects.create(evse=connector.evse, station=station, evse_number=1)
     OcppTransaction.objects.create(station=station, reference="DPTEST", transaction_id="T1")
+    # A charge its payment terminal authorised and settled (a terminal payment, its receipt).
+    OcppTransaction.objects.create(
+        station=station, reference="TPTEST", transaction_id="T2", psp_ref="PSP-1"
+    )
     # A receipt and a credit note, for their PDF pages.
     payment = finished_payment(energy("0.50", vat_rate=21), kwh="10")
     issue(payment)

@@ -86,6 +86,8 @@ def test_one_row_per_receipt_and_credit_note_with_money_zones_and_escaping(docum
         "gross": "6.13",
         "refunded": "1.00",
         "payment_intent": "pi_export_1",
+        "method": "card",
+        "psp_reference": "",
         "stripe_charge_id": "ch_export_1",
         "stripe_fee": "0.47",
         "net 21%": "5.07",
@@ -98,6 +100,7 @@ def test_one_row_per_receipt_and_credit_note_with_money_zones_and_escaping(docum
     assert second["issue_date"] == "2026-08-01" and second["kwh"] == second["refunded"] == ""
     assert second["evse_id"] == "'" + EVIL and second["payment_intent"] == "pi_export_1"
     assert second["stripe_charge_id"] == second["stripe_fee"] == ""
+    assert second["method"] == "card"
 
 
 def test_the_export_follows_the_lists_filters_and_omits_notes_without_their_permission(

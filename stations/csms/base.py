@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from stations.models import Connector
+    from stations.tariffs import Quote
 
 
 class CsmsError(Exception):
@@ -106,6 +107,27 @@ class SessionUpdate:
     signed_data: SignedData | None = None  # the final record's signed meter data, if any
 
 
+class SettlementRefused(ValueError):
+    """A terminal settlement that cannot be recorded (nothing was); the message says why."""
+
+
+@dataclass(frozen=True)
+class TerminalSettlement:
+    """A charger's own payment terminal settled an ended charge (OCPP 2.1 NotifySettlement)."""
+
+    psp_reference: str
+    amount: Decimal  # major units, as the terminal reports it
+    settled_at: datetime
+    connector: Connector
+    reference: str  # names the charge: the session's csms_reference
+    quote: Quote  # our price of the charge
+    kwh: Decimal
+    started_at: datetime
+    ended_at: datetime
+    csms_session_id: str = ""
+    status_info: str = ""
+
+
 class CsmsAdapter(Protocol):
     def start_session(
         self, *, connector: Connector, reference: str, limits: Limits
@@ -131,6 +153,16 @@ def register_start_result_handler(handler: StartResultHandler) -> None:
 def register_live_check(handler: Callable[[str], bool]) -> None:
     """Called with a reference: may the purchase still charge (paid for, not failed or finished)?"""
     _handlers["live"] = handler
+
+
+def register_settlement_handler(handler: Callable[[TerminalSettlement], dict]) -> None:
+    """Called with a TerminalSettlement; returns {"receipt_id", "receipt_url"} for the station, or
+    raises SettlementRefused."""
+    _handlers["settlement"] = handler
+
+
+def deliver_settlement(settlement: TerminalSettlement) -> dict:
+    return _handler("settlement")(settlement)
 
 
 def _handler(kind: str) -> Callable:

@@ -6,7 +6,8 @@ power times `speedup`, and on 2.1 stops itself once the running cost the CSMS re
 transaction limit (max_cost). Fault modes: `reject` (refuses every start), `silent` (never answers
 a start), `disconnect` (drops the socket during a charge, keeps its TransactionEvents and replays
 them with offline=true after reconnecting, resending the last one it had sent, as a charger
-unsure whether it arrived does).
+unsure whether it arrived does). On 2.1 a card tap on its payment terminal (`tap`) starts a
+charge the terminal authorised (idToken type DirectPayment) and ends with NotifySettlement.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Charge:
     stop_reason: str = ""  # set when it must end: Remote (our stop) or the cost limit
     trigger: str = ""
     max_cost: float | None = None
+    last_cost: float | None = None  # the CSMS's running cost, as its last answer said
     events: list = field(default_factory=list)
 
 
@@ -130,6 +132,7 @@ class SimulatedStation:
         self.offline_queue: list = []
         self.ended: list[Charge] = []
         self.ignored_starts = self.stops_received = self.replayed = 0
+        self.settlements: list = []  # NotifySettlement answers (receipts) of taps
         self._dropped = False
 
     # --- connection ---------------------------------------------------------------------------
@@ -206,9 +209,9 @@ class SimulatedStation:
 
     # --- a charge -----------------------------------------------------------------------------
 
-    async def charge(self, charge: Charge) -> None:
+    async def charge(self, charge: Charge, *, trigger: str = "RemoteStart") -> None:
         await self.status(charge.evse_id, "Occupied")
-        await self._event(charge, "Started", "RemoteStart", "Transaction.Begin")
+        await self._event(charge, "Started", trigger, "Transaction.Begin")
         updates = 0
         while not charge.stop_reason:
             await asyncio.sleep(self.meter_interval)
@@ -244,9 +247,57 @@ class SimulatedStation:
         ):
             charge.stop_reason, charge.trigger = "LocalOutOfCredit", "CostLimitReached"
 
+    async def tap(
+        self, *, evse_id: int | None = None, seconds: float = 2, amount: float | None = None
+    ) -> dict:
+        """A driver taps a card on this station's payment terminal (OCPP 2.1 only).
+
+        The terminal authorises; the charge runs `seconds` (metered as any other), ends, and the
+        terminal settles what the CSMS's last running cost said (or `amount`, to simulate a
+        terminal that settles something else) and sends NotifySettlement. Returns its answer
+        ({"receipt_id", "receipt_url"}), the pspRef and the transactionId.
+        """
+        if self.version != "ocpp2.1":
+            raise ValueError("payment terminals report over OCPP 2.1 only")
+        await self.online.wait()
+        evse_id = evse_id or next(iter(self.evses))
+        psp_ref = f"PSP-{uuid.uuid4().hex[:16].upper()}"
+        charge = Charge(
+            uuid.uuid4().hex[:20],
+            evse_id,
+            {"id_token": psp_ref, "type": "DirectPayment"},
+            0,
+            self.registers[evse_id],
+        )
+        self.charges[charge.transaction_id] = charge
+        running = asyncio.create_task(self.charge(charge, trigger="Authorized"))
+        await asyncio.sleep(seconds)
+        if not charge.stop_reason:
+            charge.stop_reason, charge.trigger = "Local", "StopAuthorized"
+        await running
+        settled = amount if amount is not None else (charge.last_cost or 0)
+        response = await self.cp.call(
+            self.cp.calls.NotifySettlement(
+                psp_ref=psp_ref,
+                status="Settled",
+                settlement_amount=round(float(settled), 2),
+                settlement_time=_now(),
+                transaction_id=charge.transaction_id,
+            ),
+            suppress=False,
+        )
+        self.settlements.append(response)
+        return {
+            "receipt_id": response.receipt_id,
+            "receipt_url": response.receipt_url,
+            "psp_ref": psp_ref,
+            "transaction_id": charge.transaction_id,
+            "amount": settled,
+        }
+
     async def _event(self, charge: Charge, kind, trigger, context, stopped_reason=None):
         info = {"transaction_id": charge.transaction_id}
-        if kind == "Started":
+        if kind == "Started" and charge.id_token.get("type") != "DirectPayment":
             info["remote_start_id"] = charge.remote_start_id
         info["charging_state"] = "EVConnected" if kind == "Ended" else "Charging"
         if stopped_reason:
@@ -277,7 +328,10 @@ class SimulatedStation:
             payload["id_token"] = charge.id_token
         charge.seq_no += 1
         charge.events.append(payload)
-        return await self._send_event(payload)
+        response = await self._send_event(payload)
+        if getattr(response, "total_cost", None) is not None:
+            charge.last_cost = response.total_cost
+        return response
 
     async def _send_event(self, payload: dict):
         if not self.online.is_set():

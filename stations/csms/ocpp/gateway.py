@@ -24,7 +24,7 @@ from http import HTTPStatus
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import InternalError, OCPPError, PropertyConstraintViolationError
 from ocpp.messages import CallError, unpack
 from ocpp.routing import on
 from ocpp.v21 import ChargePoint as ChargePoint21
@@ -36,7 +36,7 @@ from ocpp.v201 import call_result as result201
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from ..base import deliver_update
+from ..base import SettlementRefused, deliver_update
 from . import control, store
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,28 @@ class Csms21(CsmsHandlers, ChargePoint21):
     version = "ocpp2.1"
     results = result21
     calls = call21
+
+    @on("NotifySettlement")
+    async def on_notify_settlement(self, **request):
+        """The station's payment terminal settled a charge: a receipt for its QR code."""
+        try:
+            answer = await db(store.settlement)(self.id, request)
+        except SettlementRefused as exc:
+            # A CALLERROR (the ocpp package sends it for an OCPPError); nothing was recorded.
+            raise PropertyConstraintViolationError(description=str(exc)[:200]) from exc
+        except Exception as exc:  # rolled back: the terminal may send it again
+            log.exception("%s: recording settlement %s failed", self.id, request.get("psp_ref"))
+            raise InternalError(description="the settlement could not be recorded") from exc
+        return SettlementAnswer(answer.get("receipt_id"), answer.get("receipt_url"))
+
+
+@dataclasses.dataclass
+class SettlementAnswer:
+    """NotifySettlement's response. Not the ocpp package's class: its snake_to_camel_case writes
+    receipt_url as "receiptURL", which the OCPP 2.1 schema (receiptUrl) refuses."""
+
+    receipt_id: str | None = None
+    receiptUrl: str | None = None
 
 
 def _summary(raw: str) -> str:

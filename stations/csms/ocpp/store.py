@@ -4,6 +4,7 @@ sync_to_async from the gateway's event loop). Nothing here talks to a socket."""
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -16,11 +17,19 @@ from stations import tariffs
 from stations.models import ChargingStation, Connector, Evse, OcppEvse, OcppTransaction
 from stations.models import OcppTransactionEvent as Event
 
-from ..base import SessionStatus, SessionUpdate
+from ..base import (
+    SessionStatus,
+    SessionUpdate,
+    SettlementRefused,
+    TerminalSettlement,
+    deliver_settlement,
+)
 
 log = logging.getLogger(__name__)
 
 ENERGY = "Energy.Active.Import.Register"
+# OCPP 2.1: the idToken of a charge the station's own payment terminal authorised (its PSP reference).
+DIRECT_PAYMENT = "DirectPayment"
 # OCPP ConnectorStatus -> what the checkout shows (anything but Available refuses Pay).
 EVSE_STATUS = {
     "Available": Evse.Status.AVAILABLE,
@@ -151,6 +160,9 @@ def transaction_event(identity: str, version: str, event: dict) -> EventOutcome:
         if newest:
             tx.last_seq_no = event["seq_no"]
             tx.measured_at = timestamp
+        token = event.get("id_token") or {}
+        if token.get("type") == DIRECT_PAYMENT and not tx.reference and not tx.psp_ref:
+            tx.psp_ref = token.get("id_token", "")[:255]
         if event["event_type"] == "Started" or tx.started_at is None:
             tx.started_at = min(tx.started_at or timestamp, timestamp)
         was_ended = tx.state == OcppTransaction.State.ENDED
@@ -241,9 +253,12 @@ def _response(tx: OcppTransaction, version: str, event: dict) -> dict:
     response = {}
     token = (event.get("id_token") or {}).get("id_token")
     if token:
-        ours = bool(tx.reference) and token == tx.id_token
+        # Ours: the token we sent, or the PSP reference of a payment its terminal took.
+        ours = (bool(tx.reference) and token == tx.id_token) or (
+            bool(tx.psp_ref) and token == tx.psp_ref
+        )
         response["id_token_info"] = {"status": "Accepted" if ours else "Invalid"}
-    priced = price(tx) if tx.reference else None
+    priced = price(tx) if tx.reference or tx.psp_ref else None
     if priced is not None:
         response["total_cost"] = float(priced.total_incl_vat)
     # OCPP 2.1: the charger enforces the spending cap itself (a 2.0.1 charger is stopped by us).
@@ -288,3 +303,55 @@ def _time(value) -> datetime:
     if parsed is None:
         raise ValueError(f"not a date-time: {value!r}")
     return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
+
+
+def settlement(identity: str, request: dict) -> dict:
+    """NotifySettlement (OCPP 2.1, snake_case payload): the terminal's PSP settled a charge.
+
+    A settled payment for an ended charge of this station, paid with that pspRef, goes to checkout
+    (a terminal payment and its receipt); the answer carries the receipt's number and signed link
+    for the terminal's QR code. A repeat (same pspRef) answers the same. Raises SettlementRefused
+    when it cannot be recorded (the gateway answers a CALLERROR; nothing is stored).
+    """
+    if request["status"] != "Settled":
+        # Canceled / Rejected / Failed: no money moved, nothing to record or receipt.
+        log.info("%s: settlement %s %s", identity, request["psp_ref"], request["status"])
+        return {}
+    try:
+        amount = Decimal(str(request["settlement_amount"]))
+        settled_at = _time(request["settlement_time"])
+    except (InvalidOperation, ValueError) as exc:
+        raise SettlementRefused(str(exc)) from exc
+    if not amount.is_finite():
+        raise SettlementRefused("settlementAmount is not a number")
+    with transaction.atomic():
+        tx = (
+            OcppTransaction.objects.select_for_update(of=("self",))
+            .select_related("connector__evse__location")
+            .filter(station__identity=identity, transaction_id=request.get("transaction_id") or "")
+            .first()
+        )
+        if tx is None or not request.get("transaction_id"):
+            raise SettlementRefused("no transaction with that transactionId at this station")
+        if tx.psp_ref != request["psp_ref"]:
+            raise SettlementRefused("the transaction was not paid with that pspRef")
+        if tx.state != OcppTransaction.State.ENDED or tx.connector is None:
+            raise SettlementRefused("the transaction has not ended")
+        if tx.reference is None:
+            tx.reference = f"TP{uuid.uuid4().hex[:22].upper()}"
+            tx.save(update_fields=["reference"])
+        return deliver_settlement(
+            TerminalSettlement(
+                psp_reference=request["psp_ref"],
+                amount=amount,
+                settled_at=settled_at,
+                status_info=request.get("status_info") or "",
+                connector=tx.connector,
+                reference=tx.reference,
+                quote=price(tx),
+                kwh=kwh(tx),
+                started_at=tx.started_at,
+                ended_at=tx.ended_at,
+                csms_session_id=f"OCPP-{identity}-{tx.transaction_id}",
+            )
+        )
