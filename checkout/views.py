@@ -62,23 +62,38 @@ def scan(request, code):
     evse, invalid = _evse_or_invalid(request, code, count=True)
     if invalid:
         return invalid
-    # One connector per EVSE is the rule on public chargers; the first one is sold.
-    connector = evse.connectors.select_related("tariff").order_by("connector_id").first()
-    if connector is None:
+    connectors = list(evse.connectors.select_related("tariff").order_by("connector_id"))
+    if not connectors:
         raise Http404("no connector")
     operator = evse.location.operator
-    tariff = connector.tariff_at(timezone.now())
+    now = timezone.now()
+    # Each connector is sold at its own price (e.g. CCS and CHAdeMO on one DC EVSE); the first is
+    # preselected. Connector status is the EVSE's (OCPI/OCPP report one status per EVSE here).
+    options = []
+    for connector in connectors:
+        tariff = connector.tariff_at(now)
+        options.append(
+            {
+                "connector": connector,
+                "tariff": tariff,
+                # What Pay checks: the content of the price shown here, not the tariff's row.
+                "price_digest": tariff.price_digest,
+                "price_lines": tariffs.price_lines(tariff.ocpi),
+                "currency": tariff.currency,
+            }
+        )
+    chosen = options[0]
     available = evse.status == Evse.Status.AVAILABLE and not selectors.evse_in_use(evse)
     context = languages.activate_for(request, operator) | {
         "evse": evse,
         "location": evse.location,
         "operator": operator,
-        "connector": connector,
-        "tariff": tariff,
-        # What Pay checks: the content of the price shown here, not the tariff's row.
-        "price_digest": tariff.price_digest,
-        "price_lines": tariffs.price_lines(tariff.ocpi),
-        "currency": tariff.currency,
+        "options": options,
+        "connector": chosen["connector"],
+        "tariff": chosen["tariff"],
+        "price_digest": chosen["price_digest"],
+        "price_lines": chosen["price_lines"],
+        "currency": chosen["currency"],
         "holds": [(amount, Decimal(amount) / 100) for amount in operator.hold_amounts],
         "default_hold": operator.default_hold,
         "available": available,
