@@ -67,14 +67,20 @@ def scan(request, code):
         raise Http404("no connector")
     operator = evse.location.operator
     now = timezone.now()
-    # Each connector is sold at its own price (e.g. CCS and CHAdeMO on one DC EVSE); the first is
-    # preselected. Connector status is the EVSE's (OCPI/OCPP report one status per EVSE here).
+    # Each connector is sold at its own price (e.g. CCS and CHAdeMO on one DC EVSE); the first
+    # available one is preselected. The EVSE's status rules all its connectors.
+    evse_state = evse.status
+    if evse_state == Evse.Status.AVAILABLE and selectors.evse_in_use(evse):
+        evse_state = Evse.Status.CHARGING
     options = []
     for connector in connectors:
         tariff = connector.tariff_at(now)
+        state = connector.status if evse_state == Evse.Status.AVAILABLE else evse_state
         options.append(
             {
                 "connector": connector,
+                "state": state,
+                "available": state == Evse.Status.AVAILABLE,
                 "tariff": tariff,
                 # What Pay checks: the content of the price shown here, not the tariff's row.
                 "price_digest": tariff.price_digest,
@@ -82,8 +88,8 @@ def scan(request, code):
                 "currency": tariff.currency,
             }
         )
-    chosen = options[0]
-    available = evse.status == Evse.Status.AVAILABLE and not selectors.evse_in_use(evse)
+    chosen = next((option for option in options if option["available"]), options[0])
+    available = chosen["available"]
     context = languages.activate_for(request, operator) | {
         "evse": evse,
         "location": evse.location,
@@ -97,6 +103,7 @@ def scan(request, code):
         "holds": [(amount, Decimal(amount) / 100) for amount in operator.hold_amounts],
         "default_hold": operator.default_hold,
         "available": available,
+        "chosen": chosen,
         "stripe_js_url": settings.STRIPE_JS_URL,
         "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
         "stripe_mode": "localstripe" if settings.STRIPE_API_BASE else "stripe",

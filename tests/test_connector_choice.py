@@ -165,3 +165,31 @@ def test_a_busy_dual_charger_shows_its_connectors_without_a_choice(client, dual)
     assert 'type="radio"' not in html.split('id="price-h"')[1].split("</fieldset>")[0]
     assert html.count("Out of order") >= 2  # each connector says why it cannot be chosen
     assert "CHAdeMO · DC · 50 kW" in html and "0.5929 EUR" in html
+
+
+def test_a_connector_out_of_order_is_shown_but_not_offered(client, dual, stripe):
+    ccs, chademo = connectors(dual)
+    Connector.objects.filter(pk=ccs.pk).update(status=Evse.Status.OUT_OF_ORDER)
+    html = client.get(checkout_path(dual)).content.decode()
+    radios = re.findall(r'<input type="radio" form="pay-form" name="connector"[^>]*>', html)
+    assert len(radios) == 1 and f'value="{chademo.pk}"' in radios[0] and "checked" in radios[0]
+    assert re.search(r"<strong>CCS · DC · 150 kW</strong>\s*<span[^>]*>Out of order</span>", html)
+    assert f'name="price_{ccs.pk}"' not in html
+    assert page_form(html)["price"] == chademo.tariff.price_digest  # the one preselected
+    # Posting it anyway (a page from before it broke) holds nothing.
+    before = len(stripe.payment_intents())
+    response = post_pay(
+        client, dual, stripe, {"connector": ccs.pk, "price": ccs.tariff.price_digest}
+    )
+    assert response.status_code == 409 and response.json()["held"] is False
+    assert "connector is not available" in response.json()["message"]
+    assert len(stripe.payment_intents()) == before
+    assert not Payment.objects.filter(stripe_payment_intent_id__isnull=False).exists()
+
+
+def test_a_single_connector_out_of_order_says_so(client, db, stripe):
+    demo.seed()
+    evse = Evse.objects.get(evse_id="NL*DPY*E0002*1")
+    evse.connectors.update(status=Evse.Status.OUT_OF_ORDER)
+    html = client.get(checkout_path(evse)).content.decode()
+    assert '<p class="badge bad">Out of order</p>' in html and 'id="pay-form"' not in html

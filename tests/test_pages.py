@@ -296,9 +296,12 @@ def test_qr_url_command(dc, capsys):
 
 def test_seed_demo_is_idempotent(db):
     call_command("seed_demo", "--admin-password", "pw-for-test-only")
-    first = (Evse.objects.count(), list(Evse.objects.values_list("pk", "evse_id")))
+    first = (Evse.objects.count(), list(Evse.objects.order_by("pk").values_list("pk", "evse_id")))
     call_command("seed_demo")
-    assert (Evse.objects.count(), list(Evse.objects.values_list("pk", "evse_id"))) == first
+    assert (
+        Evse.objects.count(),
+        list(Evse.objects.order_by("pk").values_list("pk", "evse_id")),
+    ) == first
     # three on the simulator (AC, DC, DC with CCS and CHAdeMO), two OCPP direct (2.0.1 AC, 2.1 DC)
     assert first[0] == 5
     stations = {s.identity: s for s in ChargingStation.objects.all()}
