@@ -134,7 +134,7 @@ def seed() -> list[Evse]:
 def _seed_dual(location, ccs_tariff, chademo_tariff) -> Evse:
     """One DC EVSE with two connectors, each with its own power and price: the driver chooses."""
     evse, _ = Evse.objects.update_or_create(
-        evse_id="NL*DPY*E0003*1", defaults={"location": location, "uid": "NL-DPY-E0003-1"}
+        evse_id="NL*DPY*E0002*2", defaults={"location": location, "uid": "NL-DPY-E0002-2"}
     )
     for connector_id, standard, kw, tariff in (
         ("1", Connector.Standard.CCS, "150", ccs_tariff),

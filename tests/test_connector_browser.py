@@ -21,7 +21,7 @@ from tests.test_weak_signal import assert_no_axe_violations
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
-DUAL = "NL*DPY*E0003*1"
+DUAL = "NL*DPY*E0002*2"
 CCS = "CCS · DC · 150 kW"
 CHADEMO = "CHAdeMO · DC · 50 kW"
 

@@ -18,7 +18,7 @@ VISA = "4242424242424242"
 @pytest.fixture
 def dual(db, stripe):
     demo.seed()
-    return Evse.objects.get(evse_id="NL*DPY*E0003*1")
+    return Evse.objects.get(evse_id="NL*DPY*E0002*2")
 
 
 def checkout_path(evse):
