@@ -36,7 +36,9 @@ from django.test.utils import CaptureQueriesContext
 
 from stations import demo, qr
 
-BUDGET_BYTES, BUDGET_QUERIES = 30 * 1024, 4
+# Queries: here (local memory cache) the scan's mark is one of them, an INSERT; with the production
+# Redis cache it is held in Redis and the page writes nothing (bench/checkout_rate.py).
+BUDGET_BYTES, BUDGET_QUERIES = 30 * 1024, 2
 THROTTLE = {"kbps": 400, "rtt_ms": 400}
 
 call_command("migrate", verbosity=0)
@@ -66,9 +68,10 @@ print(
 )
 # BEGIN/COMMIT/SAVEPOINT are transaction control (SQLite logs them), not queries.
 real = [s for s in statements if s.upper() not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")]
+reads = [s for s in real if s.upper() == "SELECT"]
 print(
-    f"{'SQL queries':>14}: {len(real)} ({len(real)}/{BUDGET_QUERIES} of budget; logged: "
-    f"{', '.join(statements)})"
+    f"{'SQL queries':>14}: {len(reads)} read(s) ({len(reads)}/{BUDGET_QUERIES} of budget), "
+    f"{len(real) - len(reads)} statement(s) writing the scan's mark (none with Redis)"
 )
 
 

@@ -506,8 +506,63 @@ class DisputeAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return money(dispute.amount, dispute.payment.currency)
 
 
+class DocumentAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Receipts, credit notes and invoices: numbered PDFs, amounts shown as money, one download
+    each (needs the model's view permission); the PDF bytes stay in the database until then."""
+
+    def currency(self, document) -> str:
+        raise NotImplementedError
+
+    def document_pdf(self, document) -> bytes:
+        raise NotImplementedError
+
+    def extra_urls(self) -> list:
+        return []
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("pdf")
+
+    @admin.display(description="net", ordering="total_excl_vat")
+    def net_display(self, document):
+        return money(document.total_excl_vat, self.currency(document))
+
+    @admin.display(description="VAT", ordering="vat_amount")
+    def vat_display(self, document):
+        return money(document.vat_amount, self.currency(document))
+
+    @admin.display(description="total", ordering="total_incl_vat")
+    def total_display(self, document):
+        return money(document.total_incl_vat, self.currency(document))
+
+    def _pdf_url_name(self) -> str:
+        return f"{self.opts.app_label}_{self.opts.model_name}_pdf"
+
+    @admin.display(description="PDF")
+    def pdf_link(self, document):
+        url = reverse(f"admin:{self._pdf_url_name()}", args=[document.pk])
+        return format_html('<a href="{}">{}.pdf</a>', url, document.number)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name=self._pdf_url_name(),
+            ),
+        ]
+        return own + self.extra_urls() + super().get_urls()
+
+    def pdf_view(self, request, pk):
+        if not request.user.has_perm(f"{self.opts.app_label}.view_{self.opts.model_name}"):
+            raise PermissionDenied
+        document = get_object_or_404(self.model, pk=pk)
+        response = HttpResponse(self.document_pdf(document), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{document.number}.pdf"'
+        return response
+
+
 @admin.register(Receipt)
-class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReceiptAdmin(DocumentAdmin):
     list_display = (
         "number",
         "issued_at",
@@ -547,21 +602,11 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
         url = reverse("admin:checkout_invoice_change", args=[invoice.pk])
         return format_html('<a href="{}">{}</a>', url, invoice.number)
 
-    def get_queryset(self, request):
-        # The PDF bytes stay in the database until someone downloads them.
-        return super().get_queryset(request).defer("pdf")
+    def currency(self, receipt) -> str:
+        return receipt.payment.currency
 
-    @admin.display(description="net", ordering="total_excl_vat")
-    def net_display(self, receipt):
-        return money(receipt.total_excl_vat, receipt.payment.currency)
-
-    @admin.display(description="VAT", ordering="vat_amount")
-    def vat_display(self, receipt):
-        return money(receipt.vat_amount, receipt.payment.currency)
-
-    @admin.display(description="total", ordering="total_incl_vat")
-    def total_display(self, receipt):
-        return money(receipt.total_incl_vat, receipt.payment.currency)
+    def document_pdf(self, receipt) -> bytes:
+        return receipts.receipt_pdf(receipt)
 
     @admin.display(description="VAT per rate")
     def vat_table(self, receipt):
@@ -580,18 +625,8 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
             ],
         )
 
-    @admin.display(description="PDF")
-    def pdf_link(self, receipt):
-        url = reverse("admin:checkout_receipt_pdf", args=[receipt.pk])
-        return format_html('<a href="{}">{}.pdf</a>', url, receipt.number)
-
-    def get_urls(self):
-        own = [
-            path(
-                "<int:pk>/pdf/",
-                self.admin_site.admin_view(self.pdf_view),
-                name="checkout_receipt_pdf",
-            ),
+    def extra_urls(self) -> list:
+        return [
             path(
                 "export/",
                 self.admin_site.admin_view(lambda r: admin_finance.export_view(self, r)),
@@ -608,15 +643,6 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 name="checkout_receipt_summary_csv",
             ),
         ]
-        return own + super().get_urls()
-
-    def pdf_view(self, request, pk):
-        if not request.user.has_perm("checkout.view_receipt"):
-            raise PermissionDenied
-        receipt = get_object_or_404(Receipt.objects.select_related("payment__session"), pk=pk)
-        response = HttpResponse(receipts.receipt_pdf(receipt), content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{receipt.number}.pdf"'
-        return response
 
     def has_export_permission(self, request):
         return request.user.has_perm("checkout.export_receipts")
@@ -634,7 +660,7 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class CreditNoteAdmin(DocumentAdmin):
     list_display = (
         "number",
         "issued_at",
@@ -662,47 +688,19 @@ class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).defer("pdf")
+    def currency(self, note) -> str:
+        return note.refund.payment.currency
 
-    @admin.display(description="net", ordering="total_excl_vat")
-    def net_display(self, note):
-        return money(note.total_excl_vat, note.refund.payment.currency)
-
-    @admin.display(description="VAT", ordering="vat_amount")
-    def vat_display(self, note):
-        return money(note.vat_amount, note.refund.payment.currency)
+    def document_pdf(self, note) -> bytes:
+        return credit_notes.credit_note_pdf(note)
 
     @admin.display(description="refunded", ordering="total_incl_vat")
     def total_display(self, note):
-        return money(note.total_incl_vat, note.refund.payment.currency)
-
-    @admin.display(description="PDF")
-    def pdf_link(self, note):
-        url = reverse("admin:checkout_creditnote_pdf", args=[note.pk])
-        return format_html('<a href="{}">{}.pdf</a>', url, note.number)
-
-    def get_urls(self):
-        own = [
-            path(
-                "<int:pk>/pdf/",
-                self.admin_site.admin_view(self.pdf_view),
-                name="checkout_creditnote_pdf",
-            ),
-        ]
-        return own + super().get_urls()
-
-    def pdf_view(self, request, pk):
-        if not request.user.has_perm("checkout.view_creditnote"):
-            raise PermissionDenied
-        note = get_object_or_404(CreditNote, pk=pk)
-        response = HttpResponse(credit_notes.credit_note_pdf(note), content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{note.number}.pdf"'
-        return response
+        return super().total_display(note)
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class InvoiceAdmin(DocumentAdmin):
     list_display = (
         "number",
         "issued_at",
@@ -735,43 +733,11 @@ class InvoiceAdmin(ReadOnlyMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).defer("pdf")
+    def currency(self, invoice) -> str:
+        return invoice.receipt.payment.currency
 
-    @admin.display(description="net", ordering="total_excl_vat")
-    def net_display(self, invoice):
-        return money(invoice.total_excl_vat, invoice.receipt.payment.currency)
-
-    @admin.display(description="VAT", ordering="vat_amount")
-    def vat_display(self, invoice):
-        return money(invoice.vat_amount, invoice.receipt.payment.currency)
-
-    @admin.display(description="total", ordering="total_incl_vat")
-    def total_display(self, invoice):
-        return money(invoice.total_incl_vat, invoice.receipt.payment.currency)
-
-    @admin.display(description="PDF")
-    def pdf_link(self, invoice):
-        url = reverse("admin:checkout_invoice_pdf", args=[invoice.pk])
-        return format_html('<a href="{}">{}.pdf</a>', url, invoice.number)
-
-    def get_urls(self):
-        own = [
-            path(
-                "<int:pk>/pdf/",
-                self.admin_site.admin_view(self.pdf_view),
-                name="checkout_invoice_pdf",
-            ),
-        ]
-        return own + super().get_urls()
-
-    def pdf_view(self, request, pk):
-        if not request.user.has_perm("checkout.view_invoice"):
-            raise PermissionDenied
-        invoice = get_object_or_404(Invoice, pk=pk)
-        response = HttpResponse(invoices.invoice_pdf(invoice), content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{invoice.number}.pdf"'
-        return response
+    def document_pdf(self, invoice) -> bytes:
+        return invoices.invoice_pdf(invoice)
 
 
 class UnmatchedEventFilter(admin.SimpleListFilter):

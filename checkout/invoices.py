@@ -27,7 +27,7 @@ from stdnum.exceptions import ValidationError
 
 from directpay import outbound
 
-from . import doc_format, receipts, tasks
+from . import receipts, tasks
 from .models import Invoice, InvoiceCounter, Receipt
 from .states import PaymentStatus as P
 from .transitions import queue_on_commit
@@ -242,20 +242,10 @@ def _render(invoice: Invoice, session) -> bytes:
 
     # Quantity and unit price excl. VAT per component (Art. 226 (6), (8)); the amounts are the
     # receipt's, which add up to what was charged.
-    labels = receipts.receipt_labels()
     page.line(_("Electric vehicle charging (line amounts incl. VAT)"), bold=True)
-    for item in doc["items"]:
-        kind = item["type"]
-        text = labels.get(kind, kind)
-        if kind != "FLAT":
-            text = (
-                f"{text}: {doc_format.decimal(item['volume'], 3)} {receipts.UNITS.get(kind, '')} "
-                f"× {doc_format.decimal(_net_unit_price(item), 4)} {_('excl. VAT')}"
-            )
-        text += f" ({_('VAT')} {doc_format.rate(Decimal(item['rate']))} %)"
-        page.row(text, money(item["gross"]), indent=4)
-    for kind, amount in doc["adjustments"]:
-        page.row(labels.get(kind, kind), money(amount, signed=True), indent=4)
+    receipts.price_rows(
+        page, doc, money, unit_price=_net_unit_price, unit_note=f" {_('excl. VAT')}"
+    )
     page.gap()
 
     page.vat_table(doc["vat_lines"], country=location.country, money=money)

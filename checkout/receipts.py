@@ -220,6 +220,26 @@ def _volume(kind: str, volume) -> str:
     return doc_format.decimal(shown, 3)
 
 
+def price_rows(page, doc: dict, money, *, unit_price=None, unit_note: str = "") -> None:
+    """One row per priced component (quantity × unit price, VAT rate, amount) and adjustment.
+
+    unit_price: the price per unit printed (default: incl. VAT, as the tariff shows it)."""
+    labels = receipt_labels()
+    for item in doc["items"]:
+        kind = item["type"]
+        text = labels.get(kind, kind)
+        if kind != "FLAT":
+            price = unit_price(item) if unit_price else item["unit_price_incl_vat"]
+            text = (
+                f"{text}: {_volume(kind, item['volume'])} {UNITS.get(kind, '')} "
+                f"× {doc_format.decimal(price, 4)}{unit_note}"
+            )
+        text += f" ({pgettext('receipt line', 'VAT')} {doc_format.rate(item['rate'])} %)"
+        page.row(text, money(item["gross"]), indent=4)
+    for kind, amount in doc["adjustments"]:
+        page.row(labels.get(kind, kind), money(amount, signed=True), indent=4)
+
+
 def render_pdf(receipt: Receipt) -> bytes:
     """One A4 page: seller, number, where and when, what was delivered, each price component, VAT."""
     payment = receipt.payment
@@ -326,20 +346,8 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
     page.gap()
     meter_data.receipt_section(page, session)
 
-    labels = receipt_labels()
     page.line(_("Price components (incl. VAT)"), bold=True)
-    for item in doc["items"]:
-        kind = item["type"]
-        text = labels.get(kind, kind)
-        if kind != "FLAT":
-            text = (
-                f"{text}: {_volume(kind, item['volume'])} {UNITS.get(kind, '')} "
-                f"× {doc_format.decimal(item['unit_price_incl_vat'], 4)}"
-            )
-        text += f" ({pgettext('receipt line', 'VAT')} {doc_format.rate(item['rate'])} %)"
-        page.row(text, money(item["gross"]), indent=4)
-    for kind, amount in doc["adjustments"]:
-        page.row(labels.get(kind, kind), money(amount, signed=True), indent=4)
+    price_rows(page, doc, money)
     page.row(_("Charged"), money(doc["charged"]), bold=True)
     page.gap()
 

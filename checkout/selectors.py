@@ -3,8 +3,10 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+
+from stations.models import Connector, Evse
 
 from .models import ChargingSession
 from .states import ACTIVE_SESSION_STATUSES
@@ -31,10 +33,50 @@ def authentication_overdue(now) -> Q:
     )
 
 
-def evse_in_use(evse) -> bool:
+def _active_sessions(now):
     # A checkout stuck in 3-D Secure past its limit does not count: the next driver's Pay ends it.
-    return (
-        ChargingSession.objects.filter(evse=evse, status__in=ACTIVE_SESSION_STATUSES)
-        .exclude(authentication_overdue(timezone.now()))
-        .exists()
+    return ChargingSession.objects.filter(status__in=ACTIVE_SESSION_STATUSES).exclude(
+        authentication_overdue(now)
     )
+
+
+def evse_in_use(evse) -> bool:
+    return _active_sessions(timezone.now()).filter(evse=evse).exists()
+
+
+def evse_for_checkout(pk: int) -> Evse | None:
+    """The EVSE with all its checkout page shows, in one query: its connectors (each sold at its
+    own price) with their tariffs and planned replacements, the EVSE, location and operator, and
+    whether it is in use (as evse_in_use).
+
+    The EVSE comes with `checkout_connectors` (in connector_id order) and `in_use` set. An EVSE
+    without connectors takes more queries and has `checkout_connectors` empty."""
+    connectors = list(
+        Connector.objects.select_related("evse__location__operator", "tariff__replaced_by")
+        .annotate(in_use=Exists(_active_sessions(timezone.now()).filter(evse=OuterRef("evse_id"))))
+        .filter(evse_id=pk)
+        .order_by("connector_id")
+    )
+    if not connectors:
+        evse = Evse.objects.select_related("location__operator").filter(pk=pk).first()
+        if evse is not None:
+            evse.checkout_connectors, evse.in_use = [], evse_in_use(evse)
+        return evse
+    evse = connectors[0].evse
+    evse.checkout_connectors, evse.in_use = connectors, connectors[0].in_use
+    # One EVSE and operator for all: a tariff without a currency falls back on its operator's.
+    operator = evse.location.operator
+    for connector in connectors:
+        connector.evse = evse
+        for tariff in (connector.tariff, connector.tariff.replaced_by):
+            if tariff is not None and tariff.operator_id == operator.pk:
+                tariff.operator = operator
+    return evse
+    evse = connector.evse
+    evse.sold_connector, evse.in_use = connector, connector.in_use
+    # A tariff without a currency falls back on its operator's: the EVSE's, already loaded.
+    operator = evse.location.operator
+    for tariff in (connector.tariff, connector.tariff.replaced_by):
+        if tariff is not None and tariff.operator_id == operator.pk:
+            tariff.operator = operator
+    return evse

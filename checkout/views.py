@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from directpay.clients import client_ip
-from stations import qr, scans, tariffs
+from stations import qr, scans, shown_prices
 from stations.models import Evse
 
 from . import (
@@ -40,9 +40,9 @@ from .states import SessionStatus as S
 log = logging.getLogger(__name__)
 
 
-def _evse_or_invalid(request, code, *, count=False):
+def _evse_or_invalid(request, code, *, count=False, load=None):
     try:
-        evse = qr.verify(code)
+        evse = qr.verify(code, load) if load else qr.verify(code)
     except qr.InvalidCode as exc:
         # Possible tampering or a voided sticker: log it, count it, and let no payment happen.
         log.warning(
@@ -59,10 +59,11 @@ def _evse_or_invalid(request, code, *, count=False):
 
 @require_GET
 def scan(request, code):
-    evse, invalid = _evse_or_invalid(request, code, count=True)
+    # One query and no write (the scan is counted in Redis where the cache is Redis).
+    evse, invalid = _evse_or_invalid(request, code, count=True, load=selectors.evse_for_checkout)
     if invalid:
         return invalid
-    connectors = list(evse.connectors.select_related("tariff").order_by("connector_id"))
+    connectors = evse.checkout_connectors
     if not connectors:
         raise Http404("no connector")
     operator = evse.location.operator
@@ -70,7 +71,7 @@ def scan(request, code):
     # Each connector is sold at its own price (e.g. CCS and CHAdeMO on one DC EVSE); the first
     # available one is preselected. The EVSE's status rules all its connectors.
     evse_state = evse.status
-    if evse_state == Evse.Status.AVAILABLE and selectors.evse_in_use(evse):
+    if evse_state == Evse.Status.AVAILABLE and evse.in_use:
         evse_state = Evse.Status.CHARGING
     options = []
     for connector in connectors:
@@ -84,7 +85,7 @@ def scan(request, code):
                 "tariff": tariff,
                 # What Pay checks: the content of the price shown here, not the tariff's row.
                 "price_digest": tariff.price_digest,
-                "price_lines": tariffs.price_lines(tariff.ocpi),
+                "price_lines": shown_prices.price_lines(tariff),
                 "currency": tariff.currency,
             }
         )

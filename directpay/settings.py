@@ -385,6 +385,13 @@ CELERY_BEAT_SCHEDULE["money-reconcile-stripe"] = {
     "schedule": crontab(hour=RECONCILIATION_HOUR, minute=15),
     "options": {"expires": 6 * 3600},
 }
+# Where the cache is Redis, the checkout page holds scan marks there; they become rows here (the
+# admin's scan counts lag by at most this much). Without Redis, nothing is held and this does nothing.
+CELERY_BEAT_SCHEDULE["stations-scans-flush"] = {
+    "task": "stations.tasks.scans_flush",
+    "schedule": 300.0,
+    "options": {"expires": 300},
+}
 # The day's scan marks (hashes of client addresses) become counts and are deleted soon after the
 # day ends; hourly, so a beat restarted at any time still does it within the hour.
 CELERY_BEAT_SCHEDULE["stations-scans-roll-up"] = {

@@ -59,8 +59,9 @@ def claimed_evse_pk(code: str) -> int | None:
     return int(match["pk"]) if match else None
 
 
-def verify(code: str) -> Evse:
-    """Return the EVSE a scanned code belongs to, or raise InvalidCode."""
+def signed(code: str) -> tuple[int, int]:
+    """The EVSE pk and sticker version a code carries, if we signed it (no database), or raise
+    InvalidCode."""
     match = _PATH_RE.match(code or "")
     if not match:
         raise InvalidCode("malformed")
@@ -69,7 +70,18 @@ def verify(code: str) -> Evse:
         hmac.compare_digest(_tag(key, pk, version), tag) for key in settings.QR_SIGNING_KEYS
     ):
         raise InvalidCode("bad_tag")
-    evse = Evse.objects.select_related("location__operator").filter(pk=pk).first()
+    return pk, version
+
+
+def _load(pk: int) -> Evse | None:
+    return Evse.objects.select_related("location__operator").filter(pk=pk).first()
+
+
+def verify(code: str, load=_load) -> Evse:
+    """Return the EVSE a scanned code belongs to, or raise InvalidCode. `load(pk)` reads the EVSE
+    (or None), for a page that needs more of it in the same query."""
+    pk, version = signed(code)
+    evse = load(pk)
     if evse is None:
         raise InvalidCode("unknown_evse")
     if version != evse.sticker_version:

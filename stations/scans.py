@@ -10,11 +10,16 @@ bucket of an HMAC of the client's address, keyed from SECRET_KEY and the date (t
 every day, so marks of two days cannot be linked). Some 65,000 IPv4 addresses share a bucket; the
 address itself is never written. `roll_up` (hourly, by beat) counts the marks of days that are over
 into ScanDay and deletes them, leaving counts only.
+
+Where the cache is Redis (production), a scan writes nothing to the database: its mark is held in
+Redis (stations/scan_buffer.py) and `flush` (every few minutes, by beat, and before each roll-up)
+writes the held marks as ScanMark rows. Without Redis (`make run`) the scan writes its mark itself.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -26,8 +31,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from . import qr
+from . import qr, scan_buffer
 from .models import Evse, ScanDay, ScanMark
+
+log = logging.getLogger(__name__)
 
 KINDS = ("valid", "voided", "invalid")
 RECENT_DAYS = 7  # the window compared against the EVSE's own history
@@ -54,13 +61,45 @@ def client_bucket(ip: str, day: date) -> int:
 
 
 def scan_record(*, evse_id: int | None, kind: str, client: str) -> None:
-    """Count one scan by `client` (its IP address). One INSERT that does nothing if this client
-    was already counted for this EVSE, kind and day, so the checkout page stays within budget."""
+    """Count one scan by `client` (its IP address): a mark held in Redis when the cache is Redis,
+    else one INSERT that does nothing if this client was already counted for this EVSE, kind and
+    day."""
     if kind not in KINDS:
         raise ValueError(kind)
     day = timezone.localdate()
-    mark = ScanMark(evse_id=evse_id, day=day, kind=kind, client=client_bucket(client, day))
-    ScanMark.objects.bulk_create([mark], ignore_conflicts=True)
+    bucket = client_bucket(client, day)
+    if scan_buffer.enabled():
+        try:
+            scan_buffer.add(evse_id=evse_id, day=day, kind=kind, client=bucket)
+            return
+        except Exception:  # Redis away: count in the database rather than lose the scan
+            log.exception("scan counter: Redis failed; writing the mark to the database")
+    _write_marks([(evse_id, day, kind, bucket)])
+
+
+def _write_marks(marks) -> None:
+    # A mark already written (the same client again, or a drain retried) is ignored, not counted.
+    rows = [ScanMark(evse_id=e, day=d, kind=k, client=c) for e, d, k, c in marks]
+    ScanMark.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+
+
+def flush() -> int:
+    """Write the marks held in Redis as ScanMark rows; return how many were held (0 without Redis).
+
+    Marks of EVSEs deleted since are dropped (their rows would be deleted with them)."""
+    if not scan_buffer.enabled():
+        return 0
+    with scan_buffer.lock() as locked:
+        return _drain() if locked else 0
+
+
+def _drain() -> int:
+    def write(marks):
+        named = {e for e, *_ in marks if e is not None}
+        known = set(Evse.objects.filter(pk__in=named).values_list("pk", flat=True))
+        _write_marks([m for m in marks if m[0] is None or m[0] in known])
+
+    return scan_buffer.drain(write)
 
 
 def scan_seen(
@@ -82,7 +121,20 @@ def roll_up(today: date | None = None) -> int:
     """Count the marks of days before `today` into ScanDay and delete them; return how many.
 
     DELETE ... RETURNING counts exactly the rows it removed: a scan marked while this runs is left
-    for the next run, and two runs at once cannot count a mark twice."""
+    for the next run, and two runs at once cannot count a mark twice. With Redis, the held marks
+    are flushed first, under the flush's lock: a flush that read marks of a day before this
+    deleted that day's rows would otherwise write them again, to be counted twice."""
+    if scan_buffer.enabled():
+        with scan_buffer.lock() as locked:
+            if not locked:
+                log.warning("scan roll-up: another flush or roll-up holds the lock; next run")
+                return 0
+            _drain()
+            return _roll_up(today)
+    return _roll_up(today)
+
+
+def _roll_up(today: date | None) -> int:
     today = today or timezone.localdate()
     per_day: dict[tuple, Counter] = defaultdict(Counter)
     with transaction.atomic(), connection.cursor() as cursor:

@@ -23,6 +23,12 @@ def scans_roll_up():
 
 
 @shared_task(ignore_result=True)
+def scans_flush():
+    """Scan marks held in Redis become ScanMark rows (the checkout page writes none itself)."""
+    scans.flush()
+
+
+@shared_task(ignore_result=True)
 def ocpi_sync_all():
     """Pull Locations and Tariffs from every connected CPO that has an operator to file them under."""
     for pk in locations.syncable(OcpiConnection.objects.all()).values_list("pk", flat=True):

@@ -11,6 +11,7 @@ from django.urls import reverse
 from checkout.models import ChargingSession, Payment
 from stations import demo, qr
 from stations.models import Connector, Evse, SimulatedSession
+from tests.test_checkout_queries import checkout_queries, redis_cache  # noqa: F401
 
 VISA = "4242424242424242"
 
@@ -193,3 +194,10 @@ def test_a_single_connector_out_of_order_says_so(client, db, stripe):
     evse.connectors.update(status=Evse.Status.OUT_OF_ORDER)
     html = client.get(checkout_path(evse)).content.decode()
     assert '<p class="badge bad">Out of order</p>' in html and 'id="pay-form"' not in html
+
+
+def test_two_connectors_cost_the_page_no_extra_query(client, dual, redis_cache):  # noqa: F811
+    # The budget of tests/test_checkout_queries.py: both connectors come with the EVSE's one read.
+    _response, sql = checkout_queries(client, qr.code_for(dual))
+    assert len(sql) <= 2, sql
+    assert not [s for s in sql if s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
