@@ -8,6 +8,8 @@ from stdnum.eu import vat as eu_vat
 from .invoices import VAT_ID_INVALID, buyer_vat_id
 from .lookup import parse_amount
 
+PRICE_DIGEST = re.compile(r"^[0-9a-f]{32}$")
+
 
 class PayForm(forms.Form):
     connector = forms.IntegerField(min_value=1)
@@ -15,12 +17,15 @@ class PayForm(forms.Form):
     # The digest of the price the page showed (stations.tariffs.price_digest). Required: a page
     # from before it existed, or a request made without a page, is asked to reload.
     price = forms.RegexField(
-        regex=r"^[0-9a-f]{32}$",
+        regex=PRICE_DIGEST,
         error_messages={
             "invalid": _("This page is out of date. Reload it to see the current price."),
             "required": _("This page is out of date. Reload it to see the current price."),
         },
     )
+    # On an EVSE with several connectors each option also posts its own digest as
+    # `price_<connector>`: the one of the chosen connector is checked, whatever `price` says
+    # (a page without script cannot update `price` when the driver picks another connector).
     # The browser's id for one press of Pay, so the same press arriving twice opens one session.
     attempt = forms.RegexField(regex=r"^[A-Za-z0-9-]{8,64}$", required=False)
     email = forms.EmailField(required=False, max_length=254)
@@ -33,6 +38,16 @@ class PayForm(forms.Form):
             "required": _("Please enter your card details."),
         },
     )
+
+    def clean(self):
+        data = super().clean()
+        own = self.data.get(f"price_{data.get('connector')}")
+        if own is not None:
+            if not PRICE_DIGEST.fullmatch(own):
+                raise forms.ValidationError(self.fields["price"].error_messages["invalid"])
+            data["price"] = own
+            self.errors.pop("price", None)
+        return data
 
 
 class ReceiptFindForm(forms.Form):

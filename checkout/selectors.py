@@ -45,24 +45,33 @@ def evse_in_use(evse) -> bool:
 
 
 def evse_for_checkout(pk: int) -> Evse | None:
-    """The EVSE with all its checkout page shows, in one query: the first connector (the one sold:
-    one connector per EVSE is the rule on public chargers) with its tariff and a planned
-    replacement, the EVSE, location and operator, and whether it is in use (as evse_in_use).
+    """The EVSE with all its checkout page shows, in one query: its connectors (each sold at its
+    own price) with their tariffs and planned replacements, the EVSE, location and operator, and
+    whether it is in use (as evse_in_use).
 
-    The EVSE comes with `sold_connector` and `in_use` set. An EVSE without connectors takes more
-    queries and has `sold_connector` None."""
-    connector = (
+    The EVSE comes with `checkout_connectors` (in connector_id order) and `in_use` set. An EVSE
+    without connectors takes more queries and has `checkout_connectors` empty."""
+    connectors = list(
         Connector.objects.select_related("evse__location__operator", "tariff__replaced_by")
         .annotate(in_use=Exists(_active_sessions(timezone.now()).filter(evse=OuterRef("evse_id"))))
         .filter(evse_id=pk)
         .order_by("connector_id")
-        .first()
     )
-    if connector is None:
+    if not connectors:
         evse = Evse.objects.select_related("location__operator").filter(pk=pk).first()
         if evse is not None:
-            evse.sold_connector, evse.in_use = None, evse_in_use(evse)
+            evse.checkout_connectors, evse.in_use = [], evse_in_use(evse)
         return evse
+    evse = connectors[0].evse
+    evse.checkout_connectors, evse.in_use = connectors, connectors[0].in_use
+    # One EVSE and operator for all: a tariff without a currency falls back on its operator's.
+    operator = evse.location.operator
+    for connector in connectors:
+        connector.evse = evse
+        for tariff in (connector.tariff, connector.tariff.replaced_by):
+            if tariff is not None and tariff.operator_id == operator.pk:
+                tariff.operator = operator
+    return evse
     evse = connector.evse
     evse.sold_connector, evse.in_use = connector, connector.in_use
     # A tariff without a currency falls back on its operator's: the EVSE's, already loaded.

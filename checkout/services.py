@@ -170,6 +170,10 @@ def session_create(
         raise CheckoutError(
             N_("This charger is not available right now. Nothing has been charged.")
         )
+    if connector.status != Evse.Status.AVAILABLE:
+        raise CheckoutError(
+            N_("This connector is not available right now. Nothing has been charged.")
+        )
     # A checkout left waiting for 3-D Secure past its limit must not make this driver wait for
     # the sweep: fail it now (its hold is released as usual), then this one may take the EVSE.
     for stale in ChargingSession.objects.filter(authentication_overdue(now), evse=evse).values_list(

@@ -63,25 +63,48 @@ def scan(request, code):
     evse, invalid = _evse_or_invalid(request, code, count=True, load=selectors.evse_for_checkout)
     if invalid:
         return invalid
-    connector = evse.sold_connector
-    if connector is None:
+    connectors = evse.checkout_connectors
+    if not connectors:
         raise Http404("no connector")
     operator = evse.location.operator
-    tariff = connector.tariff_at(timezone.now())
-    available = evse.status == Evse.Status.AVAILABLE and not evse.in_use
+    now = timezone.now()
+    # Each connector is sold at its own price (e.g. CCS and CHAdeMO on one DC EVSE); the first
+    # available one is preselected. The EVSE's status rules all its connectors.
+    evse_state = evse.status
+    if evse_state == Evse.Status.AVAILABLE and evse.in_use:
+        evse_state = Evse.Status.CHARGING
+    options = []
+    for connector in connectors:
+        tariff = connector.tariff_at(now)
+        state = connector.status if evse_state == Evse.Status.AVAILABLE else evse_state
+        options.append(
+            {
+                "connector": connector,
+                "state": state,
+                "available": state == Evse.Status.AVAILABLE,
+                "tariff": tariff,
+                # What Pay checks: the content of the price shown here, not the tariff's row.
+                "price_digest": tariff.price_digest,
+                "price_lines": shown_prices.price_lines(tariff),
+                "currency": tariff.currency,
+            }
+        )
+    chosen = next((option for option in options if option["available"]), options[0])
+    available = chosen["available"]
     context = languages.activate_for(request, operator) | {
         "evse": evse,
         "location": evse.location,
         "operator": operator,
-        "connector": connector,
-        "tariff": tariff,
-        # What Pay checks: the content of the price shown here, not the tariff's row.
-        "price_digest": tariff.price_digest,
-        "price_lines": shown_prices.price_lines(tariff),
-        "currency": tariff.currency,
+        "options": options,
+        "connector": chosen["connector"],
+        "tariff": chosen["tariff"],
+        "price_digest": chosen["price_digest"],
+        "price_lines": chosen["price_lines"],
+        "currency": chosen["currency"],
         "holds": [(amount, Decimal(amount) / 100) for amount in operator.hold_amounts],
         "default_hold": operator.default_hold,
         "available": available,
+        "chosen": chosen,
         "stripe_js_url": settings.STRIPE_JS_URL,
         "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
         "stripe_mode": "localstripe" if settings.STRIPE_API_BASE else "stripe",

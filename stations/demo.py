@@ -1,4 +1,5 @@
-"""Demo data for the embedded default: one operator, two locations, an AC and a DC charger."""
+"""Demo data for the embedded default: one operator, two locations, an AC and a DC charger, and a
+DC charger with two connectors (CCS and CHAdeMO) at different prices."""
 
 from decimal import Decimal
 
@@ -37,6 +38,21 @@ DC_TARIFF = {
     ],
 }
 
+# CHAdeMO on the dual DC charger: slower, so cheaper per kWh; the same start fee.
+CHADEMO_TARIFF = {
+    "id": "DEMO-CHADEMO",
+    "currency": "EUR",
+    "type": "AD_HOC_PAYMENT",
+    "elements": [
+        {
+            "price_components": [
+                {"type": "ENERGY", "price": "0.4900", "vat": 21.0, "step_size": 1},
+                {"type": "FLAT", "price": "1.0000", "vat": 21.0, "step_size": 1},
+            ]
+        }
+    ],
+}
+
 
 @transaction.atomic
 def seed() -> list[Evse]:
@@ -59,6 +75,9 @@ def seed() -> list[Evse]:
     )
     dc_tariff, _ = Tariff.objects.update_or_create(
         operator=operator, name="DC ad hoc", defaults={"ocpi": DC_TARIFF}
+    )
+    chademo_tariff, _ = Tariff.objects.update_or_create(
+        operator=operator, name="DC CHAdeMO ad hoc", defaults={"ocpi": CHADEMO_TARIFF}
     )
     garage, _ = Location.objects.update_or_create(
         operator=operator,
@@ -107,8 +126,31 @@ def seed() -> list[Evse]:
             },
         )
         evses.append(evse)
+    evses.append(_seed_dual(hub, dc_tariff, chademo_tariff))
     evses += _seed_ocpp(operator, ac_tariff, dc_tariff)
     return evses
+
+
+def _seed_dual(location, ccs_tariff, chademo_tariff) -> Evse:
+    """One DC EVSE with two connectors, each with its own power and price: the driver chooses."""
+    evse, _ = Evse.objects.update_or_create(
+        evse_id="NL*DPY*E0002*2", defaults={"location": location, "uid": "NL-DPY-E0002-2"}
+    )
+    for connector_id, standard, kw, tariff in (
+        ("1", Connector.Standard.CCS, "150", ccs_tariff),
+        ("2", Connector.Standard.CHADEMO, "50", chademo_tariff),
+    ):
+        Connector.objects.update_or_create(
+            evse=evse,
+            connector_id=connector_id,
+            defaults={
+                "standard": standard,
+                "power_type": Connector.PowerType.DC,
+                "max_power_kw": Decimal(kw),
+                "tariff": tariff,
+            },
+        )
+    return evse
 
 
 # OCPP direct: one 2.0.1 AC and one 2.1 DC station that `manage.py ocpp_charger` simulates.

@@ -292,6 +292,14 @@ class Connector(models.Model):
         max_digits=7, decimal_places=2, validators=[MinValueValidator(Decimal("0.1"))]
     )
     tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="connectors")
+    # One connector out of order while the EVSE's others work (a broken CHAdeMO cable beside a good
+    # CCS one): drivers see it, cannot choose it. The EVSE's own status still rules them all.
+    status = models.CharField(
+        max_length=20,
+        choices=Evse.Status,
+        default=Evse.Status.AVAILABLE,
+        help_text="This connector only; the EVSE's status applies to all its connectors.",
+    )
 
     class Meta:
         constraints = (

@@ -36,7 +36,15 @@ VISA_3DS = "4000002500003155"
 def open_page(client, evse) -> dict:
     """Load the checkout page; return the form fields its Pay button would post (hidden inputs)."""
     html = client.get(reverse("checkout:scan", args=[qr.code_for(evse)])).content.decode()
-    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', html))
+    fields = dict(
+        re.findall(r'<input type="hidden" (?:form="pay-form" )?name="(\w+)" value="([^"]*)"', html)
+    )
+    # An EVSE with several connectors: the one preselected (its radio joins the form).
+    chosen = re.search(
+        r'type="radio" form="pay-form" name="connector" [^>]*value="(\d+)"[^>]*checked', html
+    )
+    if chosen:
+        fields["connector"] = chosen[1]
     return {"html": html, "fields": fields}
 
 

@@ -302,7 +302,8 @@ def test_seed_demo_is_idempotent(db):
         Evse.objects.count(),
         list(Evse.objects.order_by("pk").values_list("pk", "evse_id")),
     ) == first
-    assert first[0] == 4  # two on the simulator, two OCPP direct stations (2.0.1 AC, 2.1 DC)
+    # three on the simulator (AC, DC, DC with CCS and CHAdeMO), two OCPP direct (2.0.1 AC, 2.1 DC)
+    assert first[0] == 5
     stations = {s.identity: s for s in ChargingStation.objects.all()}
     assert {i: s.protocol for i, s in stations.items()} == demo.OCPP_STATIONS
     assert all(s.password_matches(demo.ocpp_password(i)) for i, s in stations.items())

@@ -172,6 +172,20 @@
     document.head.appendChild(script);
   });
 
+  // Several connectors: the price Pay sends (and the line above Pay) follow the chosen one. Each
+  // option also posts its own digest, so a page whose script did not run still pays the right price.
+  function chooseConnector() {
+    var chosen = document.querySelector("input[name=connector][form=pay-form]:checked");
+    if (!chosen) return;
+    form.elements.price.value = chosen.dataset.price;
+    var line = document.getElementById("connector-chosen");
+    if (line) line.textContent = chosen.dataset.summary;
+  }
+  document.addEventListener("change", function (e) {
+    if (e.target.name === "connector") chooseConnector();
+  });
+  chooseConnector();
+
   // The card box is a container: a tap anywhere on it goes to the card number.
   var cardBox = document.getElementById("card-element");
   var focusCard = function () {};
