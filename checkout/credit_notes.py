@@ -11,9 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.mail import EmailMessage
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -23,6 +21,7 @@ from .receipts import (
     Sheet,
     first_zone,
     local_time,
+    mail_document,
     money_in,
     receipt_document,
     series_zone,
@@ -160,19 +159,17 @@ def credit_note_email(*, credit_note_id: int) -> None:
         session = note.refund.payment.session
         if note.emailed_at or not session.email:
             return
-        with translation.override(session.language or settings.LANGUAGE_CODE):
-            context = {
+        mail_document(
+            note,
+            session,
+            "credit_note",
+            lambda: {
                 "evse": session.evse.evse_id,
                 "amount": doc_format.money(note.total_incl_vat, note.refund.payment.currency),
                 "number": note.number,
                 "receipt": note.receipt.number,
                 "support": note.operator.support_contact,
                 "link": receipt_link(note.receipt, absolute=True),
-            }
-            subject = render_to_string("emails/credit_note_subject.txt", context).strip()
-            body = render_to_string("emails/credit_note.txt", context)
-        message = EmailMessage(subject=subject, body=body, to=[session.email])
-        message.attach(f"{note.number}.pdf", credit_note_pdf(note), "application/pdf")
-        message.send()
-        note.emailed_at = timezone.now()
-        note.save(update_fields=["emailed_at"])
+            },
+            credit_note_pdf,
+        )

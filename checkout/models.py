@@ -272,13 +272,19 @@ class StripeEvent(models.Model):
     outcome = models.CharField(max_length=300, blank=True)
 
 
-class ReceiptCounter(models.Model):
-    """Gapless numbering: the last number issued per operator and year, taken under a row lock."""
+class NumberCounter(models.Model):
+    """Gapless numbering: the last number issued per operator and year, taken under a row lock
+    (checkout.receipts.take_number); each kind of document has its own series."""
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT)
     year = models.PositiveIntegerField()
     last = models.PositiveIntegerField(default=0)
 
+    class Meta:
+        abstract = True
+
+
+class ReceiptCounter(NumberCounter):
     class Meta:
         constraints = (
             models.UniqueConstraint(
@@ -320,13 +326,7 @@ class Receipt(models.Model):
         return self.number
 
 
-class CreditNoteCounter(models.Model):
-    """Credit notes have their own gapless series per operator and year (as receipts do)."""
-
-    operator = models.ForeignKey(Operator, on_delete=models.PROTECT)
-    year = models.PositiveIntegerField()
-    last = models.PositiveIntegerField(default=0)
-
+class CreditNoteCounter(NumberCounter):
     class Meta:
         constraints = (
             models.UniqueConstraint(
@@ -367,13 +367,7 @@ class CreditNote(models.Model):
         return self.number
 
 
-class InvoiceCounter(models.Model):
-    """Invoices have their own gapless series per operator and year (as receipts do)."""
-
-    operator = models.ForeignKey(Operator, on_delete=models.PROTECT)
-    year = models.PositiveIntegerField()
-    last = models.PositiveIntegerField(default=0)
-
+class InvoiceCounter(NumberCounter):
     class Meta:
         constraints = (
             models.UniqueConstraint(

@@ -178,23 +178,38 @@ def receipt_email(*, receipt_id: int) -> None:
         session = receipt.payment.session
         if receipt.emailed_at or not session.email:
             return
-        # Subject and body from templates/emails/, in the language of the page that paid.
-        with translation.override(session.language or settings.LANGUAGE_CODE):
-            context = {
+        mail_document(
+            receipt,
+            session,
+            "receipt",
+            lambda: {
                 "evse": session.evse.evse_id,
                 "amount": doc_format.money(receipt.total_incl_vat, receipt.payment.currency),
                 "number": receipt.number,
                 "support": receipt.operator.support_contact,
                 # A signed link that outlives the status page: the receipt again, or an invoice.
                 "link": receipt_link(receipt, absolute=True),
-            }
-            subject = render_to_string("emails/receipt_subject.txt", context).strip()
-            body = render_to_string("emails/receipt.txt", context)
-        message = EmailMessage(subject=subject, body=body, to=[session.email])
-        message.attach(f"{receipt.number}.pdf", receipt_pdf(receipt), "application/pdf")
-        message.send()
-        receipt.emailed_at = timezone.now()
-        receipt.save(update_fields=["emailed_at"])
+            },
+            receipt_pdf,
+        )
+
+
+def mail_document(document, session, template: str, make_context, pdf) -> None:
+    """Send a numbered document (receipt, credit note) with its PDF to the driver, and mark it sent.
+
+    The caller holds the document's row lock and has checked it is not sent yet. Subject and body
+    come from templates/emails/<template>_subject.txt and <template>.txt, in the language of the
+    page that paid (`make_context` is called in it, so amounts are formatted for that language).
+    """
+    with translation.override(session.language or settings.LANGUAGE_CODE):
+        context = make_context()
+        subject = render_to_string(f"emails/{template}_subject.txt", context).strip()
+        body = render_to_string(f"emails/{template}.txt", context)
+    message = EmailMessage(subject=subject, body=body, to=[session.email])
+    message.attach(f"{document.number}.pdf", pdf(document), "application/pdf")
+    message.send()
+    document.emailed_at = timezone.now()
+    document.save(update_fields=["emailed_at"])
 
 
 def receipt_labels() -> dict[str, str]:
