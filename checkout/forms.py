@@ -121,3 +121,9 @@ def eu_countries() -> list[tuple[str, str]]:
     """EU member states by ISO code (Greece's VAT ids start EL; checkout/invoices.py maps it)."""
     codes = sorted(c.upper() for c in eu_vat.MEMBER_STATES if c != "xi")
     return [(code, getattr(pycountry.countries.get(alpha_2=code), "name", code)) for code in codes]
+
+
+class ResumeForm(forms.Form):
+    """A tab's question after a lost answer: which session did my press of Pay open?"""
+
+    attempt = forms.RegexField(regex=r"^[A-Za-z0-9-]{8,64}$")

@@ -124,6 +124,12 @@ def pay_refusal(request, *, evse, payment_method_id: str) -> Refusal | None:
     return None
 
 
+def resume_refusal(request, *, evse) -> Refusal | None:
+    """Count one question "which charge did my press of Pay open?" from this client."""
+    usage = _usage(request, "pay-resume-ip", "ip", settings.PAY_RESUME_RATE_PER_IP, increment=True)
+    return _refused("pay-resume-ip", usage, evse) if _over(usage, counted=True) else None
+
+
 def _refused(group: str, usage: dict, evse) -> Refusal:
     retry_after = max(1, int(usage["time_left"]))
     log.warning(

@@ -80,3 +80,8 @@ def evse_for_checkout(pk: int) -> Evse | None:
         if tariff is not None and tariff.operator_id == operator.pk:
             tariff.operator = operator
     return evse
+
+
+def session_for_attempt(evse, attempt: str) -> ChargingSession | None:
+    """The session one press of Pay opened on this EVSE (its id is the paying tab's secret)."""
+    return ChargingSession.objects.filter(evse=evse, checkout_attempt=attempt).first()

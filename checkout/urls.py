@@ -7,6 +7,7 @@ app_name = "checkout"
 urlpatterns = [
     path("q/<str:code>", views.scan, name="scan"),
     path("q/<str:code>/pay", views.pay, name="pay"),
+    path("q/<str:code>/resume", views.resume, name="resume"),
     path("s/<uuid:public_id>/", views.status, name="status"),
     path("s/<uuid:public_id>/status.json", views.status_json, name="status_json"),
     path("s/<uuid:public_id>/confirm", views.confirm, name="confirm"),

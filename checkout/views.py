@@ -32,7 +32,7 @@ from . import (
     selectors,
     services,
 )
-from .forms import PayForm
+from .forms import PayForm, ResumeForm
 from .payments import PaymentGatewayError
 from .states import PaymentStatus as P
 from .states import SessionStatus as S
@@ -109,6 +109,7 @@ def scan(request, code):
         "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
         "stripe_mode": "localstripe" if settings.STRIPE_API_BASE else "stripe",
         "pay_url": reverse("checkout:pay", args=[code]),
+        "resume_url": reverse("checkout:resume", args=[code]),
         "challenge_site_key": settings.PAY_CHALLENGE_SITE_KEY,
         "stripe_js_timeout": settings.CHECKOUT_STRIPE_JS_TIMEOUT_SECONDS,
     }
@@ -196,6 +197,30 @@ def pay(request, code):
             held=True,
         )
     return _answer_payer(session, payment)
+
+
+@require_POST
+def resume(request, code):
+    """A tab that pressed Pay but never heard the answer (the connection dropped, the page was
+    reloaded) asks which charge its press opened. The press's id is that tab's secret, as in a
+    repeated Pay: the answer carries the payer cookie the lost answer would have, so the driver can
+    follow and stop their own charge."""
+    evse, invalid = _evse_or_invalid(request, code)
+    if invalid:
+        return _error(_("This code is not valid. Nothing has been charged."), status=404)
+    operator = evse.location.operator
+    languages.activate_for(request, operator)
+    form = ResumeForm(request.POST)
+    if not form.is_valid():
+        return _error(_("Nothing was paid with this page. Nothing has been charged."))
+    refusal = pay_limits.resume_refusal(request, evse=evse)
+    if refusal:
+        return _refused(request, refusal, code=code, operator=operator)
+    session = selectors.session_for_attempt(evse, form.cleaned_data["attempt"])
+    if session is None:
+        return _error(_("Nothing was paid with this page. Nothing has been charged."), status=404)
+    status_url = reverse("checkout:status", args=[session.public_id])
+    return payer.grant(JsonResponse({"ok": True, "status_url": status_url}), session)
 
 
 def _answer_payer(session, payment):

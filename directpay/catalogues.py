@@ -38,6 +38,7 @@ DRIVER_SOURCES = {
         "templates/emails/*.txt",
         "checkout/*.py",
         "checkout/templatetags/*.py",
+        "directpay/csrf.py",
         "stations/csms/*.py",
         "stations/csms/ocpi/*.py",
     ],

@@ -25,6 +25,8 @@ SECRET_KEY = env.str(
 )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# A stale token told in the driver's language, and as JSON to the scripts that retry (Stop).
+CSRF_FAILURE_VIEW = "directpay.csrf.csrf_failure"
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
@@ -312,6 +314,9 @@ RATELIMIT_ENABLE = env.bool("PAY_LIMITS_ENABLED", default=True)
 PAY_RATE_PER_IP = env.str("PAY_RATE_PER_IP", default="5/10m")
 PAY_RATE_PER_EVSE = env.str("PAY_RATE_PER_EVSE", default="10/10m")
 PAY_RATE_PER_CARD = env.str("PAY_RATE_PER_CARD", default="5/h")
+# A tab that lost Pay's answer asks which charge its press opened (checkout.views.resume): a
+# guess needs the tab's random id, and this limit makes guessing hopeless.
+PAY_RESUME_RATE_PER_IP = env.str("PAY_RESUME_RATE_PER_IP", default="30/10m")
 # Declined payments an EVSE may see before Pay pauses there (and staff are asked to look).
 PAY_DECLINES_PER_EVSE = env.str("PAY_DECLINES_PER_EVSE", default="5/h")
 # Declines across all EVSEs that make a spike worth a staff look (a flag, not a limit).

@@ -401,3 +401,77 @@ def test_another_browser_cannot_abandon_a_checkout_in_3ds(client, connector, str
     answer = client.post(first.json()["confirm_url"])
     assert answer.json()["next"] == "status"
     assert f"payer_{session.public_id.hex}" in answer.cookies
+
+
+# --- 4. a tab that lost Pay's answer finds its charge, and only that tab -------------------------
+
+
+def resume(client, evse, attempt):
+    return client.post(reverse("checkout:resume", args=[qr.code_for(evse)]), {"attempt": attempt})
+
+
+def test_a_lost_answer_is_found_by_the_press_id_with_the_right_to_stop(
+    client, connector, stripe, tick, django_capture_on_commit_callbacks
+):
+    page = open_page(client, connector.evse)
+    page["fields"]["attempt"] = "lost-answer-0001"
+    phone = Client()  # the same tab after the lost answer: it has the press's id, not the cookie
+    with django_capture_on_commit_callbacks(execute=True):
+        assert press_pay(client, connector.evse, page, stripe).status_code == 200
+    tick(timezone.now() + timedelta(minutes=1))
+    session = ChargingSession.objects.get()
+    assert session.status == S.CHARGING
+    assert phone.post(stop_url(session)).status_code == 403
+
+    found = resume(phone, connector.evse, "lost-answer-0001")
+    assert found.status_code == 200
+    assert found.json() == {"ok": True, "status_url": f"/s/{session.public_id}/"}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert phone.post(stop_url(session)).status_code == 302
+    session.refresh_from_db()
+    assert session.status == S.STOPPING
+    assert ChargingSession.objects.count() == 1 and Payment.objects.count() == 1
+
+
+def test_a_press_that_never_arrived_or_another_chargers_is_not_found(client, connector, stripe):
+    page = open_page(client, connector.evse)
+    page["fields"]["attempt"] = "other-charger-01"
+    assert press_pay(client, connector.evse, page, stripe).status_code == 200
+    elsewhere = ConnectorFactory()
+    for evse, attempt, status in (
+        (connector.evse, "never-arrived-01", 404),  # the press was lost on the way: press again
+        (elsewhere.evse, "other-charger-01", 404),  # an id is only good on its own charger
+        (connector.evse, "<script>", 400),
+        (connector.evse, "", 400),
+    ):
+        answer = resume(Client(), evse, attempt)
+        assert answer.status_code == status
+        assert answer.json()["ok"] is False
+        assert "Nothing has been charged" in answer.json()["message"]
+        assert not any(name.startswith("payer_") for name in answer.cookies)
+
+
+def test_guessing_press_ids_is_limited(client, connector, settings):
+    settings.PAY_RESUME_RATE_PER_IP = "3/10m"
+    answers = [resume(client, connector.evse, f"guess-{n:010d}").status_code for n in range(5)]
+    assert answers == [404, 404, 404, 429, 429]
+
+
+# --- 5. a stale CSRF token is told, in the driver's language, without doing anything -------------
+
+
+def test_a_stale_page_token_is_told_as_json_to_scripts_and_as_a_page_to_forms(client, charging):
+    strict = Client(enforce_csrf_checks=True)
+    strict.cookies = client.cookies  # the payer's browser, its CSRF cookie lost
+    strict.cookies.pop("csrftoken", None)
+    answer = strict.post(stop_url(charging), HTTP_ACCEPT="application/json")
+    assert answer.status_code == 403
+    assert (
+        answer.json()["csrf"] is True and "charge in progress goes on" in answer.json()["message"]
+    )
+    page = strict.post(stop_url(charging), HTTP_ACCEPT_LANGUAGE="de")
+    assert page.status_code == 403 and page["Content-Language"] == "de"
+    assert '<html lang="de">' in page.content.decode()
+    assert "Seite abgelaufen" in page.content.decode()
+    charging.refresh_from_db()
+    assert charging.status == S.CHARGING

@@ -335,3 +335,64 @@ def test_pay_whose_answer_was_lost_pressed_again_holds_once(stack, page):
     page.wait_for_url(STATUS_URL)
     expect(page.get_by_role("status")).to_have_text("Charging", timeout=SLOW)
     stop_and_wait(page)
+
+
+def test_pay_whose_answer_was_lost_then_reloaded_lands_on_the_charge_and_stops_it(stack, page):
+    """The answer (and with it the payer cookie) never reached the phone, and the driver reloads
+    instead of pressing Pay again: the page asks which charge the press opened and goes there, with
+    the right to stop it."""
+    assert_evse_free(stack, AC)
+    pay_button = open_checkout(page, stack, AC)
+    fill_card(page, VISA)
+    reached = []
+
+    def lose_the_answer(route):
+        reached.append(route.fetch().status)
+        route.abort()
+
+    page.route(PAY_POST, lose_the_answer)
+    pay_button.click()
+    expect(page.locator("#pay-error")).to_contain_text("connection dropped")
+    assert reached == [200]
+    paid = stack.latest_session(AC)
+    page.unroute(PAY_POST)
+    poll(lambda: stack.latest_session(AC)["status"] == "charging", timeout=30, what="charging")
+
+    page.reload()  # the charger is now busy: no Pay form, only the question
+    page.wait_for_url(STATUS_URL)
+    assert page.url.endswith(f"/s/{paid['public_id']}/")
+    expect(page.get_by_role("status")).to_have_text("Charging", timeout=SLOW)
+    stop_and_wait(page)
+    assert stack.latest_session(AC)["session_id"] == paid["session_id"]
+
+
+def test_stop_with_a_stale_page_token_is_sent_with_a_fresh_one(stack, page):
+    pay_and_follow(stack, page)
+    expect(page.get_by_role("status")).to_have_text("Charging", timeout=SLOW)
+    page.context.clear_cookies(name="csrftoken")  # the payer cookie stays: the same phone
+    stops = []
+    page.on("request", lambda r: stops.append(r.url) if r.url.endswith("/stop") else None)
+    stop_and_wait(page)
+    assert len(stops) == 2  # refused for the stale token, then sent again with a fresh one
+
+
+def test_stop_refused_for_good_is_said_and_not_sent_forever(stack, page):
+    """An answer no retry can change (here a proxy's HTML 404) stops the retries and says so."""
+    pay_and_follow(stack, page)
+    expect(page.get_by_role("status")).to_have_text("Charging", timeout=SLOW)
+    tries = []
+
+    def refuse(route):
+        tries.append(route.request.url)
+        route.fulfill(status=404, content_type="text/html", body="<h1>Not Found</h1>")
+
+    page.route(re.compile(r"/stop$"), refuse)
+    page.get_by_role("button", name="Stop charging").click()
+    progress = page.locator("#stop-progress")
+    expect(progress).to_contain_text("Stop could not be sent from this page")
+    page.wait_for_timeout(4000)  # a retry would have come after 1 and 2 s
+    assert len(tries) == 1
+    expect(page.get_by_role("button", name="Stop charging")).to_be_enabled()
+    assert stack.latest_session(AC)["status"] == "charging"  # and the page did not say otherwise
+    page.unroute(re.compile(r"/stop$"))
+    stop_and_wait(page)

@@ -16,13 +16,35 @@
     if (st) st.setItem(key, JSON.stringify(value));
   }
 
+  // A press of Pay whose answer never came (the connection dropped, the page was reloaded): ask the
+  // server which charge it opened, so the driver lands on it with the right to stop it. Nothing
+  // found means the press never arrived: the form is there to press again (the same attempt).
+  function resume() {
+    var mine = remembered(), ask = document.getElementById("resume-form");
+    if (!mine.sent || mine.status_url || !ask) return;
+    var data = new FormData(ask);
+    data.set("attempt", mine.attempt);
+    fetch(ask.action, {
+      method: "POST", body: data, credentials: "same-origin",
+      headers: { "Accept": "application/json", "X-CSRFToken": data.get("csrfmiddlewaretoken") },
+    }).then(function (r) { return r.json(); }).then(function (a) {
+      if (!a.ok) return;
+      remember({ attempt: mine.attempt, sent: true, status_url: a.status_url });
+      window.location.replace(a.status_url);
+    }).catch(function () {
+      window.addEventListener("online", resume, { once: true });
+    });
+  }
+
   var form = document.getElementById("pay-form");
   if (!form) {
     // The charger is busy: if this tab paid for it, the reload belongs on that charge's status page.
     var mine = remembered();
     if (mine.status_url) window.location.replace(mine.status_url);
+    else resume();
     return;
   }
+  resume();
   var button = document.getElementById("pay-button");
   var errorBox = document.getElementById("pay-error");
   var loadError = document.getElementById("card-load-error");
@@ -129,9 +151,13 @@
   }
 
   function post(url, data) {
+    remember({ attempt: form.elements.attempt.value, sent: true });
     return fetch(url, {
       method: "POST", body: data, credentials: "same-origin",
-      headers: { "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value },
+      headers: {
+        "Accept": "application/json",
+        "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value,
+      },
     }).catch(function () {
       var lost = new Error(_("The connection dropped before we answered. If an amount was held, it is released automatically; pressing Pay again will not hold it twice."));
       lost.network = true;
@@ -150,7 +176,7 @@
         return post(answer.confirm_url, new FormData());
       }).then(function (a) { return follow(wallet, a); });
     }
-    remember({ attempt: form.elements.attempt.value, status_url: answer.status_url });
+    remember({ attempt: form.elements.attempt.value, sent: true, status_url: answer.status_url });
     window.location.assign(answer.status_url);
   }
 

@@ -117,7 +117,7 @@
 
   // --- Stop survives a dropped connection ------------------------------------------------------
   var stopKey = "directpay:stop:" + live.dataset.statusUrl;
-  var stopTimer = null, stopTries = 0, stopSending = false;
+  var stopTimer = null, stopTries = 0, stopSending = false, stopFreshToken = false;
 
   function storage() { try { return window.sessionStorage; } catch (e) { return null; } }
   function stopForm() { return document.getElementById("stop-form"); }
@@ -126,6 +126,17 @@
     if (!p) return;
     p.textContent = message;
     p.hidden = false;
+  }
+
+  function freshToken() {
+    return withTimeout(window.location.href, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+      if (!r.ok) throw new Error("status page " + r.status);
+      return r.text();
+    }).then(function (html) {
+      var doc = new DOMParser().parseFromString(html, "text/html");
+      var token = doc.querySelector("#stop-form [name=csrfmiddlewaretoken]"), form = stopForm();
+      if (token && form) form.elements.csrfmiddlewaretoken.value = token.value;
+    });
   }
 
   function sendStop() {
@@ -149,10 +160,20 @@
         schedule(0);
         return;
       }
-      if (res.status === 403 && res.answer) {  // not the payer's browser: no use sending it again
+      if (res.answer && res.answer.csrf && !stopFreshToken) {
+        // The page's CSRF token went stale (cookies cleared, a long pause): the page, fetched again,
+        // carries a fresh one; send once more with it.
+        stopFreshToken = true;
+        return freshToken().then(sendStop);
+      }
+      if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
+        // Refused for good (not the payer's browser, a page too old): sending again cannot help.
         var st2 = storage();
         if (st2) st2.removeItem(stopKey);
-        stopSay(res.answer.message);
+        stopSay((res.answer && res.answer.message) ||
+          _("Stop could not be sent from this page. Reload it and press Stop again: until then the charge goes on."));
+        var again = form.querySelector("button");
+        if (again) again.disabled = false;
         return;
       }
       throw new Error("stop " + res.status);
@@ -175,6 +196,7 @@
       var st = storage();
       if (st) st.setItem(stopKey, "1");  // a reload before the answer sends it again
       stopTries = 0;
+      stopFreshToken = false;
       if (navigator.onLine === false) stopSay(_("Stop not sent yet, retrying…"));
       sendStop();
     });
