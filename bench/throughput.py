@@ -8,7 +8,15 @@ one charging, then waits for the worker to capture every payment and issue every
 sessions/second from the first pay to the last receipt, session end -> capture latencies, and the
 outcome of every session.
 
+Two ways to load it. The default is a burst: every session paid as fast as the drivers can, then,
+once all charge, every one stopped at once; end -> capture then measures how long that queue takes
+to drain. `--rate R` paces arrivals instead: driver i pays at i/R seconds and presses Stop
+`--charge-seconds` later, so sessions start and end at a steady R per second, as a network's day
+does; end -> capture is then the latency at that rate, and its first and last thirds show whether
+a queue builds up (the pipeline keeps up with R only if they stay alike).
+
 Run: .venv/bin/python bench/throughput.py [--sessions 1000] [--concurrency 8] [--stand-in stock]
+                                          [--rate 25 --charge-seconds 8]
      (needs PostgreSQL and Redis on 127.0.0.1; prints, asserts no time; exits 1 if any session did
      not end captured with exactly one receipt, or if a payment captured more than it held)
 
@@ -30,6 +38,7 @@ the bench's own progress queries). The machine may be shared: `uptime` is printe
 """
 
 import argparse
+import heapq
 import os
 import queue
 import re
@@ -76,6 +85,19 @@ parser.add_argument(
     choices=("fast", "stock"),
     default="fast",
     help="localstripe without its per-write pickle (fast, default) or as shipped (stock)",
+)
+parser.add_argument(
+    "--rate",
+    type=float,
+    default=0,
+    help="paced arrivals: drivers pay at this many sessions/s, each pressing Stop --charge-seconds "
+    "after paying (default 0: a burst, every session paid, then every one stopped)",
+)
+parser.add_argument(
+    "--charge-seconds",
+    type=float,
+    default=8,
+    help="paced mode: how long after paying each driver presses Stop (default 8)",
 )
 parser.add_argument(
     "--timeout",
@@ -388,51 +410,129 @@ try:
 
     deadline = time.monotonic() + TIMEOUT
 
-    # --- pay ----------------------------------------------------------------------------------
-    say(f"paying: {N} drivers, {args.concurrency} at a time...")
-    first_pay = datetime.now(UTC)
-    t_pay = time.monotonic()
-    paid = drive(list(zip(evses, connectors)), pay, args.concurrency)
-    pay_seconds = time.monotonic() - t_pay
-    driver_errors = [
-        (pair[0].evse_id, result) for pair, result in paid if isinstance(result, Exception)
-    ]
-    ok = [result for _, result in paid if not isinstance(result, Exception)]
-    ids = [session_id for session_id, _, _ in ok]
-    say(
-        f"  {len(ok)} paid in {pay_seconds:.1f} s ({len(ok) / pay_seconds:.1f} payments/s); "
-        f"payment status: {show(Counter(status for _, status, _ in ok))}; "
-        f"driver errors: {len(driver_errors)}"
-    )
-    say(f"  driver time (token + create + authorize): {spread([t for _, _, t in ok])}")
-    for evse_id, exc in driver_errors[:5]:
-        say(f"    {evse_id}: {exc!r}")
+    # --- paced: sessions arrive at --rate and end --charge-seconds later -----------------------
+    def paced() -> tuple[list, list]:
+        """Driver i pays at i / rate and presses Stop charge_seconds after that: sessions start and
+        end at a steady rate, so end -> capture is the latency at that rate, not a burst's queue."""
+        t0, stops, stop_lock = time.monotonic(), [], threading.Lock()
+        items = [(i, pair) for i, pair in enumerate(zip(evses, connectors))]
 
-    # --- charge, then stop --------------------------------------------------------------------
-    say(
-        "waiting for every session to be charging (worker starts it, the simulator tick reports it)..."
-    )
-    wait(
-        ids,
-        lambda s, p, r: not any(s[name] for name in BEFORE_CHARGING),
-        "sessions to charge",
-        deadline,
-    )
-    all_charging_seconds = time.monotonic() - t_pay
-    charging = list(
-        ChargingSession.objects.filter(pk__in=ids, status="charging").values_list("pk", flat=True)
-    )
-    say(
-        f"  at +{all_charging_seconds:.1f} s: {len(charging)} charging, "
-        f"{len(ids) - len(charging)} already past it (spending cap) or failed; pressing Stop on the charging"
-    )
-    stopped = drive(
-        charging, lambda pk, http: services.session_request_stop(session_id=pk), args.concurrency
-    )
-    stop_errors = [(pk, result) for pk, result in stopped if isinstance(result, Exception)]
-    say(f"  stops requested by +{time.monotonic() - t_pay:.1f} s; errors: {len(stop_errors)}")
-    for pk, exc in stop_errors[:5]:
-        say(f"    session {pk}: {exc!r}")
+        def pay_on_time(item, http):
+            i, pair = item
+            due = t0 + i / args.rate
+            time.sleep(max(0.0, due - time.monotonic()))
+            result = pay(pair, http)
+            with stop_lock:
+                heapq.heappush(stops, (due + args.charge_seconds, result[0]))
+            return result
+
+        stop_results, paying = [], [True]
+
+        def stopper():
+            while paying[0] or stops:
+                with stop_lock:
+                    item = stops[0] if stops else None
+                    if item and item[0] <= time.monotonic():
+                        heapq.heappop(stops)
+                    else:
+                        item = None
+                if item is None:
+                    time.sleep(0.02)
+                    continue
+                due, pk = item
+                status = ChargingSession.objects.filter(pk=pk).values_list("status", flat=True)[0]
+                if status in BEFORE_CHARGING and time.monotonic() < due + 60:
+                    with stop_lock:  # not charging yet: press again a moment later
+                        heapq.heappush(stops, (time.monotonic() + 0.2, pk))
+                elif status == "charging":
+                    try:
+                        services.session_request_stop(session_id=pk)
+                        stop_results.append((pk, None))
+                    except Exception as exc:  # noqa: BLE001 - counted and reported
+                        stop_results.append((pk, exc))
+            connections.close_all()
+
+        pressing = threading.Thread(target=stopper, name="stopper")
+        pressing.start()
+        # Enough drivers that a slow answer does not hold the next arrival back.
+        paid = drive(items, pay_on_time, max(args.concurrency, int(args.rate) + 4))
+        paying[0] = False
+        pressing.join()
+        return [((item[1]), result) for item, result in paid], stop_results
+
+    if args.rate:
+        say(
+            f"paced: {N} drivers paying at {args.rate:g} sessions/s, "
+            f"each pressing Stop {args.charge_seconds:g} s after paying..."
+        )
+        first_pay = datetime.now(UTC)
+        t_pay = time.monotonic()
+        paid, stopped = paced()
+        driver_errors = [
+            (pair[0].evse_id, result) for pair, result in paid if isinstance(result, Exception)
+        ]
+        ok = [result for _, result in paid if not isinstance(result, Exception)]
+        ids = [session_id for session_id, _, _ in ok]
+        stop_errors = [(pk, result) for pk, result in stopped if result is not None]
+        say(
+            f"  {len(ok)} paid and {len(stopped)} stopped by +{time.monotonic() - t_pay:.1f} s "
+            f"(arrivals {len(ok) / max(N / args.rate, 0.001):.1f}/s); driver errors: "
+            f"{len(driver_errors)}, stop errors: {len(stop_errors)}"
+        )
+        say(f"  driver time (token + create + authorize): {spread([t for _, _, t in ok])}")
+        for what, exc in (driver_errors + stop_errors)[:5]:
+            say(f"    {what}: {exc!r}")
+
+    # --- pay ----------------------------------------------------------------------------------
+    if not args.rate:
+        say(f"paying: {N} drivers, {args.concurrency} at a time...")
+        first_pay = datetime.now(UTC)
+        t_pay = time.monotonic()
+        paid = drive(list(zip(evses, connectors)), pay, args.concurrency)
+        pay_seconds = time.monotonic() - t_pay
+        driver_errors = [
+            (pair[0].evse_id, result) for pair, result in paid if isinstance(result, Exception)
+        ]
+        ok = [result for _, result in paid if not isinstance(result, Exception)]
+        ids = [session_id for session_id, _, _ in ok]
+        say(
+            f"  {len(ok)} paid in {pay_seconds:.1f} s ({len(ok) / pay_seconds:.1f} payments/s); "
+            f"payment status: {show(Counter(status for _, status, _ in ok))}; "
+            f"driver errors: {len(driver_errors)}"
+        )
+        say(f"  driver time (token + create + authorize): {spread([t for _, _, t in ok])}")
+        for evse_id, exc in driver_errors[:5]:
+            say(f"    {evse_id}: {exc!r}")
+
+        # --- charge, then stop --------------------------------------------------------------------
+        say(
+            "waiting for every session to be charging (worker starts it, the simulator tick reports it)..."
+        )
+        wait(
+            ids,
+            lambda s, p, r: not any(s[name] for name in BEFORE_CHARGING),
+            "sessions to charge",
+            deadline,
+        )
+        all_charging_seconds = time.monotonic() - t_pay
+        charging = list(
+            ChargingSession.objects.filter(pk__in=ids, status="charging").values_list(
+                "pk", flat=True
+            )
+        )
+        say(
+            f"  at +{all_charging_seconds:.1f} s: {len(charging)} charging, "
+            f"{len(ids) - len(charging)} already past it (spending cap) or failed; pressing Stop on the charging"
+        )
+        stopped = drive(
+            charging,
+            lambda pk, http: services.session_request_stop(session_id=pk),
+            args.concurrency,
+        )
+        stop_errors = [(pk, result) for pk, result in stopped if isinstance(result, Exception)]
+        say(f"  stops requested by +{time.monotonic() - t_pay:.1f} s; errors: {len(stop_errors)}")
+        for pk, exc in stop_errors[:5]:
+            say(f"    session {pk}: {exc!r}")
 
     # --- settle ---------------------------------------------------------------------------------
     say("waiting for every payment to be captured (or released) and every receipt issued...")
@@ -539,8 +639,21 @@ try:
     if last_receipt is not None:
         elapsed = seconds(last_receipt - first_pay)
         say(f"{'first pay -> last receipt':>26}: {elapsed:.1f} s")
-        say(f"{'throughput':>26}: {len(good) / elapsed:.2f} sessions/s end to end")
+        say(
+            f"{'throughput':>26}: {len(good) / elapsed:.2f} sessions/s end to end"
+            + (f" (paced: arrivals at {args.rate:g}/s bound it)" if args.rate else "")
+        )
     say(f"{'session end -> capture':>26}: {spread(to_capture)}")
+    if args.rate and len(to_capture) >= 30:
+        # In arrival order: a queue that grows shows as a later third slower than the first.
+        ordered = [
+            seconds(min(captures[s.pk]) - s.ended_at)
+            for s in sorted(good, key=lambda s: s.pk)
+            if s.pk in captures and s.ended_at
+        ]
+        third = len(ordered) // 3
+        say(f"{'  first third':>26}: {spread(ordered[:third])}")
+        say(f"{'  last third':>26}: {spread(ordered[-third:])}")
     say(f"{'  of which Stop -> end':>26}: {spread(stop_to_end)}   (csms queue)")
     say(f"{'  end -> final record':>26}: {spread(end_to_record)}   (simulator ticks)")
     say(f"{'final record -> capture':>26}: {spread(record_to_capture)}   (money queue)")

@@ -8,6 +8,7 @@ final record is priced by the CSMS side with the same tariff engine, as a CPO's 
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from decimal import Decimal
 
@@ -31,6 +32,8 @@ from .base import (
     StartStatus,
     deliver_update,
 )
+
+log = logging.getLogger(__name__)
 
 
 class SimulatorAdapter:
@@ -74,76 +77,82 @@ def tick(now=None) -> int:
         .order_by(F("stop_requested_at").asc(nulls_last=True), "pk")
         .values_list("pk", flat=True)
     ):
-        update = _advance(pk, now)
-        if update is not None:
-            deliver_update(update)
-            reported += 1
+        try:
+            # The step and its report in one transaction: one commit per report, and a report whose
+            # handling failed is made again next tick instead of being lost (a final record too).
+            with transaction.atomic():
+                update = _advance(pk, now)
+                if update is not None:
+                    deliver_update(update)
+                    reported += 1
+        except Exception:
+            log.exception("simulator: reporting simulated session %s failed; next tick retries", pk)
     return reported
 
 
 def _advance(pk: int, now) -> SessionUpdate | None:
-    with transaction.atomic():
-        sim = (
-            SimulatedSession.objects.select_for_update()
-            .select_related("connector")
-            .filter(pk=pk)
-            .first()
-        )
-        if sim is None or sim.finished_at:
-            return None
-        if sim.started_at is None:
-            sim.started_at = sim.accept_at
-        # Timestamps stay real (receipts never show a future end); only the energy comes faster.
-        end = max(sim.stop_requested_at or now, sim.started_at)
-        hours = Decimal((end - sim.started_at).total_seconds()) / Decimal(3600)
-        rate = sim.power_kw * Decimal(str(settings.SIMULATOR_SPEEDUP))
-        sim.kwh = min(rate * hours, sim.battery_kwh).quantize(Decimal("0.0001"))
-        charging_hours = sim.kwh / rate
-        parking_minutes = max(Decimal(0), (hours - charging_hours) * 60).quantize(Decimal("0.01"))
-        final = sim.stop_requested_at is not None
-        if final:
-            sim.finished_at = now
-        sim.save()
-        common = {
-            "reference": sim.reference,
-            "kwh": sim.kwh,
-            "started_at": sim.started_at,
-            "parking_minutes": parking_minutes,
-            "csms_session_id": f"SIM-{sim.pk}",
-        }
-        if not final:
-            return SessionUpdate(status=SessionStatus.ACTIVE, measured_at=end, **common)
-        tariff = sim.connector.tariff_at(sim.started_at)
-        usage = tariffs.Usage(
-            start=sim.started_at,
-            end=end,
-            kwh=sim.kwh,
-            parking_minutes=parking_minutes,
-            max_power_kw=sim.power_kw,
-        )
-        priced = tariffs.quote(tariff.ocpi, usage, tz=sim.connector.evse.location.time_zone)
-        cdr = {
-            "id": f"CDR-SIM-{sim.pk}",
-            "start_date_time": sim.started_at.isoformat(),
-            "end_date_time": end.isoformat(),
-            "total_energy": str(sim.kwh),
-            "total_cost": {
-                "excl_vat": str(priced.total_excl_vat),
-                "incl_vat": str(priced.total_incl_vat),
-            },
-            "currency": priced.currency,
-        }
-        signed = signed_meter_data(sim, end)
-        cdr["signed_data"] = signed.as_ocpi()  # where an OCPI CDR carries it
-        return SessionUpdate(
-            status=SessionStatus.COMPLETED,
-            ended_at=end,
-            measured_at=end,
-            final=True,
-            cdr=cdr,
-            signed_data=signed,
-            **common,
-        )
+    """One step of a simulated charge (in the caller's transaction, which holds its row)."""
+    sim = (
+        SimulatedSession.objects.select_for_update()
+        .select_related("connector")
+        .filter(pk=pk)
+        .first()
+    )
+    if sim is None or sim.finished_at:
+        return None
+    if sim.started_at is None:
+        sim.started_at = sim.accept_at
+    # Timestamps stay real (receipts never show a future end); only the energy comes faster.
+    end = max(sim.stop_requested_at or now, sim.started_at)
+    hours = Decimal((end - sim.started_at).total_seconds()) / Decimal(3600)
+    rate = sim.power_kw * Decimal(str(settings.SIMULATOR_SPEEDUP))
+    sim.kwh = min(rate * hours, sim.battery_kwh).quantize(Decimal("0.0001"))
+    charging_hours = sim.kwh / rate
+    parking_minutes = max(Decimal(0), (hours - charging_hours) * 60).quantize(Decimal("0.01"))
+    final = sim.stop_requested_at is not None
+    if final:
+        sim.finished_at = now
+    sim.save()
+    common = {
+        "reference": sim.reference,
+        "kwh": sim.kwh,
+        "started_at": sim.started_at,
+        "parking_minutes": parking_minutes,
+        "csms_session_id": f"SIM-{sim.pk}",
+    }
+    if not final:
+        return SessionUpdate(status=SessionStatus.ACTIVE, measured_at=end, **common)
+    tariff = sim.connector.tariff_at(sim.started_at)
+    usage = tariffs.Usage(
+        start=sim.started_at,
+        end=end,
+        kwh=sim.kwh,
+        parking_minutes=parking_minutes,
+        max_power_kw=sim.power_kw,
+    )
+    priced = tariffs.quote(tariff.ocpi, usage, tz=sim.connector.evse.location.time_zone)
+    cdr = {
+        "id": f"CDR-SIM-{sim.pk}",
+        "start_date_time": sim.started_at.isoformat(),
+        "end_date_time": end.isoformat(),
+        "total_energy": str(sim.kwh),
+        "total_cost": {
+            "excl_vat": str(priced.total_excl_vat),
+            "incl_vat": str(priced.total_incl_vat),
+        },
+        "currency": priced.currency,
+    }
+    signed = signed_meter_data(sim, end)
+    cdr["signed_data"] = signed.as_ocpi()  # where an OCPI CDR carries it
+    return SessionUpdate(
+        status=SessionStatus.COMPLETED,
+        ended_at=end,
+        measured_at=end,
+        final=True,
+        cdr=cdr,
+        signed_data=signed,
+        **common,
+    )
 
 
 def signed_meter_data(sim: SimulatedSession, end) -> SignedData:
