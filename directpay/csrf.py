@@ -7,6 +7,7 @@ message that says nothing was done; a plain form gets a page in the driver's lan
 
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.csrf import csrf_failure as django_csrf_failure
 
@@ -20,4 +21,8 @@ def csrf_failure(request, reason=""):
     )
     if "application/json" in request.headers.get("Accept", ""):
         return JsonResponse({"ok": False, "csrf": True, "message": message}, status=403)
-    return render(request, "403_csrf.html", {"message": message}, status=403)
+    # Back to the page the form was on (ours only), where a reload gives a fresh token.
+    back = request.headers.get("Referer", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = ""
+    return render(request, "403_csrf.html", {"message": message, "back": back}, status=403)

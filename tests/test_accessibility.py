@@ -301,6 +301,21 @@ def test_receipt_lookup_too_many(stack, context, language):
     check(page, language, "15-lookup-too-many")
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_page_expired(stack, context, language):
+    """A form posted with a stale CSRF token (here the language switch, cookie cleared) gets our
+    page in the driver's language, not Django's English one."""
+    page = context.new_page()
+    assert page.goto(stack.checkout_url(AC)).status == 200
+    context.clear_cookies(name="csrftoken")
+    with page.expect_response(re.compile(r"/i18n/setlang/$")) as answer:
+        page.locator("form.languages button:not([disabled])").first.click()
+    assert answer.value.status == 403
+    check(page, language, "16-page-expired")
+    page.locator("a.button").click()  # back to the checkout, whose reload carries a fresh token
+    expect(pay_button(page, language)).to_be_enabled()
+
+
 # --- what axe cannot see ------------------------------------------------------------------------
 
 # The focused element's indicator: its own outline or box-shadow, or its label's when the input is
