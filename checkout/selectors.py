@@ -72,14 +72,6 @@ def evse_for_checkout(pk: int) -> Evse | None:
             if tariff is not None and tariff.operator_id == operator.pk:
                 tariff.operator = operator
     return evse
-    evse = connector.evse
-    evse.sold_connector, evse.in_use = connector, connector.in_use
-    # A tariff without a currency falls back on its operator's: the EVSE's, already loaded.
-    operator = evse.location.operator
-    for tariff in (connector.tariff, connector.tariff.replaced_by):
-        if tariff is not None and tariff.operator_id == operator.pk:
-            tariff.operator = operator
-    return evse
 
 
 def session_for_attempt(evse, attempt: str) -> ChargingSession | None:
