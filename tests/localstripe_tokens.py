@@ -186,10 +186,21 @@ def _confirm_with_token(intent, token_id):
     intent._confirm(on_failure_now=intent._report_failure)
 
 
+_original_dump = resources.Store.dump_to_disk
+
+
+def _dump_without_tokens(self) -> None:
+    """localstripe's store file is shared by any localstripe on this machine, which could not load
+    a class only this process knows: tokens (short-lived anyway) stay out of it."""
+    prefix = ConfirmationToken.object + ":"
+    _original_dump(resources.Store({k: v for k, v in self.items() if not k.startswith(prefix)}))
+
+
 def install() -> None:
     """Patch localstripe's classes and routes. Call before localstripe.server is imported."""
     if getattr(PaymentIntent, "_localstripe_confirm", None):
         return
+    resources.Store.dump_to_disk = _dump_without_tokens
     PaymentIntent._localstripe_confirm = PaymentIntent._api_confirm
     PaymentIntent._api_create = classmethod(_intent_create)
     resources.extra_apis[:] = [
