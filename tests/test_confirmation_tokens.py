@@ -18,6 +18,7 @@ from stations import qr
 from tests.factories import ConnectorFactory
 
 VISA = "4242424242424242"
+VISA_3DS = "4000002500003155"
 DECLINED = "4000000000000341"
 CARD = {"exp_month": "12", "exp_year": "2034", "cvc": "123"}
 UNUSABLE = (
@@ -138,6 +139,21 @@ def test_pay_with_a_token_holds_the_amount(client, evses, stripe):
     assert intent["status"] == "requires_capture" and intent["capture_method"] == "manual"
     assert intent["amount"] == 2000 and intent["payment_method"].startswith("pm_")
     assert payment.session.status == S.AUTHORIZED
+
+
+def test_a_token_whose_card_asks_for_3ds_is_held_after_the_challenge(client, evses, stripe):
+    first = post_pay(client, evses[0], confirmation_token=stripe.confirmation_token(VISA_3DS))
+    assert first.status_code == 200 and first.json()["next"] == "authenticate"
+    payment = Payment.objects.get(session__evse=evses[0])
+    assert payment.status == P.REQUIRES_ACTION
+    assert first.json()["client_secret"] == payment.client_secret
+    # What stripe.handleNextAction does in the browser, then the page tells us.
+    stripe.authenticate(payment.stripe_payment_intent_id, payment.client_secret)
+    answer = client.post(first.json()["confirm_url"])
+    assert answer.json()["next"] == "status"
+    payment.refresh_from_db()
+    assert payment.status == P.AUTHORIZED and payment.card_last4 == "3155"
+    assert stripe.intent(payment.stripe_payment_intent_id)["status"] == "requires_capture"
 
 
 def test_a_declined_token_holds_nothing(client, evses, stripe):
