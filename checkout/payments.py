@@ -290,10 +290,13 @@ def confirm(
     """Ask the card issuer for the hold (server-side confirmation), with the browser's
     ConfirmationToken where it sent one (Stripe then writes the token's payment method onto the
     intent; the token is single-use)."""
-    # localstripe takes no return_url here; Stripe wants to know where 3-D Secure returns to.
-    params = {} if settings.STRIPE_API_BASE else {"return_url": return_url}
+    # Stripe wants to know where 3-D Secure returns to; localstripe's own confirm (a payment
+    # method's intent) refuses any parameter, its ConfirmationToken stand-in takes it as Stripe does.
+    params = {"return_url": return_url}
     if confirmation_token:
         params["confirmation_token"] = confirmation_token
+    elif settings.STRIPE_API_BASE:
+        params = {}
     pi = _call(
         client().v1.payment_intents.confirm,
         payment_intent_id,

@@ -156,13 +156,16 @@ def _intent_create(cls, confirm=None, confirmation_token=None, **data):
         return _original_create(cls, confirm=confirm, **data)
     if try_convert_to_bool(confirm) is not True:
         raise _token_error(400, "confirmation_token can only be used when confirm is true.")
+    data.pop("return_url", None)  # a Confirm API parameter; 3-D Secure here needs no redirect
     obj = _original_create(cls, confirm=False, **data)
     _confirm_with_token(obj, confirmation_token)
     return obj
 
 
-def _intent_confirm(id, confirmation_token=None, **kwargs):
+def _intent_confirm(id, confirmation_token=None, return_url=None, **kwargs):
     if confirmation_token is None:
+        if return_url is not None:
+            kwargs["return_url"] = return_url  # refused by localstripe, as before
         return PaymentIntent._localstripe_confirm(id, **kwargs)
     if kwargs:
         raise UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
