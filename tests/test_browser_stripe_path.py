@@ -4,7 +4,8 @@ Stripe.js cannot load here, so the page gets a stand-in of the part of its API t
 (tests/stripe_js_standin.js) at the URL it loads Stripe.js from, and is told it is in production
 mode (the one attribute, data-stripe-mode, that differs from the embedded default's page). What the
 stand-in would send to Stripe, the test answers with Stripe's test helpers against localstripe
-(tests/localstripe_tokens.py); everything after that is the real stack's server path.
+(tests/localstripe_tokens.py); everything after that is the real stack's server path. The tests
+run in order on one stack: the 3-D Secure test uses the DC EVSE the declined wallet left free.
 """
 
 import re
@@ -25,7 +26,6 @@ VISA_3DS = "4000002500003155"
 DECLINED = "4000000000000341"
 PAY = re.compile("^Pay")
 STANDIN = Path(__file__).with_name("stripe_js_standin.js")
-SLOW = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +106,7 @@ def test_a_card_is_held_through_a_confirmation_token(stack, page):
     page.get_by_label("20.00 EUR").check()
     page.get_by_label("Card number").fill(VISA)
     pay_button.click()
-    page.wait_for_url(re.compile(r"/s/[0-9a-f-]{36}/$"))
-    expect(page.get_by_role("status")).to_have_text(re.compile("Starting|Charging"), timeout=SLOW)
+    page.wait_for_url(re.compile(r"/s/[0-9a-f-]{36}/$"))  # the hold is made before this answer
 
     session = stack.latest_session(AC)
     assert session["payment_status"] == "authorized" and session["amount_held"] == 2000
@@ -120,8 +119,6 @@ def test_a_card_is_held_through_a_confirmation_token(stack, page):
     assert (options["mode"], options["amount"], options["currency"]) == ("payment", 2000, "eur")
     assert options["captureMethod"] == "manual" and options["paymentMethodTypes"] == ["card"]
     assert "paymentMethodCreation" not in options
-    page.get_by_role("button", name="Stop charging").click()
-    expect(page.get_by_role("status")).to_have_text("Finished", timeout=SLOW)
 
 
 def test_a_declined_wallet_is_told_to_its_sheet_and_holds_nothing(stack, page):
@@ -148,5 +145,3 @@ def test_3d_secure_after_a_confirmation_token(stack, page):
     session = stack.latest_session(DC)
     assert session["payment_status"] == "authorized" and session["card_last4"] == "3155"
     assert [c for c in page.stripe_calls if "client_secret" in c]  # handleNextAction ran
-    page.get_by_role("button", name="Stop charging").click()
-    expect(page.get_by_role("status")).to_have_text(re.compile("Finished|Stopping"), timeout=SLOW)
