@@ -9,6 +9,7 @@ from .invoices import VAT_ID_INVALID, buyer_vat_id
 from .lookup import parse_amount
 
 PRICE_DIGEST = re.compile(r"^[0-9a-f]{32}$")
+CARD_UNREADABLE = _("The card details could not be read. Please enter them again.")
 
 
 class PayForm(forms.Form):
@@ -31,16 +32,27 @@ class PayForm(forms.Form):
     email = forms.EmailField(required=False, max_length=254)
     # Stripe.js's Radar Session (createRadarSession), passed on to Stripe when the browser has one.
     radar_session = forms.RegexField(regex=r"^rse_[A-Za-z0-9_]{1,200}$", required=False)
+    # The card, exactly one of: a payment method (the embedded default: localstripe's card element)
+    # or a ConfirmationToken (production: Stripe.js createConfirmationToken).
     payment_method = forms.RegexField(
         regex=r"^(pm|card)_[A-Za-z0-9_]{1,200}$",
-        error_messages={
-            "invalid": _("The card details could not be read. Please enter them again."),
-            "required": _("Please enter your card details."),
-        },
+        required=False,
+        error_messages={"invalid": CARD_UNREADABLE},
+    )
+    confirmation_token = forms.RegexField(
+        regex=r"^ctoken_[A-Za-z0-9_]{1,200}$",
+        required=False,
+        error_messages={"invalid": CARD_UNREADABLE},
     )
 
     def clean(self):
         data = super().clean()
+        if "payment_method" in data and "confirmation_token" in data:
+            given = [bool(data["payment_method"]), bool(data["confirmation_token"])]
+            if not any(given):
+                self.add_error(None, _("Please enter your card details."))
+            elif all(given):  # not what our page sends: which card was meant is unknown
+                self.add_error(None, CARD_UNREADABLE)
         own = self.data.get(f"price_{data.get('connector')}")
         if own is not None:
             if not PRICE_DIGEST.fullmatch(own):

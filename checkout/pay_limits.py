@@ -94,11 +94,14 @@ def _over(usage: dict | None, *, counted: bool) -> bool:
     return usage["count"] > usage["limit"] if counted else usage["count"] >= usage["limit"]
 
 
-def pay_refusal(request, *, evse, payment_method_id: str) -> Refusal | None:
-    """Count this press of Pay; a Refusal if a limit is reached. Call before any Stripe call.
+def pay_refusal(
+    request, *, evse, payment_method_id: str = "", confirmation_token: str = ""
+) -> Refusal | None:
+    """Count this press of Pay; a Refusal if a limit is reached. Call before any Stripe write.
 
     Cheapest first: the EVSE's declines, the client, the EVSE; the card last (its fingerprint costs
-    a Stripe read, which a client already refused never gets).
+    a Stripe read, which a client already refused never gets): the payment method's, or the one in
+    the ConfirmationToken's payment_method_preview.
     """
     if not pay_challenge.passed(request):
         return Refusal(limit="challenge", retry_after=0, status=403)
@@ -114,7 +117,11 @@ def pay_refusal(request, *, evse, payment_method_id: str) -> Refusal | None:
             return _refused(group, usage, evse)
     if settings.PAY_RATE_PER_CARD:
         # A card tester rotates clients and chargers but tries each card more than once.
-        fingerprint = payments.card_fingerprint(payment_method_id)
+        fingerprint = (
+            payments.token_card_fingerprint(confirmation_token)
+            if confirmation_token
+            else payments.card_fingerprint(payment_method_id)
+        )
         if fingerprint:
             usage = _usage(
                 request, "pay-card", fingerprint, settings.PAY_RATE_PER_CARD, increment=True

@@ -23,6 +23,11 @@ class PaymentDeclined(Exception):
     """The card or wallet was refused; the message is safe to show the driver."""
 
 
+class CardDetailsUnusable(PaymentDeclined):
+    """Stripe refused the ConfirmationToken itself (unknown, expired or already used): no card was
+    asked, so it is no decline; the browser must collect the card details again."""
+
+
 class PaymentGatewayError(Exception):
     """Stripe failed us. Transient (5xx, 429, a timeout: retry) unless `permanent` (retrying cannot help).
 
@@ -156,6 +161,8 @@ def _call(fn, *args, bad_card_on_404: bool = False, **kwargs):
     except stripe.CardError as exc:
         raise PaymentDeclined(exc.user_message or "Your card was declined.") from exc
     except stripe.InvalidRequestError as exc:
+        if exc.param == "confirmation_token":
+            raise CardDetailsUnusable(str(exc.user_message or exc)) from exc
         if exc.param == "payment_method" or (bad_card_on_404 and exc.http_status == 404):
             # What the browser sent is not a usable card: the driver can fix that, we cannot.
             raise PaymentDeclined(
@@ -186,6 +193,18 @@ def card_fingerprint(payment_method_id: str) -> str:
     except (PaymentDeclined, PaymentGatewayError):
         return ""
     card = pm if pm.get("object") == "card" else (pm.get("card") or {})
+    return card.get("fingerprint") or ""
+
+
+def token_card_fingerprint(confirmation_token: str) -> str:
+    """The fingerprint of the card a ConfirmationToken carries (its payment_method_preview), or ''.
+
+    Not cached: a token's state changes when it is used, and each press of Pay brings a new one."""
+    try:
+        token = _call(client().v1.confirmation_tokens.retrieve, confirmation_token).to_dict()
+    except (PaymentDeclined, PaymentGatewayError):
+        return ""
+    card = (token.get("payment_method_preview") or {}).get("card") or {}
     return card.get("fingerprint") or ""
 
 
@@ -234,22 +253,26 @@ def create(
     *,
     amount: int,
     currency: str,
-    payment_method: str,
     metadata: dict,
     idempotency_key: str,
+    payment_method: str = "",
     radar_session: str = "",
 ) -> IntentState:
     """Create a PaymentIntent that will only hold the amount. Nothing is held until confirm().
 
+    `payment_method`: the card of the embedded default (localstripe's card element); production
+    brings a ConfirmationToken instead, which confirm() passes (the intent then has no payment
+    method until it is confirmed).
     `radar_session`: Stripe.js's snapshot of the browser (createRadarSession), for Radar's scoring."""
     params = {
         "amount": amount,
         "currency": currency.lower(),
-        "payment_method": payment_method,
-        "capture_method": "manual",
+        "capture_method": "manual",  # as the browser's Elements say (captureMethod: "manual")
         "metadata": metadata,
         "payment_method_types": ["card"],  # cards, Apple Pay and Google Pay
     }
+    if payment_method:
+        params["payment_method"] = payment_method
     if radar_session and not settings.STRIPE_API_BASE:
         params["radar_options"] = {"session": radar_session}  # localstripe refuses the parameter
     pi = _call(
@@ -261,10 +284,19 @@ def create(
     return _state(pi)
 
 
-def confirm(payment_intent_id: str, *, return_url: str, idempotency_key: str) -> IntentState:
-    """Ask the card issuer for the hold (server-side confirmation)."""
-    # localstripe takes no parameters here; Stripe wants to know where 3-D Secure returns to.
-    params = {} if settings.STRIPE_API_BASE else {"return_url": return_url}
+def confirm(
+    payment_intent_id: str, *, return_url: str, idempotency_key: str, confirmation_token: str = ""
+) -> IntentState:
+    """Ask the card issuer for the hold (server-side confirmation), with the browser's
+    ConfirmationToken where it sent one (Stripe then writes the token's payment method onto the
+    intent; the token is single-use)."""
+    # Stripe wants to know where 3-D Secure returns to; localstripe's own confirm (a payment
+    # method's intent) refuses any parameter, its ConfirmationToken stand-in takes it as Stripe does.
+    params = {"return_url": return_url}
+    if confirmation_token:
+        params["confirmation_token"] = confirmation_token
+    elif settings.STRIPE_API_BASE:
+        params = {}
     pi = _call(
         client().v1.payment_intents.confirm,
         payment_intent_id,

@@ -62,6 +62,8 @@ class CheckoutError(Exception):
 
 # What a driver is told of any decline (the session's failure_reason); staff see the real reason.
 DECLINED = N_("Your card was declined.")
+# The browser's ConfirmationToken was refused (expired, already used, unknown): no card was asked.
+CARD_DETAILS_UNUSABLE = N_("These card details can no longer be used. Please enter them again.")
 
 
 def _cents(amount: Decimal) -> int:
@@ -217,15 +219,23 @@ def session_create(
 
 
 def payment_authorize(
-    *, session_id: int, payment_method_id: str, radar_session: str = ""
+    *,
+    session_id: int,
+    payment_method_id: str = "",
+    confirmation_token: str = "",
+    radar_session: str = "",
 ) -> Payment:
     """Hold the amount on the driver's card (server-side confirmation, manual capture).
 
+    The card comes as a payment method (the embedded default's card element) or as a Stripe.js
+    ConfirmationToken (production), exactly one of them; the token is passed at confirm.
     Two steps, each committed: create the PaymentIntent and remember its id, then confirm it.
     Whatever happens to the confirm call (a timeout, a crash), we know which intent to retrieve or
     cancel, so no hold can be left behind unknown to us. A repeated call finds the work done, or
     asks Stripe how far the first call got before confirming again.
     """
+    if bool(payment_method_id) == bool(confirmation_token):
+        raise ValueError("payment_authorize needs a payment method or a confirmation token")
     with transaction.atomic():
         session = lock_session(pk=session_id)
         payment = lock_payment(session=session)
@@ -264,13 +274,17 @@ def payment_authorize(
         if payment.status != P.PENDING or payment.write_in_flight != "confirm":
             return payment
         state = payments.retrieve(payment.stripe_payment_intent_id) if resumed else None
-        if state is None or state.status == "requires_confirmation":
+        if state is None or _unconfirmed(state, token=bool(confirmation_token)):
             try:
                 state = payments.confirm(
                     payment.stripe_payment_intent_id,
                     return_url=f"{settings.PUBLIC_BASE_URL}{reverse('checkout:status', args=[session.public_id])}",
                     idempotency_key=f"payment-{payment.pk}-confirm",
+                    confirmation_token=confirmation_token,
                 )
+            except payments.CardDetailsUnusable as exc:
+                payment.write_in_flight = ""
+                return _declined(session, payment, str(exc), shown=CARD_DETAILS_UNUSABLE)
             except payments.PaymentDeclined as exc:
                 payment.write_in_flight = ""
                 return _declined(session, payment, str(exc))
@@ -279,11 +293,27 @@ def payment_authorize(
     return payment
 
 
-def _declined(session: ChargingSession, payment: Payment, reason: str) -> Payment:
+def _unconfirmed(state: payments.IntentState, *, token: bool) -> bool:
+    """The first confirm never reached Stripe: a payment method's intent still waits for it, a
+    token's intent still has no payment method (and no decline, which would say it did reach)."""
+    if token:
+        return state.status == "requires_payment_method" and not state.error_message
+    return state.status == "requires_confirmation"
+
+
+def _declined(
+    session: ChargingSession, payment: Payment, reason: str, *, shown: str = DECLINED
+) -> Payment:
     """The card was refused. The driver is told only that (telling why helps card testers); the
-    issuer's reason stays in the audit trail and on the payment for staff."""
-    set_session_status(session, S.FAILED, failure_reason=DECLINED)
-    if set_payment_status(payment, P.FAILED, message=reason, decline_message=reason):
+    issuer's reason stays in the audit trail and on the payment for staff.
+
+    `shown` CARD_DETAILS_UNUSABLE: Stripe refused the ConfirmationToken before asking any issuer,
+    so it is not counted as a decline (a replayed token must not pause an EVSE's Pay)."""
+    set_session_status(session, S.FAILED, failure_reason=shown)
+    if (
+        set_payment_status(payment, P.FAILED, message=reason, decline_message=reason)
+        and shown == DECLINED
+    ):
         # Counted once per payment, however often the same decline is reported.
         spike = pay_limits.decline_counted(evse=session.evse)
         if spike:

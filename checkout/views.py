@@ -154,9 +154,11 @@ def pay(request, code):
     if not form.is_valid():
         first = next(iter(form.errors.values()))[0]
         return _error(_("%(error)s Nothing has been charged.") % {"error": first})
-    refusal = pay_limits.pay_refusal(
-        request, evse=evse, payment_method_id=form.cleaned_data["payment_method"]
-    )
+    card = {
+        "payment_method_id": form.cleaned_data["payment_method"],
+        "confirmation_token": form.cleaned_data["confirmation_token"],
+    }
+    refusal = pay_limits.pay_refusal(request, evse=evse, **card)
     if refusal:
         return _refused(request, refusal, code=code, operator=operator)
     connector = (
@@ -179,8 +181,8 @@ def pay(request, code):
             )
             payment = services.payment_authorize(
                 session_id=session.pk,
-                payment_method_id=form.cleaned_data["payment_method"],
                 radar_session=form.cleaned_data["radar_session"],
+                **card,
             )
     except services.CheckoutError as exc:
         return _error(reasons.for_driver(str(exc)), status=409)
@@ -232,6 +234,14 @@ def _answer_payer(session, payment):
 def _payment_response(session, payment):
     status_url = reverse("checkout:status", args=[session.public_id])
     if payment.status == P.FAILED:
+        session.refresh_from_db(fields=["status", "failure_reason"])
+        if session.failure_reason == services.CARD_DETAILS_UNUSABLE:
+            # Stripe refused the browser's ConfirmationToken (expired, used): no card was asked.
+            return _error(
+                _("%(reason)s Nothing has been charged.")
+                % {"reason": reasons.for_driver(session.failure_reason)},
+                status=400,
+            )
         # Never the issuer's reason (a card tester's oracle): staff find it on the payment.
         return _error(
             _(

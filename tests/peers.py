@@ -8,8 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
+import stripe
+
+# localstripe plus Stripe's ConfirmationToken (tests/localstripe_tokens.py), which the production
+# checkout path confirms with; everything else is localstripe's own.
+LOCALSTRIPE = [sys.executable, str(Path(__file__).with_name("localstripe_tokens.py"))]
 
 
 def free_port() -> int:
@@ -35,15 +41,15 @@ def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | N
 
 
 class LocalStripe:
-    """A localstripe server process: the same fake Stripe `make run` uses."""
+    """A localstripe server process: the fake Stripe `make run` uses, with ConfirmationTokens."""
 
     def __init__(self, *, command: list[str] | None = None):
-        """`command` replaces `python -m localstripe` (bench/fast_localstripe.py: no disk writes)."""
+        """`command` replaces LOCALSTRIPE (bench/fast_localstripe.py: no disk writes)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [
-                *(command or [sys.executable, "-m", "localstripe"]),
+                *(command or LOCALSTRIPE),
                 "--port",
                 str(self.port),
                 "--from-scratch",
@@ -111,6 +117,16 @@ class LocalStripe:
         )
         response.raise_for_status()
         return response.json()["card"]["id"]
+
+    def confirmation_token(self, number: str) -> str:
+        """What Stripe.js's createConfirmationToken hands the server, made here with Stripe's test
+        helper (POST /v1/test_helpers/confirmation_tokens) through the stripe library."""
+        client = stripe.StripeClient("sk_test_localstripe", base_addresses={"api": self.base})
+        card = {"number": number, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+        token = client.v1.test_helpers.confirmation_tokens.create(
+            params={"payment_method_data": {"type": "card", "card": card}}
+        )
+        return token.id
 
     def stop(self):
         self.process.terminate()

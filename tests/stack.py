@@ -130,7 +130,7 @@ class Stack:
         `stripe_timeout_seconds` is then the app's Stripe timeout and the proxy's "timeout" silence.
         `visibility_timeout_seconds`: the Redis broker hands a task taken by a worker that died
         unacknowledged out again after this long (CELERY_VISIBILITY_TIMEOUT; default one hour).
-        `localstripe_command`: how to start the Stripe stand-in (default `python -m localstripe`)."""
+        `localstripe_command`: how to start the Stripe stand-in (default tests/peers.LOCALSTRIPE)."""
         self.speedup = speedup
         self.tick_seconds = tick_seconds
         self.start_timeout_seconds = start_timeout_seconds

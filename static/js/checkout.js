@@ -1,6 +1,7 @@
-// Checkout: collect a payment method in the browser, let the server hold the amount.
-// The one seam between production and the embedded default is `wallet`: how a payment method
-// is collected and how a 3-D Secure step is handled. The server path is the same for both.
+// Checkout: collect the card in the browser, let the server hold the amount.
+// The one seam between production and the embedded default is `wallet`: how the card is collected
+// (a ConfirmationToken from Stripe.js, a card id from localstripe's shim) and how a 3-D Secure step
+// is handled. The server path is the same for both.
 (function () {
   "use strict";
   const _ = window.gettext || ((s) => s);
@@ -98,7 +99,7 @@
       collect: function () {
         return stripe.createToken(card).then(function (r) {
           if (r.error) throw new Error(r.error.message || _("The card details could not be read."));
-          return r.token.card.id;
+          return { field: "payment_method", id: r.token.card.id };
         });
       },
       authenticate: function (secret) {
@@ -114,16 +115,24 @@
 
   function stripeWallet(stripe) {
     // Stripe.js: Payment Element for cards, Express Checkout Element for Apple Pay / Google Pay.
+    // The browser makes a ConfirmationToken; the server creates the intent and confirms it with the
+    // token (Stripe's "finalize payments on the server"). Elements must match that intent: amount,
+    // currency, manual capture, cards.
     var hold = form.querySelector("input[name=hold_amount]:checked");
     var elements = stripe.elements({
       mode: "payment", amount: parseInt(hold.value, 10), currency: form.dataset.currency.toLowerCase(),
-      captureMethod: "manual", paymentMethodCreation: "manual", paymentMethodTypes: ["card"],
+      captureMethod: "manual", paymentMethodTypes: ["card"],
     });
     var payment = elements.create("payment");
     payment.mount("#card-element");
     var express = elements.create("expressCheckout");
     express.mount("#express-element");
-    express.on("confirm", function () { form.requestSubmit(); });
+    // The wallet's sheet stays open until told how it went: a refusal is reported to it.
+    var sheet = null;
+    express.on("confirm", function (event) {
+      sheet = event;
+      form.requestSubmit();
+    });
     form.addEventListener("change", function (e) {
       if (e.target.name === "hold_amount") elements.update({ amount: parseInt(e.target.value, 10) });
     });
@@ -131,11 +140,15 @@
       collect: function () {
         return elements.submit().then(function (r) {
           if (r.error) throw new Error(r.error.message);
-          return stripe.createPaymentMethod({ elements: elements });
+          return stripe.createConfirmationToken({ elements: elements });
         }).then(function (r) {
           if (r.error) throw new Error(r.error.message);
-          return r.paymentMethod.id;
+          return { field: "confirmation_token", id: r.confirmationToken.id };
         });
+      },
+      failed: function () {
+        if (sheet) sheet.paymentFailed({ reason: "fail" });
+        sheet = null;
       },
       authenticate: function (secret) {
         return stripe.handleNextAction({ clientSecret: secret });
@@ -170,7 +183,11 @@
   }
 
   function follow(wallet, answer) {
-    if (!answer.ok) { showError(answer.message); return; }
+    if (!answer.ok) {
+      if (wallet.failed) wallet.failed();
+      showError(answer.message);
+      return;
+    }
     if (answer.next === "authenticate") {
       return wallet.authenticate(answer.client_secret).then(function () {
         return post(answer.confirm_url, new FormData());
@@ -238,14 +255,15 @@
       e.preventDefault();
       errorBox.hidden = true;
       busy(true);
-      wallet.collect().then(function (pm) {
+      wallet.collect().then(function (card) {
         var data = new FormData(form);
-        data.set("payment_method", pm);
+        data.set(card.field, card.id);
         return wallet.radar().then(function (rse) {
           if (rse) data.set("radar_session", rse);
           return post(form.action, data);
         }).then(function (a) { return follow(wallet, a); });
       }).catch(function (err) {
+        if (wallet.failed) wallet.failed();
         showError((err && err.message) || _("Something went wrong. Nothing has been charged."), err && err.network);
       });
     });
