@@ -547,6 +547,20 @@ def csms_stop(*, reference: str) -> None:
     get_adapter(session.evse.location).stop_session(reference=reference)
 
 
+# The session's columns a CSMS report sets (session_apply_update); status changes save on their own.
+REPORTED_FIELDS = [
+    "kwh",
+    "parking_minutes",
+    "started_at",
+    "csms_session_id",
+    "measured_at",
+    "ended_at",
+    "cdr",
+    "cost_incl_vat",
+    "updated_at",
+]
+
+
 def session_apply_update(update: SessionUpdate) -> None:
     """What the CSMS reports: progress, and the final record that lets us capture."""
     with acting_as("csms"), transaction.atomic():
@@ -629,15 +643,18 @@ def session_apply_update(update: SessionUpdate) -> None:
         session.cost_incl_vat = price_session(
             session, end=session.ended_at or update.measured_at
         ).total_incl_vat
-        session.save()
+        if update.final and session.status in (S.CHARGING, S.STOPPING):
+            set_session_status(session, S.FINISHED)  # saves the figures above with it
+            queue_on_commit(tasks.payment_capture, session.payment.pk)
+            return
+        # Only what a report changes: a progress report comes every few seconds per charge, and
+        # the row's other columns (the tariff snapshot among them) need not be written again.
+        session.save(update_fields=REPORTED_FIELDS)
         if not update.final and session.status == S.CHARGING and _near_cap(session):
             _stop(
                 session,
                 why=f"spending cap: {session.cost_incl_vat} of {session.payment.amount_held / 100:.2f}",
             )
-        if update.final and session.status in (S.CHARGING, S.STOPPING):
-            set_session_status(session, S.FINISHED)
-            queue_on_commit(tasks.payment_capture, session.payment.pk)
 
 
 def session_close_unconfirmed(*, session_id: int, why: str) -> None:
