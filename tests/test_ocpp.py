@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -445,3 +446,46 @@ def test_repeated_failed_logins_are_refused_without_a_password_check(gateway, lo
             return ws.subprotocol
 
     assert loop.run(other_attempt()) == "ocpp2.0.1"
+
+
+def test_slow_logins_do_not_hold_up_connected_stations(charger, gateway, loop, monkeypatch):
+    """Many stations (re)connecting at once, as after a gateway restart: each login is a slow hash.
+    A connected station's messages must not queue behind them (they used to share one pool)."""
+    from stations.csms.ocpp import store
+
+    connector, sim = charger()
+    release, hashing = threading.Event(), threading.Semaphore(0)
+
+    def slow_login(identity, password):
+        hashing.release()
+        release.wait(60)  # a hash that takes as long as the test needs
+        return False
+
+    monkeypatch.setattr(store, "station_login", slow_login)
+
+    async def attempt(n):
+        with contextlib.suppress(Exception):  # refused or timed out: either way not connected
+            async with connect(
+                f"{gateway.url}/CS-STORM-{n}",
+                subprotocols=["ocpp2.0.1"],
+                additional_headers=_basic(f"CS-STORM-{n}", "x" * 32),
+                open_timeout=30,
+            ):
+                pass
+
+    try:
+        # More logins than any default pool has threads (min(32, cores + 4)).
+        storm = [loop.spawn(attempt(n)) for n in range(40)]
+        assert hashing.acquire(timeout=20), "no login reached the password check"
+        loop.run(sim.status(1, "Faulted"))
+        wait_for(
+            lambda: Evse.objects.get(pk=connector.evse_id).status == Evse.Status.OUT_OF_ORDER,
+            timeout=20,
+            what="the connected station's StatusNotification, while logins are being checked",
+        )
+    finally:
+        release.set()
+    for future in storm:
+        future.result(60)
+    assert not ChargingStation.objects.filter(identity__startswith="CS-STORM").exists()
+

@@ -18,7 +18,9 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http import HTTPStatus
 
@@ -51,10 +53,16 @@ COMMANDS = {"RequestStartTransaction", "RequestStopTransaction"}
 LOGIN_FAILURES = 10  # per station identity and client address
 LOGIN_FAILURES_PER_ADDRESS = 10  # times as many per client address, whatever the identities
 LOGIN_FAILURE_WINDOW = 60
+# Password checks (a deliberately slow hash, about 0.2 s of CPU each) run on threads of their own:
+# in the shared pool, a burst of (re)connecting stations, as after a gateway restart, queued the
+# connected stations' messages behind the hashes for as long as the burst lasted (bench/ocpp_stations.py).
+# A login still waiting when its handshake times out is dropped from this pool unhashed.
+LOGIN_THREADS = max(1, (os.cpu_count() or 2) // 2)
 
 
-def db(fn):
-    """Run a Django ORM function from the event loop, in a pool thread.
+def db(fn, executor: ThreadPoolExecutor | None = None):
+    """Run a Django ORM function from the event loop, in a pool thread (the loop's default pool
+    unless `executor` is given).
 
     Not one shared thread: a session update may make a worker send a command back through this
     gateway (eagerly, in the embedded default and the tests), and that command's answer must not
@@ -68,7 +76,7 @@ def db(fn):
         finally:
             close_old_connections()
 
-    return sync_to_async(call_db, thread_sensitive=False)
+    return sync_to_async(call_db, thread_sensitive=False, executor=executor)
 
 
 def _now() -> str:
@@ -246,6 +254,7 @@ class Gateway:
         self.stations: dict[str, CsmsHandlers] = {}
         # Failed logins per client address (monotonic times): each costs a password hash.
         self.failures: dict[str, collections.deque] = {}
+        self.login_pool = ThreadPoolExecutor(LOGIN_THREADS, thread_name_prefix="ocpp-login")
         self.ready = asyncio.Event()
 
     @property
@@ -268,8 +277,11 @@ class Gateway:
             await db(store.gateway_started)(self.address)
             self.ready.set()
             log.info("OCPP gateway on ws://%s:%s%s<identity>", self.host, self.port, PATH_PREFIX)
-            async with control_server:
-                await server.serve_forever()
+            try:
+                async with control_server:
+                    await server.serve_forever()
+            finally:
+                self.login_pool.shutdown(wait=True, cancel_futures=True)
 
     async def _check_upgrade(self, connection: ServerConnection, request):
         """Security profile 2: the station's identity and password, before the socket opens."""
@@ -300,7 +312,7 @@ class Gateway:
         if (
             credentials is None
             or credentials[0] != identity
-            or not await db(store.station_login)(identity, credentials[1])
+            or not await db(store.station_login, self.login_pool)(identity, credentials[1])
         ):
             log.warning("refused %s from %s: unknown identity or wrong password", identity, client)
             for key, _ in counters:
