@@ -489,3 +489,90 @@ def test_slow_logins_do_not_hold_up_connected_stations(charger, gateway, loop, m
         future.result(60)
     assert not ChargingStation.objects.filter(identity__startswith="CS-STORM").exists()
 
+
+def test_status_notification_sets_the_connectors_status_and_the_evse_follows(
+    gateway, loop, client, caplog
+):
+    """StatusNotification names (evseId, connectorId): the connector whose connector_id is that
+    number takes the status, the checkout offers the available ones, and the EVSE is in use when a
+    connector is, available when one is, out of order when all are."""
+    from django.urls import reverse
+
+    from stations import qr
+    from stations.models import Connector
+
+    ccs = ConnectorFactory(connector_id="1", standard=Connector.Standard.CCS)
+    chademo = ConnectorFactory(
+        evse=ccs.evse, connector_id="2", standard=Connector.Standard.CHADEMO, tariff=ccs.tariff
+    )
+    station, password = make_station(ccs)
+    page = reverse("checkout:scan", args=[qr.code_for(ccs.evse)])
+
+    def statuses():
+        return (
+            Evse.objects.get(pk=ccs.evse_id).status,
+            Connector.objects.get(pk=ccs.pk).status,
+            Connector.objects.get(pk=chademo.pk).status,
+        )
+
+    def offered():
+        html = client.get(page).content.decode()
+        return [c.pk for c in (ccs, chademo) if f'id="connector-{c.pk}"' in html]
+
+    async def notify(ws, n, connector_id, status):
+        await ws.send(
+            json.dumps(
+                [
+                    2,
+                    f"s{n}",
+                    "StatusNotification",
+                    {
+                        "timestamp": "2026-06-01T10:00:00Z",
+                        "connectorStatus": status,
+                        "evseId": 1,
+                        "connectorId": connector_id,
+                    },
+                ]
+            )
+        )
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    # One socket throughout: a closed one would make the EVSE unknown (the station is offline).
+    async def open_socket():
+        return await connect(
+            f"{gateway.url}/{station.identity}",
+            subprotocols=["ocpp2.0.1"],
+            additional_headers=_basic(station.identity, password),
+        )
+
+    ws = loop.run(open_socket())
+    sent = iter(range(1000))
+
+    def converse(steps):
+        return [loop.run(notify(ws, next(sent), *step)) for step in steps]
+
+    A, C, O = Evse.Status.AVAILABLE, Evse.Status.CHARGING, Evse.Status.OUT_OF_ORDER
+    replies = converse([(1, "Available"), (2, "Faulted")])
+    assert [r[0] for r in replies] == [3, 3]
+    assert statuses() == (A, A, O)  # a broken CHAdeMO beside a good CCS: Pay on the CCS only
+    assert offered() == [ccs.pk]
+    with pytest.raises(CheckoutError, match="connector is not available"):
+        services.session_create(
+            evse=Evse.objects.get(pk=ccs.evse_id),
+            connector=Connector.objects.get(pk=chademo.pk),
+            hold_amount=2000,
+        )
+
+    caplog.set_level("WARNING", logger="stations.csms.ocpp.store")
+    replies = converse([(2, "Available"), (1, "Occupied"), (7, "Faulted")])
+    assert [r[0] for r in replies] == [3, 3, 3]  # an unknown connector is answered, not refused
+    assert "connector 7" in caplog.text
+    assert statuses() == (C, C, A)  # one vehicle at a time: the whole EVSE is in use
+    assert offered() == []
+
+    converse([(1, "Unavailable"), (2, "Faulted")])
+    assert statuses() == (O, O, O)
+    converse([(2, "Available")])
+    assert statuses() == (A, O, A)
+    assert offered() == [chademo.pk]
+    loop.run(ws.close())

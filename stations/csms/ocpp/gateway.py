@@ -141,8 +141,10 @@ class CsmsHandlers:
         return self.results.Heartbeat(current_time=_now())
 
     @on("StatusNotification")
-    async def on_status_notification(self, evse_id, connector_status, **_):
-        await db(store.connector_status)(self.id, evse_number=evse_id, status=connector_status)
+    async def on_status_notification(self, evse_id, connector_id, connector_status, **_):
+        await db(store.connector_status)(
+            self.id, evse_number=evse_id, connector_id=connector_id, status=connector_status
+        )
         return self.results.StatusNotification()
 
     @on("MeterValues")
