@@ -120,6 +120,7 @@ class Station:
 
     async def connect(self) -> None:
         from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
 
         credentials = base64.b64encode(f"{self.identity}:{self.password}".encode()).decode()
         while True:
@@ -132,10 +133,16 @@ class Station:
                     compression="deflate" if self.deflate else None,
                 )
                 return
+            except InvalidStatus as exc:
+                # 503: the gateway has enough logins waiting; come back when it says.
+                if exc.response.status_code != 503:
+                    raise
+                self.stats["busy_refusals"] += 1
+                await asyncio.sleep(float(exc.response.headers.get("Retry-After", 10)))
             except Exception as exc:  # noqa: BLE001 - counted, retried as a charger would
                 self.stats["connect_failures"] += 1
                 self.out.put(("error", f"{self.identity} connect: {exc!r}"[:200]))
-                await asyncio.sleep(5)
+                await asyncio.sleep(random.uniform(5, 15))
 
     async def run(self) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -319,6 +326,7 @@ def client_process(stations, url, interval, ramp_at, out, done, deflate) -> None
         "answers": [],
         "call_errors": 0,
         "connect_failures": 0,
+        "busy_refusals": 0,
         "dropped": 0,
         "meter_values": 0,
     }
@@ -827,6 +835,7 @@ def main() -> int:
         dropped = sum(s["dropped"] for s in stats)
         call_errors = sum(s["call_errors"] for s in stats)
         connect_failures = sum(s["connect_failures"] for s in stats)
+        busy = sum(s["busy_refusals"] for s in stats)
         latencies = [stops_at[i] - t for i, t in pressed.items() if i in stops_at]
         cpu = c1 - c0
         say()
@@ -837,6 +846,10 @@ def main() -> int:
         say(
             f"{'connected at the end':>30}: {connected}   dropped sockets: {dropped}   "
             f"connect failures: {connect_failures}   CALLERRORs: {call_errors}"
+        )
+        say(
+            f"{'503 Retry-After (ramp)':>30}: {busy} logins refused at once while "
+            "enough were waiting for their password check"
         )
         say(
             f"{'TransactionEvents recorded':>30}: {events_window / steady:.1f} /s in the window "

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import threading
 import time
@@ -451,6 +450,7 @@ def test_repeated_failed_logins_are_refused_without_a_password_check(gateway, lo
 def test_slow_logins_do_not_hold_up_connected_stations(charger, gateway, loop, monkeypatch):
     """Many stations (re)connecting at once, as after a gateway restart: each login is a slow hash.
     A connected station's messages must not queue behind them (they used to share one pool)."""
+    from stations.csms.ocpp import gateway as gateway_module
     from stations.csms.ocpp import store
 
     connector, sim = charger()
@@ -462,21 +462,30 @@ def test_slow_logins_do_not_hold_up_connected_stations(charger, gateway, loop, m
         return False
 
     monkeypatch.setattr(store, "station_login", slow_login)
+    monkeypatch.setattr(gateway_module, "LOGIN_BACKLOG", 5)
 
     async def attempt(n):
-        with contextlib.suppress(Exception):  # refused or timed out: either way not connected
+        try:
             async with connect(
                 f"{gateway.url}/CS-STORM-{n}",
                 subprotocols=["ocpp2.0.1"],
                 additional_headers=_basic(f"CS-STORM-{n}", "x" * 32),
                 open_timeout=30,
             ):
-                pass
+                return 101
+        except InvalidStatus as refused:
+            return refused.response.status_code
 
     try:
         # More logins than any default pool has threads (min(32, cores + 4)).
         storm = [loop.spawn(attempt(n)) for n in range(40)]
         assert hashing.acquire(timeout=20), "no login reached the password check"
+        # Beyond the backlog a login is told at once to come back later, with no hash spent.
+        wait_for(
+            lambda: [f.result() for f in storm if f.done()] == [503] * (len(storm) - 5),
+            timeout=20,
+            what="the logins beyond the backlog to be answered 503",
+        )
         loop.run(sim.status(1, "Faulted"))
         wait_for(
             lambda: Evse.objects.get(pk=connector.evse_id).status == Evse.Status.OUT_OF_ORDER,
@@ -485,8 +494,8 @@ def test_slow_logins_do_not_hold_up_connected_stations(charger, gateway, loop, m
         )
     finally:
         release.set()
-    for future in storm:
-        future.result(60)
+    answers = [future.result(60) for future in storm]
+    assert answers.count(401) == 5  # the ones checked: no such stations
     assert not ChargingStation.objects.filter(identity__startswith="CS-STORM").exists()
 
 

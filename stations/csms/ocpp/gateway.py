@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -56,8 +57,12 @@ LOGIN_FAILURE_WINDOW = 60
 # Password checks (a deliberately slow hash, about 0.2 s of CPU each) run on threads of their own:
 # in the shared pool, a burst of (re)connecting stations, as after a gateway restart, queued the
 # connected stations' messages behind the hashes for as long as the burst lasted (bench/ocpp_stations.py).
-# A login still waiting when its handshake times out is dropped from this pool unhashed.
 LOGIN_THREADS = max(1, (os.cpu_count() or 2) // 2)
+# More logins waiting than this (about two seconds of hashing) are answered 503 with Retry-After at
+# once, unhashed: in a first-come queue the oldest logins reached their hash just as their 10 s
+# handshake timed out, so under a burst almost every hash was wasted and almost nobody got in.
+LOGIN_BACKLOG = 10 * LOGIN_THREADS
+LOGIN_RETRY_AFTER = (5, 30)  # seconds, drawn per refusal so the retries spread out
 
 
 def db(fn, executor: ThreadPoolExecutor | None = None):
@@ -257,6 +262,7 @@ class Gateway:
         # Failed logins per client address (monotonic times): each costs a password hash.
         self.failures: dict[str, collections.deque] = {}
         self.login_pool = ThreadPoolExecutor(LOGIN_THREADS, thread_name_prefix="ocpp-login")
+        self.logins_waiting = 0
         self.ready = asyncio.Event()
 
     @property
@@ -311,11 +317,20 @@ class Gateway:
                 response.headers["Retry-After"] = str(LOGIN_FAILURE_WINDOW)
                 return response
         credentials = _credentials(request)
-        if (
-            credentials is None
-            or credentials[0] != identity
-            or not await db(store.station_login, self.login_pool)(identity, credentials[1])
-        ):
+        accepted = False
+        if credentials is not None and credentials[0] == identity:
+            if self.logins_waiting >= LOGIN_BACKLOG:
+                response = connection.respond(
+                    HTTPStatus.SERVICE_UNAVAILABLE, "Too many stations connecting; retry later.\n"
+                )
+                response.headers["Retry-After"] = str(random.randint(*LOGIN_RETRY_AFTER))
+                return response
+            self.logins_waiting += 1
+            try:
+                accepted = await db(store.station_login, self.login_pool)(identity, credentials[1])
+            finally:
+                self.logins_waiting -= 1
+        if not accepted:
             log.warning("refused %s from %s: unknown identity or wrong password", identity, client)
             for key, _ in counters:
                 self.failures.setdefault(key, collections.deque()).append(now)
