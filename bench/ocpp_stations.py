@@ -33,7 +33,7 @@ What runs (all on loopback):
 Measurements:
 - gateway CPU: utime+stime of the gateway process (all its threads; /proc/<pid>/stat) over the
   `--steady` window, which starts one `--interval` after the last paid session started charging;
-  per connection per minute, and as % of one core. Its PostgreSQL backends' CPU (every backend of
+  per connection per minute, and as % of one core. PostgreSQL's CPU (every backend of
   the bench's database: in that window nothing else uses it) is printed beside it.
 - RSS per connection: VmRSS (/proc/<pid>/status) at the end of the steady window minus VmRSS
   with no station connected (gateway up and idle), divided by N.
@@ -782,11 +782,20 @@ def main() -> int:
                     pass
             return cpu
 
+        def pg_xacts():
+            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+                return conn.execute(
+                    "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+                    (db_name,),
+                ).fetchone()[0]
+
         events_before = OcppTransactionEvent.objects.count()
         connection.close()
-        pg0, s0, c0 = pg_backends(), time.monotonic(), cpu_seconds(gateway.pid)
+        x0, pg0, s0, c0 = pg_xacts(), pg_backends(), time.monotonic(), cpu_seconds(gateway.pid)
         time.sleep(args.steady)
         pg1, s1, c1 = pg_backends(), time.monotonic(), cpu_seconds(gateway.pid)
+        time.sleep(1.5)  # a busy backend reports its counts within a second
+        x1 = pg_xacts()
         rss1 = status_field(gateway.pid, "VmRSS")
         threads = status_field(gateway.pid, "Threads")
         events_window = OcppTransactionEvent.objects.count() - events_before
@@ -860,7 +869,11 @@ def main() -> int:
             f" = {cpu * 60 / steady * 1000 / n:.1f} ms per connection per minute"
         )
         say(
-            f"{'  its PostgreSQL backends':>30}: {pg_cpu:.1f} s = {pg_cpu / steady:.1%} of a core "
+            f"{'PostgreSQL transactions':>30}: {(x1 - x0) / max(1, events_window):.2f} per "
+            f"TransactionEvent ({(x1 - x0) / steady:.0f} /s, every process of this database)"
+        )
+        say(
+            f"{'PostgreSQL backends CPU':>30}: {pg_cpu:.1f} s = {pg_cpu / steady:.1%} of a core "
             f"({len(pg1)} backends of this database)"
         )
         say(

@@ -585,3 +585,39 @@ def test_status_notification_sets_the_connectors_status_and_the_evse_follows(
     assert statuses() == (A, O, A)
     assert offered() == [chademo.pk]
     loop.run(ws.close())
+
+
+def test_last_seen_is_written_per_kind_of_message_not_per_meter_value(gateway, loop):
+    """Staff see when a station was last heard from and what it sent; a station repeating the same
+    message (a meter value every few seconds) updates it at most every SEEN_EVERY seconds."""
+    station, password = make_station(ConnectorFactory())
+
+    async def open_socket():
+        return await connect(
+            f"{gateway.url}/{station.identity}",
+            subprotocols=["ocpp2.0.1"],
+            additional_headers=_basic(station.identity, password),
+        )
+
+    ws = loop.run(open_socket())
+
+    def send(n, action, payload):
+        async def call():
+            await ws.send(json.dumps([2, f"m{n}", action, payload]))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+        assert loop.run(call())[0] == 3
+        return ChargingStation.objects.values_list("last_message", flat=True).get(pk=station.pk)
+
+    first = send(1, "Heartbeat", {})
+    assert first.startswith("Heartbeat at ")
+    assert send(2, "Heartbeat", {}) == first  # the same kind again within the minute: no write
+    status = {
+        "timestamp": "2026-06-01T10:00:00Z",
+        "connectorStatus": "Available",
+        "evseId": 1,
+        "connectorId": 1,
+    }
+    assert send(3, "StatusNotification", status).startswith("StatusNotification at ")
+    assert send(4, "Heartbeat", {}).startswith("Heartbeat at ")
+    loop.run(ws.close())

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 SUBPROTOCOLS = ["ocpp2.1", "ocpp2.0.1"]
 PATH_PREFIX = "/ocpp/"
 HEARTBEAT_SECONDS = 300
+SEEN_EVERY = 60  # seconds between writes of a station's "last seen" while it sends the same message
 # What a worker may ask a station to do through the control port.
 COMMANDS = {"RequestStartTransaction", "RequestStopTransaction"}
 # A client address that failed this many logins within the window is refused without a password
@@ -98,6 +99,7 @@ class CsmsHandlers:
         super().__init__(identity, connection, response_timeout=gateway.command_timeout)
         self.gateway = gateway
         self.updates: asyncio.Queue = asyncio.Queue()
+        self.seen_action, self.seen_at = "", 0.0
 
     async def run(self) -> None:
         deliveries = asyncio.create_task(self._deliver())
@@ -118,11 +120,21 @@ class CsmsHandlers:
             await self._send(_call_error(raw_msg, error))
             return
         if raw_msg.lstrip("[ ").startswith("2"):  # a CALL from the station
-            await db(store.station_seen)(self.id, _summary(raw_msg))
+            await self._seen(raw_msg)
         try:
             await super().route_message(raw_msg)
         except Exception:
             log.exception("%s: failed to handle %s", self.id, raw_msg[:200])
+
+    async def _seen(self, raw_msg: str) -> None:
+        """Staff's "last seen": written when the station sends another kind of message, else at
+        most every SEEN_EVERY seconds: not a transaction of its own for every meter value."""
+        summary = _summary(raw_msg)
+        action, now = summary.split(" ", 1)[0], time.monotonic()
+        if action == self.seen_action and now - self.seen_at < SEEN_EVERY:
+            return
+        self.seen_action, self.seen_at = action, now
+        await db(store.station_seen)(self.id, summary)
 
     async def _deliver(self) -> None:
         """Hand updates to checkout one by one, after their TransactionEvent was answered (a stop
