@@ -445,3 +445,179 @@ def test_repeated_failed_logins_are_refused_without_a_password_check(gateway, lo
             return ws.subprotocol
 
     assert loop.run(other_attempt()) == "ocpp2.0.1"
+
+
+def test_slow_logins_do_not_hold_up_connected_stations(charger, gateway, loop, monkeypatch):
+    """Many stations (re)connecting at once, as after a gateway restart: each login is a slow hash.
+    A connected station's messages must not queue behind them (they used to share one pool)."""
+    from stations.csms.ocpp import gateway as gateway_module
+    from stations.csms.ocpp import store
+
+    connector, sim = charger()
+    release, hashing = threading.Event(), threading.Semaphore(0)
+
+    def slow_login(identity, password):
+        hashing.release()
+        release.wait(60)  # a hash that takes as long as the test needs
+        return False
+
+    monkeypatch.setattr(store, "station_login", slow_login)
+    monkeypatch.setattr(gateway_module, "LOGIN_BACKLOG", 5)
+
+    async def attempt(n):
+        try:
+            async with connect(
+                f"{gateway.url}/CS-STORM-{n}",
+                subprotocols=["ocpp2.0.1"],
+                additional_headers=_basic(f"CS-STORM-{n}", "x" * 32),
+                open_timeout=30,
+            ):
+                return 101
+        except InvalidStatus as refused:
+            return refused.response.status_code
+
+    try:
+        # More logins than any default pool has threads (min(32, cores + 4)).
+        storm = [loop.spawn(attempt(n)) for n in range(40)]
+        assert hashing.acquire(timeout=20), "no login reached the password check"
+        # Beyond the backlog a login is told at once to come back later, with no hash spent.
+        wait_for(
+            lambda: [f.result() for f in storm if f.done()] == [503] * (len(storm) - 5),
+            timeout=20,
+            what="the logins beyond the backlog to be answered 503",
+        )
+        loop.run(sim.status(1, "Faulted"))
+        wait_for(
+            lambda: Evse.objects.get(pk=connector.evse_id).status == Evse.Status.OUT_OF_ORDER,
+            timeout=20,
+            what="the connected station's StatusNotification, while logins are being checked",
+        )
+    finally:
+        release.set()
+    answers = [future.result(60) for future in storm]
+    assert answers.count(401) == 5  # the ones checked: no such stations
+    assert not ChargingStation.objects.filter(identity__startswith="CS-STORM").exists()
+
+
+def test_status_notification_sets_the_connectors_status_and_the_evse_follows(
+    gateway, loop, client, caplog
+):
+    """StatusNotification names (evseId, connectorId): the connector whose connector_id is that
+    number takes the status, the checkout offers the available ones, and the EVSE is in use when a
+    connector is, available when one is, out of order when all are."""
+    from django.urls import reverse
+
+    from stations import qr
+    from stations.models import Connector
+
+    ccs = ConnectorFactory(connector_id="1", standard=Connector.Standard.CCS)
+    chademo = ConnectorFactory(
+        evse=ccs.evse, connector_id="2", standard=Connector.Standard.CHADEMO, tariff=ccs.tariff
+    )
+    station, password = make_station(ccs)
+    page = reverse("checkout:scan", args=[qr.code_for(ccs.evse)])
+
+    def statuses():
+        return (
+            Evse.objects.get(pk=ccs.evse_id).status,
+            Connector.objects.get(pk=ccs.pk).status,
+            Connector.objects.get(pk=chademo.pk).status,
+        )
+
+    def offered():
+        html = client.get(page).content.decode()
+        return [c.pk for c in (ccs, chademo) if f'id="connector-{c.pk}"' in html]
+
+    async def notify(ws, n, connector_id, status):
+        await ws.send(
+            json.dumps(
+                [
+                    2,
+                    f"s{n}",
+                    "StatusNotification",
+                    {
+                        "timestamp": "2026-06-01T10:00:00Z",
+                        "connectorStatus": status,
+                        "evseId": 1,
+                        "connectorId": connector_id,
+                    },
+                ]
+            )
+        )
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    # One socket throughout: a closed one would make the EVSE unknown (the station is offline).
+    async def open_socket():
+        return await connect(
+            f"{gateway.url}/{station.identity}",
+            subprotocols=["ocpp2.0.1"],
+            additional_headers=_basic(station.identity, password),
+        )
+
+    ws = loop.run(open_socket())
+    sent = iter(range(1000))
+
+    def converse(steps):
+        return [loop.run(notify(ws, next(sent), *step)) for step in steps]
+
+    A, C, O = Evse.Status.AVAILABLE, Evse.Status.CHARGING, Evse.Status.OUT_OF_ORDER
+    replies = converse([(1, "Available"), (2, "Faulted")])
+    assert [r[0] for r in replies] == [3, 3]
+    assert statuses() == (A, A, O)  # a broken CHAdeMO beside a good CCS: Pay on the CCS only
+    assert offered() == [ccs.pk]
+    with pytest.raises(CheckoutError, match="connector is not available"):
+        services.session_create(
+            evse=Evse.objects.get(pk=ccs.evse_id),
+            connector=Connector.objects.get(pk=chademo.pk),
+            hold_amount=2000,
+        )
+
+    caplog.set_level("WARNING", logger="stations.csms.ocpp.store")
+    replies = converse([(2, "Available"), (1, "Occupied"), (7, "Faulted")])
+    assert [r[0] for r in replies] == [3, 3, 3]  # an unknown connector is answered, not refused
+    assert "connector 7" in caplog.text
+    assert statuses() == (C, C, A)  # one vehicle at a time: the whole EVSE is in use
+    assert offered() == []
+
+    converse([(1, "Unavailable"), (2, "Faulted")])
+    assert statuses() == (O, O, O)
+    converse([(2, "Available")])
+    assert statuses() == (A, O, A)
+    assert offered() == [chademo.pk]
+    loop.run(ws.close())
+
+
+def test_last_seen_is_written_per_kind_of_message_not_per_meter_value(gateway, loop):
+    """Staff see when a station was last heard from and what it sent; a station repeating the same
+    message (a meter value every few seconds) updates it at most every SEEN_EVERY seconds."""
+    station, password = make_station(ConnectorFactory())
+
+    async def open_socket():
+        return await connect(
+            f"{gateway.url}/{station.identity}",
+            subprotocols=["ocpp2.0.1"],
+            additional_headers=_basic(station.identity, password),
+        )
+
+    ws = loop.run(open_socket())
+
+    def send(n, action, payload):
+        async def call():
+            await ws.send(json.dumps([2, f"m{n}", action, payload]))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+        assert loop.run(call())[0] == 3
+        return ChargingStation.objects.values_list("last_message", flat=True).get(pk=station.pk)
+
+    first = send(1, "Heartbeat", {})
+    assert first.startswith("Heartbeat at ")
+    assert send(2, "Heartbeat", {}) == first  # the same kind again within the minute: no write
+    status = {
+        "timestamp": "2026-06-01T10:00:00Z",
+        "connectorStatus": "Available",
+        "evseId": 1,
+        "connectorId": 1,
+    }
+    assert send(3, "StatusNotification", status).startswith("StatusNotification at ")
+    assert send(4, "Heartbeat", {}).startswith("Heartbeat at ")
+    loop.run(ws.close())

@@ -193,11 +193,14 @@ class SimulatedStation:
         for evse_id in self.evses:
             await self.status(evse_id, "Available")
 
-    async def status(self, evse_id: int, status: str) -> None:
+    async def status(self, evse_id: int, status: str, connector_id: int = 1) -> None:
         with contextlib.suppress(ConnectionClosed, TimeoutError, AttributeError):
             await self.cp.call(
                 self.cp.calls.StatusNotification(
-                    timestamp=_now(), connector_status=status, evse_id=evse_id, connector_id=1
+                    timestamp=_now(),
+                    connector_status=status,
+                    evse_id=evse_id,
+                    connector_id=connector_id,
                 )
             )
 

@@ -18,7 +18,10 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
+import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http import HTTPStatus
 
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 SUBPROTOCOLS = ["ocpp2.1", "ocpp2.0.1"]
 PATH_PREFIX = "/ocpp/"
 HEARTBEAT_SECONDS = 300
+SEEN_EVERY = 60  # seconds between writes of a station's "last seen" while it sends the same message
 # What a worker may ask a station to do through the control port.
 COMMANDS = {"RequestStartTransaction", "RequestStopTransaction"}
 # A client address that failed this many logins within the window is refused without a password
@@ -51,10 +55,20 @@ COMMANDS = {"RequestStartTransaction", "RequestStopTransaction"}
 LOGIN_FAILURES = 10  # per station identity and client address
 LOGIN_FAILURES_PER_ADDRESS = 10  # times as many per client address, whatever the identities
 LOGIN_FAILURE_WINDOW = 60
+# Password checks (a deliberately slow hash, about 0.2 s of CPU each) run on threads of their own:
+# in the shared pool, a burst of (re)connecting stations, as after a gateway restart, queued the
+# connected stations' messages behind the hashes for as long as the burst lasted (bench/ocpp_stations.py).
+LOGIN_THREADS = max(1, (os.cpu_count() or 2) // 2)
+# More logins waiting than this (about two seconds of hashing) are answered 503 with Retry-After at
+# once, unhashed: in a first-come queue the oldest logins reached their hash just as their 10 s
+# handshake timed out, so under a burst almost every hash was wasted and almost nobody got in.
+LOGIN_BACKLOG = 10 * LOGIN_THREADS
+LOGIN_RETRY_AFTER = (5, 30)  # seconds, drawn per refusal so the retries spread out
 
 
-def db(fn):
-    """Run a Django ORM function from the event loop, in a pool thread.
+def db(fn, executor: ThreadPoolExecutor | None = None):
+    """Run a Django ORM function from the event loop, in a pool thread (the loop's default pool
+    unless `executor` is given).
 
     Not one shared thread: a session update may make a worker send a command back through this
     gateway (eagerly, in the embedded default and the tests), and that command's answer must not
@@ -68,7 +82,7 @@ def db(fn):
         finally:
             close_old_connections()
 
-    return sync_to_async(call_db, thread_sensitive=False)
+    return sync_to_async(call_db, thread_sensitive=False, executor=executor)
 
 
 def _now() -> str:
@@ -85,6 +99,7 @@ class CsmsHandlers:
         super().__init__(identity, connection, response_timeout=gateway.command_timeout)
         self.gateway = gateway
         self.updates: asyncio.Queue = asyncio.Queue()
+        self.seen_action, self.seen_at = "", 0.0
 
     async def run(self) -> None:
         deliveries = asyncio.create_task(self._deliver())
@@ -105,11 +120,21 @@ class CsmsHandlers:
             await self._send(_call_error(raw_msg, error))
             return
         if raw_msg.lstrip("[ ").startswith("2"):  # a CALL from the station
-            await db(store.station_seen)(self.id, _summary(raw_msg))
+            await self._seen(raw_msg)
         try:
             await super().route_message(raw_msg)
         except Exception:
             log.exception("%s: failed to handle %s", self.id, raw_msg[:200])
+
+    async def _seen(self, raw_msg: str) -> None:
+        """Staff's "last seen": written when the station sends another kind of message, else at
+        most every SEEN_EVERY seconds: not a transaction of its own for every meter value."""
+        summary = _summary(raw_msg)
+        action, now = summary.split(" ", 1)[0], time.monotonic()
+        if action == self.seen_action and now - self.seen_at < SEEN_EVERY:
+            return
+        self.seen_action, self.seen_at = action, now
+        await db(store.station_seen)(self.id, summary)
 
     async def _deliver(self) -> None:
         """Hand updates to checkout one by one, after their TransactionEvent was answered (a stop
@@ -133,8 +158,10 @@ class CsmsHandlers:
         return self.results.Heartbeat(current_time=_now())
 
     @on("StatusNotification")
-    async def on_status_notification(self, evse_id, connector_status, **_):
-        await db(store.connector_status)(self.id, evse_number=evse_id, status=connector_status)
+    async def on_status_notification(self, evse_id, connector_id, connector_status, **_):
+        await db(store.connector_status)(
+            self.id, evse_number=evse_id, connector_id=connector_id, status=connector_status
+        )
         return self.results.StatusNotification()
 
     @on("MeterValues")
@@ -246,6 +273,8 @@ class Gateway:
         self.stations: dict[str, CsmsHandlers] = {}
         # Failed logins per client address (monotonic times): each costs a password hash.
         self.failures: dict[str, collections.deque] = {}
+        self.login_pool = ThreadPoolExecutor(LOGIN_THREADS, thread_name_prefix="ocpp-login")
+        self.logins_waiting = 0
         self.ready = asyncio.Event()
 
     @property
@@ -268,8 +297,11 @@ class Gateway:
             await db(store.gateway_started)(self.address)
             self.ready.set()
             log.info("OCPP gateway on ws://%s:%s%s<identity>", self.host, self.port, PATH_PREFIX)
-            async with control_server:
-                await server.serve_forever()
+            try:
+                async with control_server:
+                    await server.serve_forever()
+            finally:
+                self.login_pool.shutdown(wait=True, cancel_futures=True)
 
     async def _check_upgrade(self, connection: ServerConnection, request):
         """Security profile 2: the station's identity and password, before the socket opens."""
@@ -297,11 +329,20 @@ class Gateway:
                 response.headers["Retry-After"] = str(LOGIN_FAILURE_WINDOW)
                 return response
         credentials = _credentials(request)
-        if (
-            credentials is None
-            or credentials[0] != identity
-            or not await db(store.station_login)(identity, credentials[1])
-        ):
+        accepted = False
+        if credentials is not None and credentials[0] == identity:
+            if self.logins_waiting >= LOGIN_BACKLOG:
+                response = connection.respond(
+                    HTTPStatus.SERVICE_UNAVAILABLE, "Too many stations connecting; retry later.\n"
+                )
+                response.headers["Retry-After"] = str(random.randint(*LOGIN_RETRY_AFTER))
+                return response
+            self.logins_waiting += 1
+            try:
+                accepted = await db(store.station_login, self.login_pool)(identity, credentials[1])
+            finally:
+                self.logins_waiting -= 1
+        if not accepted:
             log.warning("refused %s from %s: unknown identity or wrong password", identity, client)
             for key, _ in counters:
                 self.failures.setdefault(key, collections.deque()).append(now)

@@ -58,11 +58,9 @@ def station_connected(identity: str, *, protocol: str, gateway: str) -> None:
             last_seen_at=timezone.now(),
             last_message="connected",
         )
-        # Back online: its EVSEs are as it last reported them (until it reports again).
+        # Back online: its EVSEs are as its connectors last reported (until it reports again).
         for binding in OcppEvse.objects.filter(station__identity=identity).exclude(status=""):
-            Evse.objects.filter(pk=binding.evse_id).update(
-                status=EVSE_STATUS.get(binding.status, Evse.Status.UNKNOWN)
-            )
+            Evse.objects.filter(pk=binding.evse_id).update(status=evse_status(binding.evse_id))
 
 
 def station_disconnected(identity: str, *, gateway: str) -> None:
@@ -98,16 +96,40 @@ def station_booted(identity: str, charging_station: dict) -> None:
     )
 
 
-def connector_status(identity: str, *, evse_number: int, status: str) -> None:
+def connector_status(identity: str, *, evse_number: int, connector_id: int, status: str) -> None:
+    """StatusNotification: the station's (evseId, connectorId) is our bound EVSE's connector whose
+    connector_id is that number. The connector takes the status; the EVSE's follows from all its
+    connectors (evse_status)."""
     binding = OcppEvse.objects.filter(station__identity=identity, evse_number=evse_number).first()
     if binding is None:
         log.info("%s: status %s for unbound evse %s", identity, status, evse_number)
         return
-    binding.status = status
-    binding.save(update_fields=["status"])
-    Evse.objects.filter(pk=binding.evse_id).update(
-        status=EVSE_STATUS.get(status, Evse.Status.UNKNOWN)
-    )
+    with transaction.atomic():
+        if not Connector.objects.filter(
+            evse_id=binding.evse_id, connector_id=str(connector_id)
+        ).update(status=EVSE_STATUS.get(status, Evse.Status.UNKNOWN)):
+            log.warning(
+                "%s: status %s for evse %s connector %s, which is none of %s's connectors",
+                identity,
+                status,
+                evse_number,
+                connector_id,
+                binding.evse_id,
+            )
+            return
+        binding.status = status
+        binding.save(update_fields=["status"])
+        Evse.objects.filter(pk=binding.evse_id).update(status=evse_status(binding.evse_id))
+
+
+def evse_status(evse_pk: int) -> str:
+    """An EVSE charges one vehicle at a time: in use when any connector is, else available when
+    any connector is (the checkout offers those), else out of order when one is, else unknown."""
+    statuses = set(Connector.objects.filter(evse_id=evse_pk).values_list("status", flat=True))
+    for status in (Evse.Status.CHARGING, Evse.Status.AVAILABLE, Evse.Status.OUT_OF_ORDER):
+        if status in statuses:
+            return status
+    return Evse.Status.UNKNOWN
 
 
 def token_accepted(identity: str, id_token: str) -> bool:
