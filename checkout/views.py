@@ -142,14 +142,26 @@ def _refused(request, refusal, *, code, operator):
     return response
 
 
-@require_POST
-def pay(request, code):
+def _posted_to(request, code):
+    """A script's POST to a sticker's URL: (EVSE, operator, None) with the page's language active
+    (every answer, and a session's receipt, speak it), or (None, None, the answer to a bad code)."""
     evse, invalid = _evse_or_invalid(request, code)
     if invalid:
-        return _error(_("This code is not valid. Nothing has been charged."), status=404)
-    # The page's language: every answer below, and the session's receipt, speak it.
+        return (
+            None,
+            None,
+            _error(_("This code is not valid. Nothing has been charged."), status=404),
+        )
     operator = evse.location.operator
     languages.activate_for(request, operator)
+    return evse, operator, None
+
+
+@require_POST
+def pay(request, code):
+    evse, operator, invalid = _posted_to(request, code)
+    if invalid:
+        return invalid
     form = PayForm(request.POST)
     if not form.is_valid():
         first = next(iter(form.errors.values()))[0]
@@ -207,11 +219,9 @@ def resume(request, code):
     reloaded) asks which charge its press opened. The press's id is that tab's secret, as in a
     repeated Pay: the answer carries the payer cookie the lost answer would have, so the driver can
     follow and stop their own charge."""
-    evse, invalid = _evse_or_invalid(request, code)
+    evse, operator, invalid = _posted_to(request, code)
     if invalid:
-        return _error(_("This code is not valid. Nothing has been charged."), status=404)
-    operator = evse.location.operator
-    languages.activate_for(request, operator)
+        return invalid
     form = ResumeForm(request.POST)
     if not form.is_valid():
         return _error(_("Nothing was paid with this page. Nothing has been charged."))

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 (the fixtures imported from tests.test_browser are used as arguments)
 """The production checkout path in Chromium: checkout.js's Stripe.js wallet, ConfirmationTokens.
 
 Stripe.js cannot load here, so the page gets a stand-in of the part of its API the script calls
@@ -13,35 +14,23 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.stack import CHROMIUM, CHROMIUM_ARGS, EXTRA_LOGS, require_stack, stack_fixture_body
+from tests.stack import EXTRA_LOGS
+from tests.test_browser import (  # noqa: F401 (the stack and browser fixtures)
+    AC,
+    DC,
+    DECLINED,
+    PAY,
+    VISA,
+    VISA_3DS,
+    browser,
+    stack,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
-AC = "NL*DPY*E0001*1"
-DC = "NL*DPY*E0002*1"
-VISA = "4242424242424242"
-VISA_3DS = "4000002500003155"
-DECLINED = "4000000000000341"
-PAY = re.compile("^Pay")
 STANDIN = Path(__file__).with_name("stripe_js_standin.js")
-
-
-@pytest.fixture(scope="module")
-def stack(request):
-    require_stack(browser=True)
-    yield from stack_fixture_body(request)
-
-
-@pytest.fixture(scope="module")
-def browser(stack):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

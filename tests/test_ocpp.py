@@ -261,6 +261,15 @@ def _basic(identity, password):
     }
 
 
+async def station_socket(gateway, station, password):
+    """The station's own socket (OCPP 2.0.1), kept open by the test."""
+    return await connect(
+        f"{gateway.url}/{station.identity}",
+        subprotocols=["ocpp2.0.1"],
+        additional_headers=_basic(station.identity, password),
+    )
+
+
 @pytest.mark.parametrize("who", ["wrong password", "unknown identity", "no credentials"])
 def test_upgrade_refused_without_the_stations_password(gateway, loop, who):
     connector = ConnectorFactory()
@@ -547,14 +556,7 @@ def test_status_notification_sets_the_connectors_status_and_the_evse_follows(
         return json.loads(await asyncio.wait_for(ws.recv(), 10))
 
     # One socket throughout: a closed one would make the EVSE unknown (the station is offline).
-    async def open_socket():
-        return await connect(
-            f"{gateway.url}/{station.identity}",
-            subprotocols=["ocpp2.0.1"],
-            additional_headers=_basic(station.identity, password),
-        )
-
-    ws = loop.run(open_socket())
+    ws = loop.run(station_socket(gateway, station, password))
     sent = iter(range(1000))
 
     def converse(steps):
@@ -592,14 +594,7 @@ def test_last_seen_is_written_per_kind_of_message_not_per_meter_value(gateway, l
     message (a meter value every few seconds) updates it at most every SEEN_EVERY seconds."""
     station, password = make_station(ConnectorFactory())
 
-    async def open_socket():
-        return await connect(
-            f"{gateway.url}/{station.identity}",
-            subprotocols=["ocpp2.0.1"],
-            additional_headers=_basic(station.identity, password),
-        )
-
-    ws = loop.run(open_socket())
+    ws = loop.run(station_socket(gateway, station, password))
 
     def send(n, action, payload):
         async def call():
