@@ -282,19 +282,33 @@ try:
             thread.join()
         return done
 
+    # CPU the bench process spends on what is not the product's: the card token (the browser's
+    # Stripe.js does that) and the bench's own polling. Each thread's own CPU time, summed.
+    not_ours, not_ours_lock = [0.0], threading.Lock()
+
+    def bench_work(work):
+        began = time.thread_time()
+        try:
+            return work()
+        finally:
+            with not_ours_lock:
+                not_ours[0] += time.thread_time() - began
+
     def pay(pair, http):
         evse, connector = pair
         began = time.monotonic()
-        response = http.post(
-            f"{stack.localstripe.base}/v1/tokens",
-            data={
-                "card[number]": "4242424242424242",
-                "card[exp_month]": "12",
-                "card[exp_year]": "2034",
-                "card[cvc]": "123",
-                "key": "pk_test_localstripe",
-            },
-            timeout=30,
+        response = bench_work(
+            lambda: http.post(
+                f"{stack.localstripe.base}/v1/tokens",
+                data={
+                    "card[number]": "4242424242424242",
+                    "card[exp_month]": "12",
+                    "card[exp_year]": "2034",
+                    "card[cvc]": "123",
+                    "key": "pk_test_localstripe",
+                },
+                timeout=30,
+            )
         )
         response.raise_for_status()
         card_id = response.json()["card"]["id"]
@@ -332,7 +346,7 @@ try:
         """Poll until done(sessions, payments, receipts); print progress every PROGRESS_EVERY seconds."""
         began = last = time.monotonic()
         while True:
-            counts = status_line(ids)
+            counts = bench_work(lambda: status_line(ids))
             if done(*counts):
                 return True
             now = time.monotonic()
@@ -440,7 +454,11 @@ try:
                     time.sleep(0.02)
                     continue
                 due, pk = item
-                status = ChargingSession.objects.filter(pk=pk).values_list("status", flat=True)[0]
+                status = bench_work(
+                    lambda pk=pk: ChargingSession.objects.filter(pk=pk).values_list(
+                        "status", flat=True
+                    )[0]
+                )
                 if status in BEFORE_CHARGING and time.monotonic() < due + 60:
                     with stop_lock:  # not charging yet: press again a moment later
                         heapq.heappush(stops, (time.monotonic() + 0.2, pk))
@@ -686,8 +704,11 @@ try:
             + ("" if mine else "   (stand-in, not counted as ours)")
         )
     say(
-        f"{'CPU ours':>26}: {ours * 1000 / n:7.1f} ms/session   (bench process: pay path + polling)"
+        f"{'  of which not ours':>26}: {not_ours[0] * 1000 / n:7.1f} ms/session   "
+        "(bench process: the browser's card token and the bench's polling, not counted)"
     )
+    ours -= not_ours[0]
+    say(f"{'CPU ours':>26}: {ours * 1000 / n:7.1f} ms/session")
     xacts = pg_after[0] - pg_before[0] - polls[0] - 1 - idle_xacts_per_s * pg_elapsed
     conns = pg_after[1] - pg_before[1] - 1 - idle_sessions_per_s * pg_elapsed
     say(
