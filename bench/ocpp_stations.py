@@ -426,6 +426,7 @@ def main() -> int:
 
     sys.path.insert(0, str(ROOT))
     from tests.peers import LocalStripe, free_port
+    from tests.production_env import production
 
     db_name = f"directpay_bench_ocpp_{secrets.token_hex(4)}"
     redis_db = next(
@@ -455,16 +456,14 @@ def main() -> int:
     }
     # The gateway and the worker run as production does (DEBUG=false: no query log in memory);
     # they never call Stripe, so its made-up live keys are never used.
-    production = {
+    production_env = {
         **common,
-        "DEBUG": "false",
-        "QR_SIGNING_KEYS": secrets.token_urlsafe(32),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "STRIPE_SECRET_KEY": "sk_live_" + secrets.token_hex(24),
-        "STRIPE_PUBLISHABLE_KEY": "pk_live_" + secrets.token_hex(24),
-        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(24),
-        "STRIPE_API_BASE": "",
-        "EMAIL_URL": "smtp+tls://receipts:password@127.0.0.1:1",
+        **production(
+            ALLOWED_HOSTS="127.0.0.1",
+            EMAIL_URL="smtp+tls://receipts:password@127.0.0.1:1",
+            SECRET_KEY=secret_key,
+            CACHE_URL=common["CACHE_URL"],
+        ),
     }
     processes: dict[str, subprocess.Popen] = {}
     logs = []
@@ -477,7 +476,7 @@ def main() -> int:
         log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed at the end
         logs.append(log)
         processes[name] = subprocess.Popen(
-            command, cwd=ROOT, env=production, stdout=log, stderr=subprocess.STDOUT
+            command, cwd=ROOT, env=production_env, stdout=log, stderr=subprocess.STDOUT
         )
         return processes[name]
 

@@ -25,33 +25,17 @@ from checkout.refunds import RefundError, payment_refund
 from checkout.states import PaymentStatus as P
 from checkout.states import SessionStatus as S
 from stations.csms.ocpp.charger import SimulatedStation
-from stations.models import OcppEvse, OcppTransaction
+from stations.models import OcppTransaction
 from tests.factories import ConnectorFactory
-from tests.test_ocpp import _basic, gateway, loop, make_station, wait_for  # noqa: F401
+from tests.test_ocpp import _basic, charger, gateway, loop, make_station, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def terminal_station(gateway, loop):
+def terminal_station(charger):
     """An OCPP 2.1 station with a payment terminal, connected and Available: (connector, sim)."""
-    connector = ConnectorFactory()
-    station, password = make_station(connector, protocol="ocpp2.1")
-    sim = SimulatedStation(
-        url=gateway.url,
-        identity=station.identity,
-        password=password,
-        version="ocpp2.1",
-        evses={1: 22.0},
-        speedup=900,
-        meter_interval=0.2,
-    )
-    loop.spawn(sim.run())
-    wait_for(
-        lambda: OcppEvse.objects.filter(station=station, status="Available").exists(),
-        what="the station's boot and status",
-    )
-    return connector, sim
+    return charger("ocpp2.1")
 
 
 def pdf_text(content: bytes) -> str:

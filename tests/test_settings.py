@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.production_env import production
+
 ROOT = Path(__file__).resolve().parent.parent
 # What a deployment sets (README.md, Deployment); the tests start from none of it.
 CONFIGURED = (
@@ -39,25 +41,6 @@ def run(args, **env):
 
 def manage(*args, **env):
     return run(["manage.py", *args], **env)
-
-
-def production(**overrides):
-    """A correct production .env: real-looking Stripe keys, real Stripe, SMTP, long keys."""
-    env = {
-        "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50)[:50],
-        "ALLOWED_HOSTS": "pay.example.com",
-        "STRIPE_SECRET_KEY": "sk_live_" + secrets.token_hex(24),
-        "STRIPE_PUBLISHABLE_KEY": "pk_live_" + secrets.token_hex(24),
-        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(24),
-        "STRIPE_API_BASE": "",
-        "EMAIL_URL": "smtp+tls://receipts:password@smtp.example.com:587",
-        "QR_SIGNING_KEYS": secrets.token_urlsafe(32),
-        # The Pay limits' counts, shared by every web process (no connection is made by `check`).
-        "CACHE_URL": "redis://127.0.0.1:6379/9",
-    }
-    env.update(overrides)
-    return env
 
 
 def reported(result) -> str:
