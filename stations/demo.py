@@ -112,20 +112,7 @@ def seed() -> list[Evse]:
     ]
     evses = []
     for evse_id, location, standard, power_type, kw, tariff in rows:
-        evse, _ = Evse.objects.update_or_create(
-            evse_id=evse_id, defaults={"location": location, "uid": evse_id.replace("*", "-")}
-        )
-        Connector.objects.update_or_create(
-            evse=evse,
-            connector_id="1",
-            defaults={
-                "standard": standard,
-                "power_type": power_type,
-                "max_power_kw": Decimal(kw),
-                "tariff": tariff,
-            },
-        )
-        evses.append(evse)
+        evses.append(_seed_evse(evse_id, location, [("1", standard, power_type, kw, tariff)]))
     evses.append(_seed_dual(hub, dc_tariff, chademo_tariff))
     evses += _seed_ocpp(operator, ac_tariff, dc_tariff)
     return evses
@@ -133,19 +120,29 @@ def seed() -> list[Evse]:
 
 def _seed_dual(location, ccs_tariff, chademo_tariff) -> Evse:
     """One DC EVSE with two connectors, each with its own power and price: the driver chooses."""
-    evse, _ = Evse.objects.update_or_create(
-        evse_id="NL*DPY*E0002*2", defaults={"location": location, "uid": "NL-DPY-E0002-2"}
+    dc = Connector.PowerType.DC
+    return _seed_evse(
+        "NL*DPY*E0002*2",
+        location,
+        [
+            ("1", Connector.Standard.CCS, dc, "150", ccs_tariff),
+            ("2", Connector.Standard.CHADEMO, dc, "50", chademo_tariff),
+        ],
     )
-    for connector_id, standard, kw, tariff in (
-        ("1", Connector.Standard.CCS, "150", ccs_tariff),
-        ("2", Connector.Standard.CHADEMO, "50", chademo_tariff),
-    ):
+
+
+def _seed_evse(evse_id: str, location, connectors) -> Evse:
+    """An EVSE and its connectors (connector id, standard, power type, kW, tariff), as seeded."""
+    evse, _ = Evse.objects.update_or_create(
+        evse_id=evse_id, defaults={"location": location, "uid": evse_id.replace("*", "-")}
+    )
+    for connector_id, standard, power_type, kw, tariff in connectors:
         Connector.objects.update_or_create(
             evse=evse,
             connector_id=connector_id,
             defaults={
                 "standard": standard,
-                "power_type": Connector.PowerType.DC,
+                "power_type": power_type,
                 "max_power_kw": Decimal(kw),
                 "tariff": tariff,
             },
@@ -187,19 +184,7 @@ def _seed_ocpp(operator, ac_tariff, dc_tariff) -> list[Evse]:
         if created or not station.password_matches(ocpp_password(identity)):
             station.password_hash = make_password(ocpp_password(identity))
             station.save(update_fields=["password_hash"])
-        evse, _ = Evse.objects.update_or_create(
-            evse_id=evse_id, defaults={"location": depot, "uid": evse_id.replace("*", "-")}
-        )
-        Connector.objects.update_or_create(
-            evse=evse,
-            connector_id="1",
-            defaults={
-                "standard": standard,
-                "power_type": power_type,
-                "max_power_kw": Decimal(kw),
-                "tariff": tariff,
-            },
-        )
+        evse = _seed_evse(evse_id, depot, [("1", standard, power_type, kw, tariff)])
         OcppEvse.objects.update_or_create(
             evse=evse, defaults={"station": station, "evse_number": 1}
         )
