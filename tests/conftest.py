@@ -1,8 +1,13 @@
+from datetime import timedelta
+
 import pytest
 from django.core.cache import cache
 
 from checkout import services
+from checkout.states import PaymentStatus as P
+from checkout.states import SessionStatus as S
 from stations.csms import simulator
+from stations.models import SimulatedSession
 from tests import pytest_env
 from tests.extrawest import cpo_peer  # noqa: F401 - the extrawest CPO fixture, for every test module
 from tests.factories import ConnectorFactory
@@ -68,6 +73,24 @@ def tick(django_capture_on_commit_callbacks):
             simulator.tick(now=at)
 
     return tick
+
+
+@pytest.fixture
+def finished(connector, pay, tick, django_capture_on_commit_callbacks):
+    """A session charged for half an hour (11 kWh = 6.66 EUR), stopped and captured."""
+    session = pay(connector)
+    sim = SimulatedSession.objects.get(reference=session.csms_reference)
+    t0 = sim.accept_at
+    tick(t0)
+    tick(t0 + timedelta(minutes=30))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.session_request_stop(session_id=session.pk)
+    SimulatedSession.objects.filter(pk=sim.pk).update(stop_requested_at=t0 + timedelta(minutes=30))
+    tick(t0 + timedelta(minutes=30, seconds=5))
+    session.refresh_from_db()
+    assert session.status == S.FINISHED
+    assert session.payment.status == P.CAPTURED and session.payment.amount_captured == 666
+    return session
 
 
 @pytest.fixture

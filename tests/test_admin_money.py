@@ -1,7 +1,5 @@
 """Staff and money in the admin: refunds through the refund page, the attention flag, read-only records."""
 
-from datetime import timedelta
-
 import pytest
 import requests
 from django.contrib.auth.models import Permission, User
@@ -10,27 +8,7 @@ from django.urls import reverse
 from checkout import refunds, services
 from checkout.models import ChargingSession, Dispute, PaymentEvent, Refund, StripeEvent
 from checkout.states import PaymentStatus as P
-from checkout.states import SessionStatus as S
-from stations.models import SimulatedSession
 from tests.factories import ConnectorFactory
-
-
-@pytest.fixture
-def finished(connector, pay, tick, django_capture_on_commit_callbacks):
-    """A session charged for half an hour (11 kWh = 6.66 EUR), stopped and captured."""
-    session = pay(connector)
-    sim = SimulatedSession.objects.get(reference=session.csms_reference)
-    t0 = sim.accept_at
-    tick(t0)
-    tick(t0 + timedelta(minutes=30))
-    with django_capture_on_commit_callbacks(execute=True):
-        services.session_request_stop(session_id=session.pk)
-    SimulatedSession.objects.filter(pk=sim.pk).update(stop_requested_at=t0 + timedelta(minutes=30))
-    tick(t0 + timedelta(minutes=30, seconds=5))
-    session.refresh_from_db()
-    assert session.status == S.FINISHED
-    assert session.payment.status == P.CAPTURED and session.payment.amount_captured == 666
-    return session
 
 
 @pytest.fixture

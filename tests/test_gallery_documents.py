@@ -13,7 +13,6 @@ from pypdf import PdfReader
 from checkout import credit_notes
 from checkout.models import CreditNote
 from tests.stack import ARTIFACTS
-from tests.test_admin_money import finished  # noqa: F401 - a session charged 6.66 and captured
 from tests.test_receipts import refund
 
 GALLERY = ARTIFACTS / "gallery"
@@ -37,7 +36,7 @@ def first_page_text(pdf: bytes) -> str:
 
 
 def test_the_receipt_and_a_credit_note_for_the_gallery(
-    finished,  # noqa: F811
+    finished,
     django_capture_on_commit_callbacks,
 ):
     receipt = finished.payment.receipt

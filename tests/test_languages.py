@@ -20,7 +20,6 @@ from checkout.models import ChargingSession
 from directpay import catalogues
 from stations import qr
 from tests.factories import ConnectorFactory, OperatorFactory
-from tests.test_admin_money import finished  # noqa: F401 - a session charged 6.66 and captured
 
 DECLINED = "4000000000000341"
 

@@ -169,18 +169,9 @@ def test_the_untouched_data_prints_verified_on_the_receipt(db):
 
 
 def test_a_full_simulated_session_ends_with_the_meter_data_on_receipt_and_download(
-    connector, pay, tick, stripe, client, admin_client, tmp_path, django_capture_on_commit_callbacks
+    connector, finished, client, admin_client, tmp_path
 ):
-    session = pay(connector)
-    sim = SimulatedSession.objects.get(reference=session.csms_reference)
-    t0 = sim.accept_at
-    tick(t0)
-    tick(t0 + timedelta(minutes=30))
-    with django_capture_on_commit_callbacks(execute=True):
-        services.session_request_stop(session_id=session.pk)
-    SimulatedSession.objects.filter(pk=sim.pk).update(stop_requested_at=t0 + timedelta(minutes=30))
-    tick(t0 + timedelta(minutes=30, seconds=5))
-    session.refresh_from_db()
+    session = finished
     assert (session.status, session.payment.status) == (S.FINISHED, P.CAPTURED)
     assert not session.attention
 

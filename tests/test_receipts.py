@@ -21,7 +21,6 @@ from checkout.states import PaymentStatus as P
 from checkout.states import SessionStatus as S
 from tests.factories import ConnectorFactory
 from tests.taskqueue import TaskQueue
-from tests.test_admin_money import finished  # noqa: F401 - a session charged 6.66 and captured
 
 
 def energy(price, vat_rate=None, **extra):
