@@ -586,23 +586,32 @@ class _FailureLogs:
                 report.sections.append((title, "\n".join(lines[-200:]) or "(empty)"))
 
 
-def stack_fixture_body(request, **options):
-    """Body of a module-scoped `stack` fixture: start, report logs on failure, always stop."""
-    stack = Stack(**options).start()
-    plugin = _FailureLogs(stack)
-    name = f"directpay-stack-{id(stack)}"
-    request.config.pluginmanager.register(plugin, name)
-    failed_before = request.session.testsfailed
-    try:
-        yield stack
-    finally:
-        request.config.pluginmanager.unregister(name=name)
-        keep = request.session.testsfailed > failed_before or os.environ.get("E2E_KEEP_LOGS") == "1"
-        if keep:
-            sys.stderr.write(f"\n[stack] process logs kept in {stack.log_dir}\n")
-        stack.stop()
-        if not keep:
-            stack.cleanup_files()
+def stack_fixture_body(request, environ: dict[str, str] | None = None, **options):
+    """Body of a module-scoped `stack` fixture: start, report logs on failure, always stop.
+
+    `environ`: settings for the stack's processes (which take the test's environment), e.g. the
+    abuse limits raised for a module that pays many times from one address."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in (environ or {}).items():
+            env.setenv(name, value)
+        stack = Stack(**options).start()
+        plugin = _FailureLogs(stack)
+        name = f"directpay-stack-{id(stack)}"
+        request.config.pluginmanager.register(plugin, name)
+        failed_before = request.session.testsfailed
+        try:
+            yield stack
+        finally:
+            request.config.pluginmanager.unregister(name=name)
+            keep = (
+                request.session.testsfailed > failed_before
+                or os.environ.get("E2E_KEEP_LOGS") == "1"
+            )
+            if keep:
+                sys.stderr.write(f"\n[stack] process logs kept in {stack.log_dir}\n")
+            stack.stop()
+            if not keep:
+                stack.cleanup_files()
 
 
 class Driver:

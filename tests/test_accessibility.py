@@ -62,10 +62,7 @@ STATUS_JSON = re.compile(r"/status\.json$")
 @pytest.fixture(scope="module")
 def stack(request):
     require_stack(browser=True)
-    with pytest.MonkeyPatch.context() as env:  # the stack's processes take the test's environment
-        for name, value in LIMITS.items():
-            env.setenv(name, value)
-        yield from stack_fixture_body(request)
+    yield from stack_fixture_body(request, environ=LIMITS)
 
 
 @pytest.fixture(scope="module", autouse=True)

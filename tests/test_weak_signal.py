@@ -42,10 +42,7 @@ RAISED_LIMITS = {
 @pytest.fixture(scope="module")
 def stack(request):
     require_stack(browser=True)
-    with pytest.MonkeyPatch.context() as env:  # the stack's processes take the test's environment
-        for name, value in RAISED_LIMITS.items():
-            env.setenv(name, value)
-        yield from stack_fixture_body(request)
+    yield from stack_fixture_body(request, environ=RAISED_LIMITS)
 
 
 STATUS_URL = re.compile(r"/s/[0-9a-f-]{36}/$")
