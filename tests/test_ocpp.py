@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import threading
-import time
 from decimal import Decimal
 
 import pytest
@@ -25,6 +24,7 @@ from stations.csms.ocpp.charger import SimulatedStation
 from stations.csms.ocpp.gateway import Gateway
 from stations.models import ChargingStation, Evse, Location, OcppEvse, OcppTransaction
 from tests.factories import ConnectorFactory
+from tests.stack import poll
 
 VISA = "4242424242424242"
 
@@ -59,14 +59,7 @@ class Loop:
 
 
 def wait_for(condition, *, timeout: float = 40, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
-        time.sleep(0.1)
+    return poll(condition, timeout=timeout, interval=0.1, what=what)
 
 
 @pytest.fixture
