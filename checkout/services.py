@@ -39,7 +39,7 @@ from stations.models import Connector, Evse
 
 from . import meter_data, pay_limits, payments, tasks
 from .models import ChargingSession, Payment
-from .selectors import authentication_overdue
+from .selectors import authentication_overdue, session_for_attempt
 from .states import PaymentStatus as P
 from .states import SessionStatus as S
 from .transitions import (
@@ -146,7 +146,7 @@ def session_create(
     if attempt:
         # The same press again: it gets the first one's session (and answer), even if the price or
         # the charger changed in between; that press was checked when it arrived.
-        same = ChargingSession.objects.filter(checkout_attempt=attempt, evse=evse).first()
+        same = session_for_attempt(evse, attempt)
         if same is not None:
             return same
     operator = evse.location.operator
@@ -203,11 +203,7 @@ def session_create(
                 message=f"price {digest}",
             )
     except IntegrityError:
-        same = (
-            ChargingSession.objects.filter(checkout_attempt=attempt, evse=evse).first()
-            if attempt
-            else None
-        )
+        same = session_for_attempt(evse, attempt) if attempt else None
         if same is not None:
             return same
         raise CheckoutError(
