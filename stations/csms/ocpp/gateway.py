@@ -85,6 +85,13 @@ def db(fn, executor: ThreadPoolExecutor | None = None):
     return sync_to_async(call_db, thread_sensitive=False, executor=executor)
 
 
+def _retry_later(connection: ServerConnection, status: HTTPStatus, text: str, seconds: int):
+    """The upgrade refused for now: an HTTP answer with Retry-After, before any hash is spent."""
+    response = connection.respond(status, f"{text}\n")
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
@@ -323,20 +330,22 @@ class Gateway:
             while recent and recent[0] < now - LOGIN_FAILURE_WINDOW:
                 recent.popleft()
             if recent is not None and len(recent) >= limit:
-                response = connection.respond(
-                    HTTPStatus.TOO_MANY_REQUESTS, "Too many failed logins.\n"
+                return _retry_later(
+                    connection,
+                    HTTPStatus.TOO_MANY_REQUESTS,
+                    "Too many failed logins.",
+                    LOGIN_FAILURE_WINDOW,
                 )
-                response.headers["Retry-After"] = str(LOGIN_FAILURE_WINDOW)
-                return response
         credentials = _credentials(request)
         accepted = False
         if credentials is not None and credentials[0] == identity:
             if self.logins_waiting >= LOGIN_BACKLOG:
-                response = connection.respond(
-                    HTTPStatus.SERVICE_UNAVAILABLE, "Too many stations connecting; retry later.\n"
+                return _retry_later(
+                    connection,
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "Too many stations connecting; retry later.",
+                    random.randint(*LOGIN_RETRY_AFTER),
                 )
-                response.headers["Retry-After"] = str(random.randint(*LOGIN_RETRY_AFTER))
-                return response
             self.logins_waiting += 1
             try:
                 accepted = await db(store.station_login, self.login_pool)(identity, credentials[1])
