@@ -243,8 +243,8 @@ def _answer_payer(session, payment):
 
 def _payment_response(session, payment):
     status_url = reverse("checkout:status", args=[session.public_id])
+    session.refresh_from_db(fields=["status", "failure_reason"])
     if payment.status == P.FAILED:
-        session.refresh_from_db(fields=["status", "failure_reason"])
         if session.failure_reason == services.CARD_DETAILS_UNUSABLE:
             # Stripe refused the browser's ConfirmationToken (expired, used): no card was asked.
             return _error(
@@ -260,7 +260,6 @@ def _payment_response(session, payment):
             ),
             status=402,
         )
-    session.refresh_from_db(fields=["status", "failure_reason"])
     if session.status == S.FAILED:
         reason = reasons.for_driver(session.failure_reason)
         # Abandoned authentication, or the same press of Pay arriving again after it failed.
