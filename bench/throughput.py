@@ -478,50 +478,46 @@ try:
         pressing.join()
         return [((item[1]), result) for item, result in paid], stop_results
 
+    # --- pay (paced: and stop) -----------------------------------------------------------------
     if args.rate:
         say(
             f"paced: {N} drivers paying at {args.rate:g} sessions/s, "
             f"each pressing Stop {args.charge_seconds:g} s after paying..."
         )
-        first_pay = datetime.now(UTC)
-        t_pay = time.monotonic()
+    else:
+        say(f"paying: {N} drivers, {args.concurrency} at a time...")
+    first_pay = datetime.now(UTC)
+    t_pay = time.monotonic()
+    if args.rate:
         paid, stopped = paced()
-        driver_errors = [
-            (pair[0].evse_id, result) for pair, result in paid if isinstance(result, Exception)
-        ]
-        ok = [result for _, result in paid if not isinstance(result, Exception)]
-        ids = [session_id for session_id, _, _ in ok]
+    else:
+        paid = drive(list(zip(evses, connectors)), pay, args.concurrency)
+    pay_seconds = time.monotonic() - t_pay
+    driver_errors = [
+        (pair[0].evse_id, result) for pair, result in paid if isinstance(result, Exception)
+    ]
+    ok = [result for _, result in paid if not isinstance(result, Exception)]
+    ids = [session_id for session_id, _, _ in ok]
+    if args.rate:
         stop_errors = [(pk, result) for pk, result in stopped if result is not None]
         say(
-            f"  {len(ok)} paid and {len(stopped)} stopped by +{time.monotonic() - t_pay:.1f} s "
+            f"  {len(ok)} paid and {len(stopped)} stopped by +{pay_seconds:.1f} s "
             f"(arrivals {len(ok) / max(N / args.rate, 0.001):.1f}/s); driver errors: "
             f"{len(driver_errors)}, stop errors: {len(stop_errors)}"
         )
-        say(f"  driver time (token + create + authorize): {spread([t for _, _, t in ok])}")
-        for what, exc in (driver_errors + stop_errors)[:5]:
-            say(f"    {what}: {exc!r}")
-
-    # --- pay ----------------------------------------------------------------------------------
-    if not args.rate:
-        say(f"paying: {N} drivers, {args.concurrency} at a time...")
-        first_pay = datetime.now(UTC)
-        t_pay = time.monotonic()
-        paid = drive(list(zip(evses, connectors)), pay, args.concurrency)
-        pay_seconds = time.monotonic() - t_pay
-        driver_errors = [
-            (pair[0].evse_id, result) for pair, result in paid if isinstance(result, Exception)
-        ]
-        ok = [result for _, result in paid if not isinstance(result, Exception)]
-        ids = [session_id for session_id, _, _ in ok]
+        for pk, exc in stop_errors[:5]:
+            say(f"    session {pk}: {exc!r}")
+    else:
         say(
             f"  {len(ok)} paid in {pay_seconds:.1f} s ({len(ok) / pay_seconds:.1f} payments/s); "
             f"payment status: {show(Counter(status for _, status, _ in ok))}; "
             f"driver errors: {len(driver_errors)}"
         )
-        say(f"  driver time (token + create + authorize): {spread([t for _, _, t in ok])}")
-        for evse_id, exc in driver_errors[:5]:
-            say(f"    {evse_id}: {exc!r}")
+    say(f"  driver time (token + create + authorize): {spread([t for _, _, t in ok])}")
+    for what, exc in driver_errors[:5]:
+        say(f"    {what}: {exc!r}")
 
+    if not args.rate:
         # --- charge, then stop --------------------------------------------------------------------
         say(
             "waiting for every session to be charging (worker starts it, the simulator tick reports it)..."
