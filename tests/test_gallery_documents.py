@@ -1,6 +1,6 @@
 """The receipt and a credit note as a driver sees them, rendered for the README's gallery.
 
-A session charged 6.66 EUR and captured (tests/test_admin_money.py's `finished`), then refunded
+A session charged 6.66 EUR and captured (the `finished` fixture, tests/conftest.py), then refunded
 1.00 EUR: the first page of each PDF is rendered with pypdfium2 into test-artifacts/gallery/
 (`make gallery` copies it to docs/gallery/).
 """

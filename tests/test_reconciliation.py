@@ -12,12 +12,10 @@ from django.utils import timezone
 from checkout import payments, reconciliation, refunds, services, tasks
 from checkout.models import Payment, Payout, ReconciliationIssue, Refund, StripeEvent
 from checkout.states import PaymentStatus as P
-from tests import test_admin_money
 from tests.payout_peer import PayoutLedger
 from tests.peers import signed
 
 AUTH = ("sk_test_localstripe", "")
-finished = test_admin_money.finished  # a captured session (6.66 EUR)
 K = ReconciliationIssue.Kind
 
 
