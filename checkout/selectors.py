@@ -1,11 +1,12 @@
 """Reads used by views, admin and tasks."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from directpay.prepared import PreparedQuery
 from stations.models import Connector, Evse
 
 from .models import ChargingSession
@@ -26,22 +27,48 @@ def session_for_driver(public_id) -> ChargingSession | None:
 
 def authentication_overdue(now) -> Q:
     """Checkouts still waiting for 3-D Secure CHECKOUT_3DS_MINUTES after Pay: the next Pay fails them."""
+    return _waiting_for_authentication_since(_overdue_from(now))
+
+
+def _overdue_from(now):
+    return now - timedelta(minutes=settings.CHECKOUT_3DS_MINUTES)
+
+
+def _waiting_for_authentication_since(moment) -> Q:
     return Q(
         status__in=[S.CREATED, S.AUTHORIZING],
         payment__status=P.REQUIRES_ACTION,
-        created_at__lte=now - timedelta(minutes=settings.CHECKOUT_3DS_MINUTES),
+        created_at__lte=moment,
     )
 
 
-def _active_sessions(now):
+def _active_sessions(overdue_from):
     # A checkout stuck in 3-D Secure past its limit does not count: the next driver's Pay ends it.
     return ChargingSession.objects.filter(status__in=ACTIVE_SESSION_STATUSES).exclude(
-        authentication_overdue(now)
+        _waiting_for_authentication_since(overdue_from)
     )
 
 
 def evse_in_use(evse) -> bool:
-    return _active_sessions(timezone.now()).filter(evse=evse).exists()
+    return _active_sessions(_overdue_from(timezone.now())).filter(evse=evse).exists()
+
+
+def _checkout_connectors(evse_pk, overdue_from):
+    return (
+        Connector.objects.select_related("evse__location__operator", "tariff__replaced_by")
+        .annotate(in_use=Exists(_active_sessions(overdue_from).filter(evse=OuterRef("evse_id"))))
+        .filter(evse_id=evse_pk)
+        .order_by("connector_id")
+    )
+
+
+# Compiled once per process and planned once per connection: the page every scan opens.
+_checkout_query = PreparedQuery(
+    "checkout_connectors",
+    _checkout_connectors,
+    evse_pk=-7_340_021,
+    overdue_from=datetime(1999, 12, 31, 23, 59, 58, 123456, tzinfo=UTC),
+)
 
 
 def evse_for_checkout(pk: int) -> Evse | None:
@@ -51,12 +78,7 @@ def evse_for_checkout(pk: int) -> Evse | None:
 
     The EVSE comes with `checkout_connectors` (in connector_id order) and `in_use` set. An EVSE
     without connectors takes more queries and has `checkout_connectors` empty."""
-    connectors = list(
-        Connector.objects.select_related("evse__location__operator", "tariff__replaced_by")
-        .annotate(in_use=Exists(_active_sessions(timezone.now()).filter(evse=OuterRef("evse_id"))))
-        .filter(evse_id=pk)
-        .order_by("connector_id")
-    )
+    connectors = _checkout_query(evse_pk=pk, overdue_from=_overdue_from(timezone.now()))
     if not connectors:
         evse = Evse.objects.select_related("location__operator").filter(pk=pk).first()
         if evse is not None:

@@ -12,11 +12,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from checkout import selectors
 from checkout.models import ChargingSession
 from checkout.states import SessionStatus as S
+from directpay.prepared import PreparedQuery
 from stations import qr, scan_buffer, scans
-from stations.models import Evse, ScanDay, ScanMark, Tariff
+from stations.models import Connector, Evse, ScanDay, ScanMark, Tariff
 from tests import pytest_env
+from tests.factories import ConnectorFactory
 from tests.test_station_ops import addresses, scanned
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
@@ -149,3 +152,81 @@ def test_an_edited_tariff_shows_its_new_price_at_once(client, connector, redis_c
     page = second.content.decode()
     assert "0.847 EUR" in page and "0.605 EUR" not in page  # 0.70 + 21 % VAT
     assert second.context["price_digest"] != first.context["price_digest"]
+
+
+# --- the checkout query, compiled once per process and prepared once per connection ---------------
+
+
+def loaded(connectors):
+    """What a page could read of the loaded rows: every field of each object, related ones too."""
+
+    def fields(obj):
+        return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+    return [
+        (
+            fields(c),
+            c.in_use,
+            fields(c.evse),
+            fields(c.evse.location),
+            fields(c.evse.location.operator),
+            fields(c.tariff),
+            c.tariff.replaced_by and fields(c.tariff.replaced_by),
+        )
+        for c in connectors
+    ]
+
+
+def test_the_prepared_checkout_query_loads_what_the_orm_loads(connector, pay, settings):
+    """The same rows, fields and 'in use' as the ORM's own queryset, in use or not, with a planned
+    replacement tariff and a second connector; on PostgreSQL the second call only EXECUTEs."""
+    evse = connector.evse
+    successor = Tariff.objects.create(
+        operator=connector.tariff.operator, name="next", ocpi=connector.tariff.ocpi
+    )
+    Tariff.objects.filter(pk=connector.tariff.pk).update(
+        replaced_by=successor, valid_until=timezone.now() + timedelta(days=3)
+    )
+    ConnectorFactory(evse=evse, connector_id=2)
+
+    def both():
+        overdue_from = selectors._overdue_from(timezone.now())
+        orm = list(selectors._checkout_connectors(evse.pk, overdue_from))
+        with CaptureQueriesContext(connection) as queries:
+            prepared = selectors._checkout_query(evse_pk=evse.pk, overdue_from=overdue_from)
+        assert loaded(prepared) == loaded(orm)
+        return prepared, [q["sql"] for q in queries.captured_queries]
+
+    prepared, _ = both()
+    assert [c.in_use for c in prepared] == [False, False]
+    assert prepared[0].tariff.replaced_by.pk == successor.pk
+    pay(connector)
+    prepared, sql = both()
+    assert [c.in_use for c in prepared] == [True, True]
+    if connection.vendor == "postgresql":
+        assert len(sql) == 1 and sql[0].startswith("EXECUTE checkout_connectors("), sql
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_prepares_the_query_again(connector):
+    if connection.vendor != "postgresql":
+        pytest.skip("PREPARE is PostgreSQL's")
+    for _ in range(2):
+        connection.close()  # as CONN_MAX_AGE or a lost connection does
+        with CaptureQueriesContext(connection) as queries:
+            assert selectors.evse_for_checkout(connector.evse.pk).in_use is False
+            assert selectors.evse_for_checkout(connector.evse.pk).in_use is False
+        sql = [q["sql"] for q in queries.captured_queries]
+        assert [s.split()[0] for s in sql] == ["PREPARE", "EXECUTE", "EXECUTE"], sql
+
+
+def test_a_stand_in_must_name_one_parameter(db):
+    if connection.vendor != "postgresql":
+        pytest.skip("elsewhere the queryset runs as it is")
+    query = PreparedQuery(
+        "bad",
+        lambda evse_pk: Connector.objects.filter(evse_id=evse_pk, tariff_id=evse_pk),
+        evse_pk=7,
+    )
+    with pytest.raises(ValueError, match="2 times"):
+        query(evse_pk=1)
