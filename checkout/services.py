@@ -233,7 +233,7 @@ def payment_authorize(
     if bool(payment_method_id) == bool(confirmation_token):
         raise ValueError("payment_authorize needs a payment method or a confirmation token")
     with transaction.atomic():
-        session = lock_session(pk=session_id)
+        session = lock_session("evse", pk=session_id)  # the intent's metadata names the EVSE
         payment = lock_payment(session=session)
         if payment.status != P.PENDING or session.status not in (S.CREATED, S.AUTHORIZING):
             return payment
@@ -372,9 +372,12 @@ def _apply_intent(session: ChargingSession, payment: Payment, state: payments.In
 def session_request_start(*, session_id: int) -> None:
     """Ask the CSMS to start charging. Transient CSMS errors propagate so the task retries."""
     with transaction.atomic():
-        session = lock_session(pk=session_id)
+        # What the start asks the CSMS with, read with the lock: the charger, its location and
+        # operator (which adapter, the cap's margin), the connector and the hold.
+        session = lock_session("payment", "evse__location__operator", "connector", pk=session_id)
         if session is None:
             return
+        session.connector.evse = session.evse  # the same row; the adapter reads it from here
         if session.status == S.AUTHORIZED:
             set_session_status(session, S.STARTING, start_requested_at=timezone.now())
         elif session.status != S.STARTING or session.events.filter(kind="csms_start").exists():
