@@ -32,9 +32,11 @@ bench/fast_localstripe.py (the same server, no disk writes), so what it measures
 
 Besides the rates it prints what one session costs us: CPU seconds of each of our processes (web,
 each worker, beat; /proc utime+stime of each process tree, read before paying and after the last
-receipt), and PostgreSQL transactions and new connections (pg_stat_database of the bench's
-database; the background rate with no session running, measured first, is subtracted, and so are
-the bench's own progress queries). The machine may be shared: `uptime` is printed before and after.
+receipt); PostgreSQL's CPU for each of them (each stack process names its connections, and the
+backends serving a name are read from /proc the same way); and PostgreSQL transactions and new
+connections (pg_stat_database of the bench's database; the background rate with no session
+running, measured first, is subtracted, and so are the bench's own progress queries). The machine
+may be shared: `uptime` is printed before and after.
 """
 
 import argparse
@@ -181,6 +183,7 @@ try:
 
     # This process talks to the stack's database and broker: tasks it queues reach the real worker.
     os.environ.update(stack.env)
+    os.environ["DATABASE_URL"] = stack.database_url("bench (pay path)")
     os.environ["LOG_LEVEL"] = "WARNING"  # not one line per Stripe request
     import django
 
@@ -251,6 +254,19 @@ try:
         f"{demo_connector.max_power_kw} kW, tariff {demo_connector.tariff.name!r})"
     )
 
+    # PostgreSQL CPU of the bench threads' own connections, read as each thread closes its one.
+    pg_threads, pg_threads_lock = [0.0], threading.Lock()
+
+    def close_thread_connection() -> None:
+        connection = connections["default"]
+        if connection.connection is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pid = cursor.fetchone()[0]
+            with pg_threads_lock:
+                pg_threads[0] += cpu_seconds(pid, tree=False)
+        connections.close_all()
+
     def drive(items, work, threads: int) -> list:
         """Run work(item, http) for every item on `threads` threads; return (item, result-or-exception)."""
         todo, done, lock = queue.SimpleQueue(), [], threading.Lock()
@@ -273,7 +289,7 @@ try:
                         done.append((item, result))
             finally:
                 http.close()
-                connections.close_all()
+                close_thread_connection()
 
         pool = [threading.Thread(target=driver, name=f"driver-{i}") for i in range(threads)]
         for thread in pool:
@@ -376,6 +392,27 @@ try:
         )
         return row["xacts"], row["sessions"]
 
+    def pg_backends() -> dict[int, tuple[str, float]]:
+        """Each PostgreSQL backend serving the stack's database: the process it serves (the
+        stack names its connections) and its CPU seconds so far."""
+        rows = stack.query(
+            "SELECT pid, application_name FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (stack.db_name,),
+        )
+        return {
+            row["pid"]: (row["application_name"], cpu_seconds(row["pid"], tree=False))
+            for row in rows
+        }
+
+    def pg_cpu(before: dict, after: dict) -> tuple[Counter, int]:
+        """CPU seconds PostgreSQL spent for each process between two pg_backends() readings,
+        and how many backends closed in between (their CPU is lost to this count)."""
+        used = Counter()
+        for pid, (application, seconds) in after.items():
+            used[application] += seconds - (before[pid][1] if pid in before else 0.0)
+        return used, len(before.keys() - after.keys())
+
     def log_offsets() -> dict[str, int]:
         return {name: (stack.log_dir / f"{name}.log").stat().st_size for name in WORKERS}
 
@@ -421,6 +458,7 @@ try:
     )
     say(f"  load before: {uptime()}")
     cpu_before, cpu_started, logs_before = cpu_now(), time.monotonic(), log_offsets()
+    pg_cpu_before = pg_backends()
 
     deadline = time.monotonic() + TIMEOUT
 
@@ -468,7 +506,7 @@ try:
                         stop_results.append((pk, None))
                     except Exception as exc:  # noqa: BLE001 - counted and reported
                         stop_results.append((pk, exc))
-            connections.close_all()
+            close_thread_connection()
 
         pressing = threading.Thread(target=stopper, name="stopper")
         pressing.start()
@@ -561,6 +599,8 @@ try:
     if wait(ids, settled, "settlement", deadline):
         say(f"  settled by +{time.monotonic() - t_pay:.1f} s")
     cpu_after, cpu_elapsed = cpu_now(), time.monotonic() - cpu_started
+    pg_cpu_used, pg_closed = pg_cpu(pg_cpu_before, pg_backends())
+    pg_cpu_used["bench (pay path)"] += pg_threads[0]
     received = tasks_since(logs_before)
     load_after = uptime()
     time.sleep(FLUSH)
@@ -705,6 +745,20 @@ try:
     )
     ours -= not_ours[0]
     say(f"{'CPU ours':>26}: {ours * 1000 / n:7.1f} ms/session")
+    # PostgreSQL's side of the same work: the CPU of the backends each process talks to.
+    pg_ours = 0.0
+    for name in cpu_after:
+        if name == "localstripe":
+            continue
+        mine = name != "simulator"
+        pg_ours += pg_cpu_used[name] if mine else 0.0
+        say(
+            f"{'PostgreSQL for ' + name:>26}: {pg_cpu_used[name] * 1000 / n:7.1f} ms/session"
+            + ("" if mine else "   (for the stand-in, not counted as ours)")
+        )
+    if pg_closed:
+        say(f"{'':>28}({pg_closed} backends closed during the run: their CPU is not counted)")
+    say(f"{'CPU ours with PostgreSQL':>26}: {(ours + pg_ours) * 1000 / n:7.1f} ms/session")
     xacts = pg_after[0] - pg_before[0] - polls[0] - 1 - idle_xacts_per_s * pg_elapsed
     conns = pg_after[1] - pg_before[1] - 1 - idle_sessions_per_s * pg_elapsed
     say(

@@ -522,13 +522,17 @@ class Stack:
             f"{queue}-{self.db_name}@%h",
         ]
 
+    def database_url(self, application: str) -> str:
+        return f"{self.env['DATABASE_URL']}?application_name={application}"
+
     def _spawn(self, name: str, args: list[str], *, append: bool = False) -> None:
         log = open(self.log_dir / f"{name}.log", "a" if append else "w")  # noqa: SIM115 - closed in stop()
         self._log_files.append(log)
         self.processes[name] = subprocess.Popen(
             args,
             cwd=BASE_DIR,
-            env=self.env,
+            # Its PostgreSQL connections carry its name (pg_stat_activity.application_name).
+            env=self.env | {"DATABASE_URL": self.database_url(name)},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
