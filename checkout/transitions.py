@@ -6,10 +6,13 @@ Callers hold the row locks (lock_session / lock_payment inside transaction.atomi
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import logging
 from contextlib import contextmanager
 
 from django.db import transaction
+
+from directpay.prepared import PreparedQuery
 
 from .models import ChargingSession, Payment, PaymentEvent
 from .states import PAYMENT_TRANSITIONS, SESSION_TRANSITIONS, check_transition
@@ -90,18 +93,51 @@ def set_payment_status(
     return True
 
 
+def _sessions_locked(related: tuple[str, ...]):
+    if related:  # only the session's row: the related rows are read, not locked
+        return ChargingSession.objects.select_related(*related).select_for_update(of=("self",))
+    return ChargingSession.objects.select_for_update()
+
+
+def _payments_locked():
+    return Payment.objects.select_for_update().select_related("session")
+
+
+# Every money service starts with one of these locks: by primary key, each shape is compiled
+# once per process and planned once per PostgreSQL connection (directpay/prepared.py).
+_LOCKS_BY_PK: dict[tuple, PreparedQuery] = {}
+_STAND_IN_PK = -7_340_023
+
+
+def _by_pk(kind: str, related: tuple[str, ...], build) -> PreparedQuery:
+    key = (kind, related)
+    query = _LOCKS_BY_PK.get(key)
+    if query is None:
+        name = f"lock_{kind}_{hashlib.sha1(repr(related).encode()).hexdigest()[:12]}"
+        query = _LOCKS_BY_PK.setdefault(
+            key,
+            PreparedQuery(name, lambda pk: build().filter(pk=pk), pk=_STAND_IN_PK),
+        )
+    return query
+
+
+def _first(rows: list):
+    return rows[0] if rows else None
+
+
 def lock_session(*related: str, **lookup) -> ChargingSession | None:
     """Lock one session row; `related` rows are read in the same query but not locked."""
-    sessions = ChargingSession.objects.filter(**lookup)
-    if related:
-        sessions = sessions.select_related(*related).select_for_update(of=("self",))
-    else:
-        sessions = sessions.select_for_update()
-    return sessions.first()
+    if lookup.keys() == {"pk"}:
+        query = _by_pk("session", related, lambda: _sessions_locked(related))
+        return _first(query(pk=lookup["pk"]))
+    return _sessions_locked(related).filter(**lookup).first()
 
 
 def lock_payment(**lookup) -> Payment | None:
-    return Payment.objects.select_for_update().select_related("session").filter(**lookup).first()
+    """Lock one payment row and read its session (not locked) in the same query."""
+    if lookup.keys() == {"pk"}:
+        return _first(_by_pk("payment", (), _payments_locked)(pk=lookup["pk"]))
+    return _payments_locked().filter(**lookup).first()
 
 
 def queue_on_commit(task, *args, countdown: float | None = None) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from django.db import connections
 from django.db.models import QuerySet
 from django.db.models.query import get_related_populators
+from django.db.transaction import TransactionManagementError
 
 
 class PreparedQuery:
@@ -63,6 +64,11 @@ class _Compiled:
 
     def run(self, name: str, arguments: dict) -> list:
         connection = connections[self.db]
+        if self.compiler.query.select_for_update and connection.get_autocommit():
+            # Django's own check, made when it compiles: ours compiled once, perhaps elsewhere.
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
         with connection.cursor() as cursor:
             if connection.connection not in self.prepared_on:
                 cursor.execute(f"PREPARE {name} AS {self._numbered(connection)}")

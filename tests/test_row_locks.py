@@ -1,0 +1,94 @@
+"""The row locks every money service starts with: by primary key, compiled once per process and
+prepared once per PostgreSQL connection; the same rows as the ORM's, a real lock, and never
+outside a transaction."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
+
+from checkout.models import ChargingSession, Payment
+from checkout.transitions import lock_payment, lock_session
+
+
+def fields(obj):
+    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+
+def test_a_lock_by_pk_loads_what_the_orm_loads(connector, pay):
+    session = pay(connector)
+    payment = session.payment
+    related = ("payment", "evse__location__operator", "connector")
+    for _ in range(2):  # compiled (perhaps prepared), then run again
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+            locked = lock_session(*related, pk=session.pk)
+            locked_payment = lock_payment(pk=payment.pk)
+        orm = ChargingSession.objects.select_related(*related).get(pk=session.pk)
+        assert fields(locked) == fields(orm)
+        assert fields(locked.payment) == fields(orm.payment)
+        assert fields(locked.evse.location.operator) == fields(orm.evse.location.operator)
+        assert fields(locked.connector) == fields(orm.connector)
+        assert fields(locked_payment) == fields(Payment.objects.get(pk=payment.pk))
+        assert fields(locked_payment.session) == fields(ChargingSession.objects.get(pk=session.pk))
+        sql = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("PREPARE")]
+        assert len(sql) == 2  # the related rows came with the locked one
+    if connection.vendor == "postgresql":
+        sql = [q["sql"] for q in queries.captured_queries]
+        assert all(s.startswith("EXECUTE lock_") for s in sql), sql
+
+
+def test_a_missing_row_is_none(db):
+    with transaction.atomic():
+        assert lock_session(pk=-1) is None
+        assert lock_session("payment", pk=-1) is None
+        assert lock_payment(pk=-1) is None
+
+
+@pytest.mark.django_db(transaction=True)  # else the test itself runs inside one
+def test_a_lock_outside_a_transaction_is_refused(connector, pay):
+    """Django refuses select_for_update in autocommit when it compiles; ours compiled once, so the
+    prepared lock checks it on every call."""
+    session = pay(connector)
+    with transaction.atomic():
+        lock_payment(pk=session.payment.pk)  # compiled inside a transaction
+    for lock in (lambda: lock_payment(pk=session.payment.pk), lambda: lock_session(pk=session.pk)):
+        with pytest.raises(TransactionManagementError, match="outside of a transaction"):
+            lock()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lock_holds_the_row_until_commit(connector, pay):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite locks the whole database, not a row")
+    session = pay(connector)
+    settings = connection.get_connection_params()
+    other = psycopg.connect(
+        host=settings.get("host"),
+        port=settings.get("port"),
+        user=settings.get("user"),
+        dbname=settings["dbname"],
+        autocommit=True,
+    )
+    try:
+
+        def try_lock(table: str, pk: int) -> bool:
+            try:
+                other.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE NOWAIT", (pk,))
+            except psycopg.errors.LockNotAvailable:
+                return False
+            return True
+
+        for _ in range(2):
+            with transaction.atomic():
+                lock_payment(pk=session.payment.pk)
+                lock_session("evse", pk=session.pk)
+                assert not try_lock("checkout_payment", session.payment.pk)
+                assert not try_lock("checkout_chargingsession", session.pk)
+                assert try_lock("stations_evse", session.evse_id)  # read, not locked
+            assert try_lock("checkout_payment", session.payment.pk)
+            assert try_lock("checkout_chargingsession", session.pk)
+    finally:
+        other.close()
