@@ -10,7 +10,7 @@ import hashlib
 import logging
 from contextlib import contextmanager
 
-from django.db import transaction
+from django.db import models, transaction
 
 from directpay.prepared import PreparedQuery
 
@@ -103,41 +103,52 @@ def _payments_locked():
     return Payment.objects.select_for_update().select_related("session")
 
 
-# Every money service starts with one of these locks: by primary key, each shape is compiled
-# once per process and planned once per PostgreSQL connection (directpay/prepared.py).
-_LOCKS_BY_PK: dict[tuple, PreparedQuery] = {}
-_STAND_IN_PK = -7_340_023
+# Every money service starts with one of these locks, looked up by one of these columns (with a
+# stand-in value for compiling): each shape is compiled once per process and planned once per
+# PostgreSQL connection (directpay/prepared.py). Other lookups go through the ORM as usual.
+_PREPARED_LOOKUPS = {
+    "pk": -7_340_023,
+    "session": -7_340_023,  # a payment's session, given as an instance or its id
+    "csms_reference": "stand-in-csms-reference-7340023",
+}
+_LOCKS: dict[tuple, PreparedQuery] = {}
 
 
-def _by_pk(kind: str, related: tuple[str, ...], build) -> PreparedQuery:
-    key = (kind, related)
-    query = _LOCKS_BY_PK.get(key)
+def _prepared_lock(kind: str, related: tuple[str, ...], column: str, build) -> PreparedQuery:
+    key = (kind, related, column)
+    query = _LOCKS.get(key)
     if query is None:
-        name = f"lock_{kind}_{hashlib.sha1(repr(related).encode()).hexdigest()[:12]}"
-        query = _LOCKS_BY_PK.setdefault(
+        digest = hashlib.sha1(repr((related, column)).encode()).hexdigest()[:12]
+        query = _LOCKS.setdefault(
             key,
-            PreparedQuery(name, lambda pk: build().filter(pk=pk), pk=_STAND_IN_PK),
+            PreparedQuery(
+                f"lock_{kind}_{digest}",
+                # As .first() does: the lowest primary key, and only that row locked.
+                lambda value: build().filter(**{column: value}).order_by("pk")[:1],
+                value=_PREPARED_LOOKUPS[column],
+            ),
         )
     return query
 
 
-def _first(rows: list):
+def _locked(kind: str, related: tuple[str, ...], build, lookup: dict):
+    if len(lookup) != 1 or next(iter(lookup)) not in _PREPARED_LOOKUPS:
+        return build().filter(**lookup).first()
+    ((column, value),) = lookup.items()
+    if isinstance(value, models.Model):
+        value = value.pk
+    rows = _prepared_lock(kind, related, column, build)(value=value)
     return rows[0] if rows else None
 
 
 def lock_session(*related: str, **lookup) -> ChargingSession | None:
     """Lock one session row; `related` rows are read in the same query but not locked."""
-    if lookup.keys() == {"pk"}:
-        query = _by_pk("session", related, lambda: _sessions_locked(related))
-        return _first(query(pk=lookup["pk"]))
-    return _sessions_locked(related).filter(**lookup).first()
+    return _locked("session", related, lambda: _sessions_locked(related), lookup)
 
 
 def lock_payment(**lookup) -> Payment | None:
     """Lock one payment row and read its session (not locked) in the same query."""
-    if lookup.keys() == {"pk"}:
-        return _first(_by_pk("payment", (), _payments_locked)(pk=lookup["pk"]))
-    return _payments_locked().filter(**lookup).first()
+    return _locked("payment", (), _payments_locked, lookup)
 
 
 def queue_on_commit(task, *args, countdown: float | None = None) -> None:

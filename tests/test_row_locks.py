@@ -1,6 +1,6 @@
-"""The row locks every money service starts with: by primary key, compiled once per process and
-prepared once per PostgreSQL connection; the same rows as the ORM's, a real lock, and never
-outside a transaction."""
+"""The row locks every money service starts with: by primary key, a payment's session or the CSMS's
+reference, compiled once per process and prepared once per PostgreSQL connection; the same rows as
+the ORM's, a real lock, and never outside a transaction."""
 
 from __future__ import annotations
 
@@ -18,23 +18,30 @@ def fields(obj):
     return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
 
 
-def test_a_lock_by_pk_loads_what_the_orm_loads(connector, pay):
+@pytest.mark.parametrize("by", ["pk", "csms_reference"])
+def test_a_lock_loads_what_the_orm_loads(connector, pay, by):
     session = pay(connector)
     payment = session.payment
     related = ("payment", "evse__location__operator", "connector")
+    orm = ChargingSession.objects.select_related(*related).get(pk=session.pk)
+    lookup = {by: getattr(session, by)}
     for _ in range(2):  # compiled (perhaps prepared), then run again
         with transaction.atomic(), CaptureQueriesContext(connection) as queries:
-            locked = lock_session(*related, pk=session.pk)
-            locked_payment = lock_payment(pk=payment.pk)
-        orm = ChargingSession.objects.select_related(*related).get(pk=session.pk)
+            locked = lock_session(*related, **lookup)
+            locked_payments = [
+                lock_payment(pk=payment.pk),
+                lock_payment(session=session),
+                lock_payment(session=session.pk),
+            ]
         assert fields(locked) == fields(orm)
         assert fields(locked.payment) == fields(orm.payment)
         assert fields(locked.evse.location.operator) == fields(orm.evse.location.operator)
         assert fields(locked.connector) == fields(orm.connector)
-        assert fields(locked_payment) == fields(Payment.objects.get(pk=payment.pk))
-        assert fields(locked_payment.session) == fields(ChargingSession.objects.get(pk=session.pk))
+        for locked_payment in locked_payments:
+            assert fields(locked_payment) == fields(Payment.objects.get(pk=payment.pk))
+            assert fields(locked_payment.session) == fields(orm)
         sql = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("PREPARE")]
-        assert len(sql) == 2  # the related rows came with the locked one
+        assert len(sql) == 4  # the related rows came with the locked one
     if connection.vendor == "postgresql":
         sql = [q["sql"] for q in queries.captured_queries]
         assert all(s.startswith("EXECUTE lock_") for s in sql), sql
@@ -44,7 +51,9 @@ def test_a_missing_row_is_none(db):
     with transaction.atomic():
         assert lock_session(pk=-1) is None
         assert lock_session("payment", pk=-1) is None
+        assert lock_session(csms_reference="nobody's") is None
         assert lock_payment(pk=-1) is None
+        assert lock_payment(session=-1) is None
 
 
 @pytest.mark.django_db(transaction=True)  # else the test itself runs inside one
@@ -82,13 +91,19 @@ def test_the_lock_holds_the_row_until_commit(connector, pay):
             return True
 
         for _ in range(2):
-            with transaction.atomic():
-                lock_payment(pk=session.payment.pk)
-                lock_session("evse", pk=session.pk)
-                assert not try_lock("checkout_payment", session.payment.pk)
-                assert not try_lock("checkout_chargingsession", session.pk)
-                assert try_lock("stations_evse", session.evse_id)  # read, not locked
-            assert try_lock("checkout_payment", session.payment.pk)
-            assert try_lock("checkout_chargingsession", session.pk)
+            for lock_both in (
+                lambda: (lock_payment(pk=session.payment.pk), lock_session("evse", pk=session.pk)),
+                lambda: (
+                    lock_session("evse", csms_reference=session.csms_reference),
+                    lock_payment(session=session),
+                ),
+            ):
+                with transaction.atomic():
+                    lock_both()
+                    assert not try_lock("checkout_payment", session.payment.pk)
+                    assert not try_lock("checkout_chargingsession", session.pk)
+                    assert try_lock("stations_evse", session.evse_id)  # read, not locked
+                assert try_lock("checkout_payment", session.payment.pk)
+                assert try_lock("checkout_chargingsession", session.pk)
     finally:
         other.close()
