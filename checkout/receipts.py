@@ -25,6 +25,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
+from directpay.prepared import PreparedQuery
+
 from . import doc_format, energy, meter_data, tasks, vat
 from .models import Invoice, Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
@@ -77,17 +79,43 @@ def receipt_document(payment: Payment, operator) -> vat.Document:
     )
 
 
+# The two rows each step starts from, locked; each read is compiled once per process and planned
+# once per PostgreSQL connection (directpay/prepared.py), as the receipts worker does little else.
+_payment_to_issue = PreparedQuery(
+    "receipt_payment_to_issue",
+    lambda payment_id: (
+        Payment.objects.select_for_update(of=("self",))
+        .select_related("session__evse__location__operator", "session__connector")
+        .filter(pk=payment_id)
+    ),
+    payment_id=-7_340_023,
+)
+_receipt_to_render = PreparedQuery(
+    "receipt_to_render",
+    lambda receipt_id: (
+        Receipt.objects.select_for_update(of=("self",))
+        .select_related(
+            "operator", "payment__session__evse__location", "payment__session__connector"
+        )
+        .filter(pk=receipt_id)
+    ),
+    receipt_id=-7_340_023,
+)
+
+
+def _one(rows: list, model):
+    if not rows:
+        raise model.DoesNotExist(f"{model.__name__} matching query does not exist.")
+    return rows[0]
+
+
 def receipt_issue(*, payment_id: int) -> Receipt | None:
     """Issue the one receipt of a captured payment (a retry returns the existing one).
 
     Refunded or partly refunded payments get theirs too: the receipt shows what was captured.
     """
     with transaction.atomic():
-        payment = (
-            Payment.objects.select_for_update(of=("self",))
-            .select_related("session__evse__location__operator", "session__connector")
-            .get(pk=payment_id)
-        )
+        payment = _one(_payment_to_issue(payment_id=payment_id), Payment)
         existing = Receipt.objects.filter(payment=payment).first()
         if existing or payment.status not in ISSUABLE or payment.amount_captured <= 0:
             return existing
@@ -136,32 +164,29 @@ def receipt_issue(*, payment_id: int) -> Receipt | None:
 def receipt_render(*, receipt_id: int) -> Receipt:
     """Render and store the PDF of an issued receipt (once; a retry finds it rendered)."""
     with transaction.atomic():
-        receipt = (
-            Receipt.objects.select_for_update(of=("self",))
-            .select_related(
-                "operator", "payment__session__evse__location", "payment__session__connector"
-            )
-            .get(pk=receipt_id)
-        )
-        if receipt.rendered_at is None or _replaced_since(receipt):
-            receipt.pdf = render_pdf(receipt)
+        receipt = _one(_receipt_to_render(receipt_id=receipt_id), Receipt)
+        invoice = _invoice_of(receipt)
+        if receipt.rendered_at is None or _replaced_since(receipt, invoice):
+            receipt.pdf = render_pdf(receipt, invoice)
             receipt.rendered_at = timezone.now()
             receipt.save(update_fields=["pdf", "rendered_at"])
     return receipt
 
 
-def _replaced_since(receipt: Receipt) -> Invoice | None:
-    """The invoice that replaced the receipt after its PDF was rendered (the PDF lacks the mark)."""
-    invoice = Invoice.objects.filter(receipt=receipt).only("number", "issued_at").first()
-    if invoice and receipt.rendered_at and receipt.rendered_at < invoice.issued_at:
-        return invoice
-    return None
+def _invoice_of(receipt: Receipt) -> Invoice | None:
+    """The invoice that replaced the receipt, if a business asked for one."""
+    return Invoice.objects.filter(receipt=receipt).first()
+
+
+def _replaced_since(receipt: Receipt, invoice: Invoice | None) -> bool:
+    """Whether an invoice replaced the receipt after its PDF was rendered (the PDF lacks the mark)."""
+    return bool(invoice and receipt.rendered_at and receipt.rendered_at < invoice.issued_at)
 
 
 def receipt_pdf(receipt: Receipt) -> bytes:
     """The PDF, rendered now if the render step has not run yet (a download right after issue),
     or again if an invoice has replaced the receipt since."""
-    if receipt.rendered_at is None or _replaced_since(receipt):
+    if receipt.rendered_at is None or _replaced_since(receipt, _invoice_of(receipt)):
         receipt = receipt_render(receipt_id=receipt.pk)
     return bytes(receipt.pdf)
 
@@ -255,12 +280,13 @@ def price_rows(page, doc: dict, money, *, unit_price=None, unit_note: str = "") 
         page.row(labels.get(kind, kind), money(amount, signed=True), indent=4)
 
 
-def render_pdf(receipt: Receipt) -> bytes:
-    """One A4 page: seller, number, where and when, what was delivered, each price component, VAT."""
+def render_pdf(receipt: Receipt, invoice: Invoice | None) -> bytes:
+    """One A4 page: seller, number, where and when, what was delivered, each price component, VAT;
+    marked as replaced if `invoice` replaced it."""
     payment = receipt.payment
     session = payment.session
     with translation.override(session.language or settings.LANGUAGE_CODE):
-        return _render(receipt, payment, session)
+        return _render(receipt, payment, session, invoice)
 
 
 class Sheet:
@@ -333,7 +359,7 @@ def money_in(currency: str):
     return money
 
 
-def _render(receipt: Receipt, payment: Payment, session) -> bytes:
+def _render(receipt: Receipt, payment: Payment, session, invoice: Invoice | None) -> bytes:
     operator = receipt.operator
     location = session.evse.location
     doc = receipt.document or receipt_document(payment, operator).as_dict()
@@ -343,7 +369,6 @@ def _render(receipt: Receipt, payment: Payment, session) -> bytes:
     page = Sheet(_("Receipt %(number)s") % {"number": receipt.number}, operator.legal_name)
     page.seller(operator)
     page.line(_("Receipt %(number)s") % {"number": receipt.number}, size=13, bold=True, gap=7)
-    invoice = Invoice.objects.filter(receipt=receipt).first()
     if invoice:
         page.line(
             _("Replaced by invoice %(number)s of %(date)s: use the invoice for your VAT records.")

@@ -821,7 +821,7 @@ def payment_capture(*, payment_id: int) -> None:
             priced = price_session(session)
             session.final_breakdown = priced.as_dict()
             session.cost_incl_vat = priced.total_incl_vat
-            session.save()
+            session.save(update_fields=["final_breakdown", "cost_incl_vat", "updated_at"])
             cost = _settle_with_csms(session, _cents(priced.total_incl_vat))
             if cost <= 0:
                 record_event(
