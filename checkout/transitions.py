@@ -53,6 +53,25 @@ def flag_attention(session: ChargingSession, why: str) -> None:
         session.attention = why[:300]
 
 
+# What a status change writes: every column but those fixed when the session was opened (the
+# tariff snapshot, the largest, among them), so callers may change any other field before it.
+_SESSION_FIXED = {
+    "public_id",
+    "evse",
+    "connector",
+    "tariff_snapshot",
+    "time_zone",
+    "csms_reference",
+    "checkout_attempt",
+    "created_at",
+}
+_SESSION_CHANGING = [
+    f.name
+    for f in ChargingSession._meta.concrete_fields
+    if not f.primary_key and f.name not in _SESSION_FIXED
+]
+
+
 def set_session_status(session: ChargingSession, target: str, **changes) -> bool:
     if session.status == target:
         return False
@@ -67,7 +86,7 @@ def set_session_status(session: ChargingSession, target: str, **changes) -> bool
     session.status = target
     for name, value in changes.items():
         setattr(session, name, value)
-    session.save()
+    session.save(update_fields=_SESSION_CHANGING)
     return True
 
 

@@ -1,8 +1,10 @@
 """The row locks every money service starts with: by primary key, a payment's session or the CSMS's
 reference, compiled once per process and prepared once per PostgreSQL connection; the same rows as
-the ORM's, a real lock, and never outside a transaction."""
+the ORM's, a real lock, and never outside a transaction; and what a status change writes."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -11,7 +13,8 @@ from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
 from checkout.models import ChargingSession, Payment
-from checkout.transitions import lock_payment, lock_session
+from checkout.states import SessionStatus
+from checkout.transitions import lock_payment, lock_session, set_session_status
 
 
 def fields(obj):
@@ -107,3 +110,24 @@ def test_the_lock_holds_the_row_until_commit(connector, pay):
                 assert try_lock("checkout_chargingsession", session.pk)
     finally:
         other.close()
+
+
+def test_a_status_change_writes_what_callers_change_and_not_the_fixed_columns(connector, pay):
+    """Callers set fields before a status change and rely on it to write them; the columns fixed
+    when the session was opened are not written again (the tariff snapshot is the largest)."""
+    session = pay(connector)
+    snapshot = session.tariff_snapshot
+    with transaction.atomic():
+        locked = lock_session(pk=session.pk)
+        locked.kwh = Decimal("3.2100")
+        locked.failure_reason = "before the change"
+        locked.tariff_snapshot = {"changed": "in memory only"}
+        assert set_session_status(locked, SessionStatus.FAILED, attention="look")
+    stored = ChargingSession.objects.get(pk=session.pk)
+    assert (stored.status, stored.kwh, stored.failure_reason, stored.attention) == (
+        SessionStatus.FAILED,
+        Decimal("3.2100"),
+        "before the change",
+        "look",
+    )
+    assert stored.tariff_snapshot == snapshot
