@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+from typing import ClassVar
 
 import pytest
 
@@ -14,7 +15,7 @@ from checkout import payments
 class Proxy(http.server.BaseHTTPRequestHandler):
     """A forward proxy that records each request line and answers 503 (no upstream)."""
 
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     def do_GET(self):
         self.seen.append(self.requestline)
