@@ -166,7 +166,7 @@ def lock_session(*related: str, **lookup) -> ChargingSession | None:
 
 
 def lock_payment(**lookup) -> Payment | None:
-    """Lock one payment row and read its session (not locked) in the same query."""
+    """Lock one payment row and its session's, read in the same query."""
     return _locked("payment", (), _payments_locked, lookup)
 
 

@@ -108,6 +108,9 @@ def test_the_lock_holds_the_row_until_commit(connector, pay):
                     assert try_lock("stations_evse", session.evse_id)  # read, not locked
                 assert try_lock("checkout_payment", session.payment.pk)
                 assert try_lock("checkout_chargingsession", session.pk)
+            with transaction.atomic():
+                lock_payment(pk=session.payment.pk)
+                assert not try_lock("checkout_chargingsession", session.pk)  # its session's too
     finally:
         other.close()
 
