@@ -15,8 +15,6 @@ import requests
 import stripe
 from django.conf import settings
 
-DEFAULT_API_BASE = "https://api.stripe.com"
-
 # Card authorisations for online payments expire after 7 days; Stripe reports the exact moment
 # as capture_before where it can, and we fall back to this.
 DEFAULT_AUTH_VALIDITY = timedelta(days=7)
@@ -158,7 +156,7 @@ class _Session(requests.Session):
 @lru_cache(maxsize=4)
 def _client(api_key: str, api_base: str, timeout: int) -> stripe.StripeClient:
     kwargs = {"base_addresses": {"api": api_base}} if api_base else {}
-    proxy = requests.utils.get_environ_proxies(api_base or DEFAULT_API_BASE) or None
+    proxy = requests.utils.get_environ_proxies(api_base or stripe.DEFAULT_API_BASE) or None
     return stripe.StripeClient(
         api_key,
         http_client=stripe.RequestsClient(timeout=timeout, session=_Session(), proxy=proxy),
