@@ -25,7 +25,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
-from directpay.prepared import PreparedQuery
+from directpay.prepared import STAND_IN_ID, PreparedQuery
 
 from . import doc_format, energy, meter_data, tasks, vat
 from .models import Invoice, Payment, Receipt, ReceiptCounter, Refund
@@ -88,7 +88,7 @@ _payment_to_issue = PreparedQuery(
         .select_related("session__evse__location__operator", "session__connector")
         .filter(pk=payment_id)
     ),
-    payment_id=-7_340_023,
+    payment_id=STAND_IN_ID,
 )
 _receipt_to_render = PreparedQuery(
     "receipt_to_render",
@@ -99,14 +99,8 @@ _receipt_to_render = PreparedQuery(
         )
         .filter(pk=receipt_id)
     ),
-    receipt_id=-7_340_023,
+    receipt_id=STAND_IN_ID,
 )
-
-
-def _one(rows: list, model):
-    if not rows:
-        raise model.DoesNotExist(f"{model.__name__} matching query does not exist.")
-    return rows[0]
 
 
 def receipt_issue(*, payment_id: int) -> Receipt | None:
@@ -115,7 +109,7 @@ def receipt_issue(*, payment_id: int) -> Receipt | None:
     Refunded or partly refunded payments get theirs too: the receipt shows what was captured.
     """
     with transaction.atomic():
-        payment = _one(_payment_to_issue(payment_id=payment_id), Payment)
+        payment = _payment_to_issue.get(payment_id=payment_id)
         existing = Receipt.objects.filter(payment=payment).first()
         if existing or payment.status not in ISSUABLE or payment.amount_captured <= 0:
             return existing
@@ -164,7 +158,7 @@ def receipt_issue(*, payment_id: int) -> Receipt | None:
 def receipt_render(*, receipt_id: int) -> Receipt:
     """Render and store the PDF of an issued receipt (once; a retry finds it rendered)."""
     with transaction.atomic():
-        receipt = _one(_receipt_to_render(receipt_id=receipt_id), Receipt)
+        receipt = _receipt_to_render.get(receipt_id=receipt_id)
         invoice = _invoice_of(receipt)
         if receipt.rendered_at is None or _replaced_since(receipt, invoice):
             receipt.pdf = render_pdf(receipt, invoice)

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from directpay.prepared import PreparedQuery
+from directpay.prepared import STAND_IN_ID, PreparedQuery
 from stations.models import Connector, Evse
 
 from .models import ChargingSession
@@ -66,7 +66,7 @@ def _checkout_connectors(evse_pk, overdue_from):
 _checkout_query = PreparedQuery(
     "checkout_connectors",
     _checkout_connectors,
-    evse_pk=-7_340_021,
+    evse_pk=STAND_IN_ID,
     overdue_from=datetime(1999, 12, 31, 23, 59, 58, 123456, tzinfo=UTC),
 )
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from django.db import models, transaction
 
-from directpay.prepared import PreparedQuery
+from directpay.prepared import STAND_IN_ID, PreparedQuery
 
 from .models import ChargingSession, Payment, PaymentEvent
 from .states import PAYMENT_TRANSITIONS, SESSION_TRANSITIONS, check_transition
@@ -126,8 +126,8 @@ def _payments_locked():
 # stand-in value for compiling): each shape is compiled once per process and planned once per
 # PostgreSQL connection (directpay/prepared.py). Other lookups go through the ORM as usual.
 _PREPARED_LOOKUPS = {
-    "pk": -7_340_023,
-    "session": -7_340_023,  # a payment's session, given as an instance or its id
+    "pk": STAND_IN_ID,
+    "session": STAND_IN_ID,  # a payment's session, given as an instance or its id
     "csms_reference": "stand-in-csms-reference-7340023",
 }
 _LOCKS: dict[tuple, PreparedQuery] = {}
@@ -156,8 +156,7 @@ def _locked(kind: str, related: tuple[str, ...], build, lookup: dict):
     ((column, value),) = lookup.items()
     if isinstance(value, models.Model):
         value = value.pk
-    rows = _prepared_lock(kind, related, column, build)(value=value)
-    return rows[0] if rows else None
+    return _prepared_lock(kind, related, column, build).first(value=value)
 
 
 def lock_session(*related: str, **lookup) -> ChargingSession | None:

@@ -25,6 +25,9 @@ from django.db.models import QuerySet
 from django.db.models.query import get_related_populators
 from django.db.transaction import TransactionManagementError
 
+# A stand-in for an id argument: no row has it, and no query's other parameters are likely to.
+STAND_IN_ID = -7_340_023
+
 
 class PreparedQuery:
     """`build(**arguments)` returns the queryset; `stand_ins` gives each argument a value that
@@ -44,6 +47,19 @@ class PreparedQuery:
                 if self._compiled is None:
                     self._compiled = _Compiled(self.build(**self.stand_ins), self.stand_ins)
         return self._compiled.run(self.name, arguments)
+
+    def first(self, **arguments):
+        """The first row, or None."""
+        rows = self(**arguments)
+        return rows[0] if rows else None
+
+    def get(self, **arguments):
+        """The first row; the model's DoesNotExist if there is none, as QuerySet.get raises."""
+        rows = self(**arguments)
+        if not rows:
+            model = self.build(**arguments).model
+            raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
+        return rows[0]
 
 
 class _Compiled:

@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
+from checkout import receipts
 from checkout.models import ChargingSession, Payment
 from checkout.states import SessionStatus
 from checkout.transitions import lock_payment, lock_session, set_session_status
@@ -57,6 +58,8 @@ def test_a_missing_row_is_none(db):
         assert lock_session(csms_reference="nobody's") is None
         assert lock_payment(pk=-1) is None
         assert lock_payment(session=-1) is None
+        with pytest.raises(Payment.DoesNotExist):  # as QuerySet.get raises
+            receipts._payment_to_issue.get(payment_id=-1)
 
 
 @pytest.mark.django_db(transaction=True)  # else the test itself runs inside one
