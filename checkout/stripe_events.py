@@ -12,6 +12,8 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from directpay.prepared import PreparedInsert
+
 from . import payments, payouts, services
 from .models import Dispute, Payment, StripeEvent
 from .states import PaymentStatus as P
@@ -48,16 +50,20 @@ def dispute_record(*, payment: Payment, dispute: dict) -> Dispute:
     return record
 
 
-def stripe_event_record(payload: dict) -> tuple[StripeEvent, bool]:
-    """Store a verified webhook once by its event id."""
-    return StripeEvent.objects.get_or_create(
-        event_id=payload["id"], defaults={"type": payload.get("type", ""), "payload": payload}
+_insert_stripe_event = PreparedInsert("insert_stripe_event", StripeEvent, unique=("event_id",))
+
+
+def stripe_event_record(payload: dict) -> int | None:
+    """Store a verified webhook once by its event id: the new row's id, or None if it was stored
+    before (Stripe sends an event again until it is answered 2xx, sometimes twice at once)."""
+    return _insert_stripe_event(
+        event_id=payload["id"], type=payload.get("type", ""), payload=payload
     )
 
 
-def payment_sync(*, payment_id: int) -> str:
-    """Bring our payment in line with Stripe's intent (retrieved, never taken from an event body)."""
-    payment = Payment.objects.get(pk=payment_id)
+def payment_sync(payment: Payment) -> str:
+    """Bring our payment in line with Stripe's intent (retrieved, never taken from an event body).
+    `payment` as just read, unlocked: each service it calls locks and checks again."""
     if payment.status in (P.PENDING, P.REQUIRES_ACTION):
         services.payment_refresh(session_id=payment.session_id)
         return "checked against Stripe"
@@ -65,12 +71,10 @@ def payment_sync(*, payment_id: int) -> str:
         return "nothing to do"
     state = payments.retrieve(payment.stripe_payment_intent_id, card=False)
     if state.status == "canceled":
-        services.payment_canceled_at_stripe(payment_id=payment_id)
+        services.payment_canceled_at_stripe(payment_id=payment.pk)
         return "hold canceled at Stripe"
     if state.status == "succeeded" and payment.write_in_flight == "capture":
-        services.payment_capture(
-            payment_id=payment_id
-        )  # the capture's answer was lost; this records it
+        services.payment_capture(payment_id=payment.pk)  # its answer was lost; this records it
         return "capture recorded"
     return f"intent {state.status}: nothing to do"
 
@@ -103,7 +107,7 @@ def stripe_event_process(*, event_pk: int) -> None:
     elif kind in ("charge", "refund") and event.type.startswith(("charge.refund", "refund.")):
         outcome = f"payment {payment.pk}: {refunds_check(payment_id=payment.pk)}"
     else:
-        outcome = f"payment {payment.pk}: {payment_sync(payment_id=payment.pk)}"
+        outcome = f"payment {payment.pk}: {payment_sync(payment)}"
     StripeEvent.objects.filter(pk=event_pk, processed_at=None).update(
         processed_at=timezone.now(), outcome=outcome[:300]
     )

@@ -1,6 +1,5 @@
 """Stripe webhooks: verify, store once by event id, process in a task. A second path, never the only one."""
 
-from django.db import transaction
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -17,8 +16,7 @@ def stripe_webhook(request):
         return HttpResponse("bad signature", status=400)
     if not isinstance(payload, dict) or "id" not in payload:
         return HttpResponse("not an event", status=400)
-    with transaction.atomic():
-        event, created = stripe_events.stripe_event_record(payload)
-        if created:
-            transaction.on_commit(lambda: tasks.stripe_event_process.delay(event.pk))
+    event_pk = stripe_events.stripe_event_record(payload)  # one statement, committed
+    if event_pk is not None:
+        tasks.stripe_event_process.delay(event_pk)
     return HttpResponse("ok")

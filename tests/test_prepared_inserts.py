@@ -1,0 +1,75 @@
+"""Rows written at every step of a session (the audit trail) and once per webhook (the event as
+received), by an INSERT compiled once per process and prepared once per PostgreSQL connection:
+the same row as the ORM's, stored once by a unique key, and the statement prepared only once."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from checkout import stripe_events
+from checkout.models import PaymentEvent, StripeEvent
+from checkout.transitions import acting_as, record_event
+from directpay.prepared import PreparedInsert
+
+
+def test_an_audit_event_is_the_row_the_orm_writes(connector, pay):
+    session = pay(connector)
+    before = timezone.now()
+    with acting_as("driver"):
+        record_event(session, "stop_requested", amount=125, message="driver pressed Stop")
+    ours = PaymentEvent.objects.filter(session=session).latest("pk")
+    orm = PaymentEvent.objects.create(
+        session=session,
+        kind="stop_requested",
+        actor="driver",
+        amount=125,
+        message="driver pressed Stop",
+    )
+    skip = {"id", "created_at"}
+    assert {f: v for f, v in vars(ours).items() if f not in skip and not f.startswith("_")} == {
+        f: v for f, v in vars(orm).items() if f not in skip and not f.startswith("_")
+    }
+    assert before <= ours.created_at <= orm.created_at  # auto_now_add, as the ORM sets it
+    assert (ours.from_status, ours.stripe_id) == ("", "")  # the fields' defaults
+
+
+def test_a_webhook_is_stored_once_and_a_repeat_says_so(db):
+    payload = {"id": "evt_once", "type": "payment_intent.succeeded", "data": {"object": {}}}
+    first = stripe_events.stripe_event_record(payload)
+    with transaction.atomic():  # a repeat breaks nothing around it (no IntegrityError)
+        assert stripe_events.stripe_event_record(payload | {"type": "changed"}) is None
+        assert StripeEvent.objects.count() == 1
+    stored = StripeEvent.objects.get()
+    assert (stored.pk, stored.event_id, stored.type) == (first, "evt_once", payload["type"])
+    assert stored.payload == payload and stored.received_at is not None
+
+
+def test_the_insert_is_prepared_once_per_connection(connector, pay):
+    if connection.vendor != "postgresql":  # CI's database is PostgreSQL: it runs there
+        pytest.skip("PREPARE is PostgreSQL's; SQLite takes the ORM's insert")
+    session = pay(connector)
+    insert = PreparedInsert("insert_payment_event_test", PaymentEvent)
+    with CaptureQueriesContext(connection) as queries:
+        for n in range(3):
+            assert insert(session=session, kind="test", message=str(n))
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert sql[0].startswith("PREPARE insert_payment_event_test AS INSERT INTO")
+    assert [s.split("(")[0] for s in sql[1:]] == ["EXECUTE insert_payment_event_test"] * 3
+    assert list(
+        PaymentEvent.objects.filter(kind="test").values_list("message", flat=True).order_by("pk")
+    ) == ["0", "1", "2"]
+
+
+def test_only_the_unique_constraint_named_is_forgiven(db):
+    once = PreparedInsert("insert_stripe_event_once_test", StripeEvent, unique=("event_id",))
+    plain = PreparedInsert("insert_stripe_event_test", StripeEvent)
+    assert once(event_id="evt_a", type="t", payload={})
+    assert once(event_id="evt_a", type="t", payload={}) is None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        plain(event_id="evt_a", type="t", payload={})
+    with pytest.raises(IntegrityError), transaction.atomic():
+        once(event_id="evt_b", type=None, payload={})  # NOT NULL is another constraint
+    assert list(StripeEvent.objects.values_list("event_id", flat=True)) == ["evt_a"]
