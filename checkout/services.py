@@ -23,6 +23,7 @@ from django.utils import timezone
 # Marks a driver's text for the catalogues; stored in English, translated when shown (reasons.py).
 from django.utils.translation import gettext_noop as N_
 
+from directpay.prepared import STAND_IN_TEXT, PreparedQuery
 from stations import tariffs
 from stations.csms import get_adapter
 from stations.csms.base import (
@@ -35,7 +36,7 @@ from stations.csms.base import (
 from stations.csms.base import (
     SessionStatus as CsmsStatus,
 )
-from stations.models import Connector, Evse
+from stations.models import Connector, Evse, Location
 
 from . import meter_data, pay_limits, payments, tasks
 from .models import ChargingSession, Payment
@@ -344,26 +345,28 @@ def _apply_intent(session: ChargingSession, payment: Payment, state: payments.In
     payment.card_last4 = state.card_last4 or payment.card_last4
     payment.wallet = state.wallet or payment.wallet
     payment.wallet_last4 = state.wallet_last4[-4:] or payment.wallet_last4
+    saved = False  # a status change saves the whole row, the card's details with it
     if state.status == "requires_capture":
         if state.amount != payment.amount_held:
             log.error(
                 "intent %s holds %s, expected %s", state.id, state.amount, payment.amount_held
             )
-        set_payment_status(
+        saved = set_payment_status(
             payment, P.AUTHORIZED, amount=state.amount, capture_before=state.capture_before
         )
         set_session_status(session, S.AUTHORIZED)
         queue_on_commit(tasks.session_start, session.pk)
     elif state.status in ("requires_action", "requires_confirmation", "processing"):
-        set_payment_status(payment, P.REQUIRES_ACTION)
+        saved = set_payment_status(payment, P.REQUIRES_ACTION)
     elif state.status == "requires_payment_method":
         _declined(session, payment, state.error_message or "The payment was not authorised.")
     elif state.status == "canceled":
-        set_payment_status(payment, P.CANCELED, message="canceled at Stripe")
+        saved = set_payment_status(payment, P.CANCELED, message="canceled at Stripe")
         set_session_status(session, S.FAILED, failure_reason=N_("The payment was canceled."))
     else:
         log.error("intent %s in unexpected status %s for manual capture", state.id, state.status)
-    payment.save()
+    if not saved:
+        payment.save()
 
 
 # --- starting and stopping ----------------------------------------------------------------------
@@ -541,9 +544,17 @@ def session_resend_stop(*, session_id: int) -> None:
         queue_on_commit(tasks.csms_stop, session.csms_reference)
 
 
+# A stop needs only the session's location (which CSMS to ask): that row, read by the reference.
+_location_of_reference = PreparedQuery(
+    "csms_location_of_reference",
+    lambda reference: Location.objects.filter(evses__sessions__csms_reference=reference),
+    reference=STAND_IN_TEXT,
+)
+
+
 def csms_stop(*, reference: str) -> None:
-    session = ChargingSession.objects.select_related("evse__location").get(csms_reference=reference)
-    get_adapter(session.evse.location).stop_session(reference=reference)
+    location = _location_of_reference.get(reference=reference)
+    get_adapter(location).stop_session(reference=reference)
 
 
 # The session's columns a CSMS report sets (session_apply_update); status changes save on their own.
@@ -701,12 +712,15 @@ def payment_canceled_at_stripe(*, payment_id: int) -> None:
 # trusting the idempotency key alone (localstripe, for one, ignores it).
 
 
-def _mark_write(payment: Payment, operation: str, amount: int | None = None) -> bool:
-    """Record a Stripe write about to be sent. Returns True if the same write was already in flight."""
+def _mark_write(
+    payment: Payment, operation: str, amount: int | None = None, *, with_fields: tuple = ()
+) -> bool:
+    """Record a Stripe write about to be sent (and `with_fields`, changed by the caller, in the
+    same UPDATE). Returns True if the same write was already in flight."""
     if payment.write_in_flight == operation:
         return True
     payment.write_in_flight, payment.write_amount = operation, amount
-    payment.save(update_fields=["write_in_flight", "write_amount", "updated_at"])
+    payment.save(update_fields=["write_in_flight", "write_amount", *with_fields, "updated_at"])
     record_event(
         payment.session,
         f"{operation}_requested",
@@ -836,8 +850,9 @@ def payment_capture(*, payment_id: int) -> None:
                     f"{(cost - payment.amount_held) / 100:.2f} not charged",
                 )
             payment.shortfall = max(0, cost - payment.amount_held)
-            payment.save(update_fields=["shortfall", "updated_at"])
-            _mark_write(payment, "capture", min(cost, payment.amount_held))
+            _mark_write(
+                payment, "capture", min(cost, payment.amount_held), with_fields=("shortfall",)
+            )
 
     with transaction.atomic():
         payment = lock_payment(pk=payment_id)
