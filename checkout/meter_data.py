@@ -172,7 +172,8 @@ def _compare(session: ChargingSession, row: SignedMeterData) -> None:
 
 
 def for_session(session: ChargingSession) -> SignedMeterData | None:
-    return SignedMeterData.objects.filter(session=session).first()
+    """The session's signed meter data, or None (read with the session where it was selected)."""
+    return getattr(session, "meter_data", None)
 
 
 def receipt_section(page, session: ChargingSession) -> None:

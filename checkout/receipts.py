@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -30,7 +31,7 @@ from directpay.prepared import STAND_IN_ID, PreparedQuery
 from . import doc_format, energy, meter_data, tasks, vat
 from .models import Invoice, Payment, Receipt, ReceiptCounter, Refund
 from .states import PaymentStatus as P
-from .transitions import flag_attention, queue_on_commit
+from .transitions import flag_attention, queue_on_commit, record_event
 from .zones import first_zone
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,31 @@ def take_number(counter_model, operator, zone: ZoneInfo) -> tuple[int, int, date
     """
     while True:
         year = timezone.now().astimezone(zone).year
-        counter_model.objects.get_or_create(operator=operator, year=year)
-        counter = counter_model.objects.select_for_update().get(operator=operator, year=year)
+        sequence = _next_in_series(counter_model, operator.pk, year)  # the row is locked now
         issued_at = timezone.now()  # taken under the lock
         if issued_at.astimezone(zone).year == year:
-            break  # else New Year passed while we waited for the lock: take next year's counter
-    counter.last += 1
-    counter.save(update_fields=["last"])
-    return year, counter.last, issued_at
+            return year, sequence, issued_at
+        # New Year passed while we waited for the lock: give the number back (the row is still
+        # ours, so no one took the next one) and take next year's.
+        counter_model.objects.filter(operator_id=operator.pk, year=year).update(last=F("last") - 1)
+
+
+def _next_in_series(counter_model, operator_id: int, year: int) -> int:
+    """Add one to the series' counter, creating it at 1, in one statement that locks its row
+    until the transaction ends (the one_*_counter_per_operator_year constraint is the conflict)."""
+    quote = connection.ops.quote_name
+    table = quote(counter_model._meta.db_table)
+    operator, year_, last = (
+        quote(counter_model._meta.get_field(f).column) for f in ("operator", "year", "last")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({operator}, {year_}, {last}) VALUES (%s, %s, 1) "
+            f"ON CONFLICT ({operator}, {year_}) DO UPDATE SET {last} = {table}.{last} + 1 "
+            f"RETURNING {last}",
+            [operator_id, year],
+        )
+        return cursor.fetchone()[0]
 
 
 def receipt_document(payment: Payment, operator) -> vat.Document:
@@ -81,6 +99,10 @@ def receipt_document(payment: Payment, operator) -> vat.Document:
 
 # The two rows each step starts from, locked; each read is compiled once per process and planned
 # once per PostgreSQL connection (directpay/prepared.py), as the receipts worker does little else.
+# What another transaction may add while this one waits for the lock (a receipt already issued,
+# an invoice that replaces it) is read after the lock, not joined to it: the rows of a join are
+# those of the statement's snapshot, taken before the wait. The signed meter data is joined: it
+# comes with the final record, before the capture that a receipt follows.
 _payment_to_issue = PreparedQuery(
     "receipt_payment_to_issue",
     lambda payment_id: (
@@ -95,7 +117,10 @@ _receipt_to_render = PreparedQuery(
     lambda receipt_id: (
         Receipt.objects.select_for_update(of=("self",))
         .select_related(
-            "operator", "payment__session__evse__location", "payment__session__connector"
+            "operator",
+            "payment__session__evse__location",
+            "payment__session__connector",
+            "payment__session__meter_data",
         )
         .filter(pk=receipt_id)
     ),
@@ -132,14 +157,15 @@ def receipt_issue(*, payment_id: int) -> Receipt | None:
             vat_amount=document.vat,
             document=document.as_dict(),
         )
-        session.events.create(
-            kind="receipt_issued", message=receipt.number, amount=receipt.total_incl_vat
+        record_event(
+            session, "receipt_issued", message=receipt.number, amount=receipt.total_incl_vat
         )
         # Refunds made before the receipt get their credit notes now that there is one to refer to.
-        for refund_id in payment.refunds.filter(status=Refund.Status.SUCCEEDED).values_list(
-            "pk", flat=True
-        ):
-            queue_on_commit(tasks.receipt_credit_note, refund_id)
+        if payment.amount_refunded:  # raised with each refund's success, under this lock
+            for refund_id in payment.refunds.filter(status=Refund.Status.SUCCEEDED).values_list(
+                "pk", flat=True
+            ):
+                queue_on_commit(tasks.receipt_credit_note, refund_id)
         if document.zero_rated and not operator.vat_exemption_text.strip():
             flag_attention(
                 session,

@@ -16,7 +16,14 @@ from django.utils import timezone
 from pypdf import PdfReader
 
 from checkout import credit_notes, receipts, refunds, services, sweeps, vat
-from checkout.models import ChargingSession, CreditNote, Payment, Receipt, Refund
+from checkout.models import (
+    ChargingSession,
+    CreditNote,
+    Payment,
+    Receipt,
+    ReceiptCounter,
+    Refund,
+)
 from checkout.states import PaymentStatus as P
 from checkout.states import SessionStatus as S
 from tests.factories import ConnectorFactory
@@ -328,6 +335,22 @@ def test_the_operators_own_zone_decides_the_year_when_set(db, monkeypatch):
     )
     monkeypatch.setattr(timezone, "now", lambda: now)
     assert issue(payment).year == 2027
+
+
+def test_new_year_passing_while_waiting_for_the_counter_takes_next_years_first_number(
+    db, monkeypatch
+):
+    # The year is read, the counter taken (under its lock), and only then the date of issue:
+    # here New Year in Lisbon passes in between, so the number taken is given back.
+    payment = finished_payment(energy("0.50", 21), kwh="10", zone="Europe/Lisbon")
+    operator = payment.session.evse.location.operator
+    ReceiptCounter.objects.create(operator=operator, year=2026, last=7)
+    eve, day = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    clock = iter([eve, day])
+    monkeypatch.setattr(timezone, "now", lambda: next(clock, day))
+    receipt = issue(payment)
+    assert (receipt.year, receipt.sequence, receipt.issued_at) == (2027, 1, day)
+    assert ReceiptCounter.objects.get(operator=operator, year=2026).last == 7  # no gap left
 
 
 # --- finance in the admin -----------------------------------------------------------------------
