@@ -151,6 +151,21 @@ def test_gunicorn_and_celery_refuse_to_start_with_stand_ins():
     assert worker.returncode != 0 and "directpay.E004" in worker.stderr, worker.stderr
 
 
+def test_a_web_process_loads_its_views_and_broker_transport_at_boot():
+    """Not on a driver's first Pay: gunicorn imports directpay.wsgi in each worker it starts."""
+    loaded = run(
+        [
+            "-c",
+            "import sys, directpay.wsgi; "
+            + "print(' '.join(m for m in ('checkout.views', 'kombu.transport.redis') "
+            + "if m in sys.modules))",
+        ],
+        **production(CELERY_BROKER_URL="redis://127.0.0.1:6379/15"),
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["checkout.views", "kombu.transport.redis"]
+
+
 def test_development_needs_no_configuration():
     result = manage("check")
     assert result.returncode == 0, reported(result)
