@@ -97,12 +97,12 @@ def receipt_document(payment: Payment, operator) -> vat.Document:
     )
 
 
-# The two rows each step starts from, locked; each read is compiled once per process and planned
-# once per PostgreSQL connection (directpay/prepared.py), as the receipts worker does little else.
-# What another transaction may add while this one waits for the lock (a receipt already issued,
-# an invoice that replaces it) is read after the lock, not joined to it: the rows of a join are
-# those of the statement's snapshot, taken before the wait. The signed meter data is joined: it
-# comes with the final record, before the capture that a receipt follows.
+# What the two steps read: the row each starts from, locked, and a receipt already issued or an
+# invoice that replaced it. Each read is compiled once per process and planned once per PostgreSQL
+# connection (directpay/prepared.py), as the receipts worker does little else. The receipt and
+# the invoice are read after the lock, not joined to it: another transaction may add them while
+# this one waits, and a join's rows are those of the statement's snapshot, taken before the wait.
+# The signed meter data is joined: it comes with the final record, before the capture.
 _payment_to_issue = PreparedQuery(
     "receipt_payment_to_issue",
     lambda payment_id: (
@@ -111,6 +111,16 @@ _payment_to_issue = PreparedQuery(
         .filter(pk=payment_id)
     ),
     payment_id=STAND_IN_ID,
+)
+_receipt_of_payment = PreparedQuery(
+    "receipt_of_payment",
+    lambda payment_id: Receipt.objects.filter(payment_id=payment_id),
+    payment_id=STAND_IN_ID,
+)
+_invoice_of_receipt = PreparedQuery(
+    "invoice_of_receipt",
+    lambda receipt_id: Invoice.objects.filter(receipt_id=receipt_id),
+    receipt_id=STAND_IN_ID,
 )
 _receipt_to_render = PreparedQuery(
     "receipt_to_render",
@@ -135,7 +145,7 @@ def receipt_issue(*, payment_id: int) -> Receipt | None:
     """
     with transaction.atomic():
         payment = _payment_to_issue.get(payment_id=payment_id)
-        existing = Receipt.objects.filter(payment=payment).first()
+        existing = _receipt_of_payment.first(payment_id=payment.pk)
         if existing or payment.status not in ISSUABLE or payment.amount_captured <= 0:
             return existing
         session = payment.session
@@ -195,7 +205,7 @@ def receipt_render(*, receipt_id: int) -> Receipt:
 
 def _invoice_of(receipt: Receipt) -> Invoice | None:
     """The invoice that replaced the receipt, if a business asked for one."""
-    return Invoice.objects.filter(receipt=receipt).first()
+    return _invoice_of_receipt.first(receipt_id=receipt.pk)
 
 
 def _replaced_since(receipt: Receipt, invoice: Invoice | None) -> bool:
