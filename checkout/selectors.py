@@ -96,6 +96,41 @@ def evse_for_checkout(pk: int) -> Evse | None:
     return evse
 
 
+# Pay's own reads, compiled and planned once as the page's are.
+_connector_for_pay = PreparedQuery(
+    "pay_connector",
+    lambda connector_pk: Connector.objects.select_related("tariff__operator").filter(
+        pk=connector_pk
+    ),
+    connector_pk=STAND_IN_ID,
+)
+_overdue_on_evse = PreparedQuery(
+    "pay_overdue_checkouts",
+    lambda evse_pk, overdue_from: (
+        ChargingSession.objects.filter(
+            _waiting_for_authentication_since(overdue_from), evse_id=evse_pk
+        )
+        .only("pk")
+        .order_by("pk")
+    ),
+    evse_pk=STAND_IN_ID,
+    overdue_from=datetime(1999, 12, 31, 23, 59, 58, 123456, tzinfo=UTC),
+)
+
+
+def connector_for_pay(pk: int) -> Connector:
+    """The connector as it is now, with its tariff and the tariff's operator (Pay's price)."""
+    return _connector_for_pay.get(connector_pk=pk)
+
+
+def overdue_checkouts(evse, now) -> list[int]:
+    """The checkouts on this EVSE left waiting for 3-D Secure past their limit, as
+    authentication_overdue(now) finds them."""
+    return [
+        session.pk for session in _overdue_on_evse(evse_pk=evse.pk, overdue_from=_overdue_from(now))
+    ]
+
+
 def session_for_attempt(evse, attempt: str) -> ChargingSession | None:
     """The session one press of Pay opened on this EVSE (its id is the paying tab's secret)."""
     return ChargingSession.objects.filter(evse=evse, checkout_attempt=attempt).first()

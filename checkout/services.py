@@ -40,7 +40,12 @@ from stations.models import Connector, Evse, Location
 
 from . import meter_data, pay_limits, payments, tasks
 from .models import ChargingSession, Payment
-from .selectors import authentication_overdue, session_for_attempt
+from .selectors import (
+    authentication_overdue,
+    connector_for_pay,
+    overdue_checkouts,
+    session_for_attempt,
+)
 from .states import PaymentStatus as P
 from .states import SessionStatus as S
 from .transitions import (
@@ -154,9 +159,7 @@ def session_create(
     now = timezone.now()
     # One fresh read of the price: the digest is checked against it and the session keeps exactly
     # this content, whatever the row says a moment later.
-    tariff = (
-        Connector.objects.select_related("tariff__operator").get(pk=connector.pk).tariff_at(now)
-    )
+    tariff = connector_for_pay(connector.pk).tariff_at(now)
     priced, currency = tariff.ocpi, tariff.currency
     digest = tariffs.price_digest(priced, currency)
     if price_shown is not None and price_shown != digest:
@@ -179,9 +182,7 @@ def session_create(
         )
     # A checkout left waiting for 3-D Secure past its limit must not make this driver wait for
     # the sweep: fail it now (its hold is released as usual), then this one may take the EVSE.
-    for stale in ChargingSession.objects.filter(authentication_overdue(now), evse=evse).values_list(
-        "pk", flat=True
-    ):
+    for stale in overdue_checkouts(evse, now):
         session_expire_authentication(session_id=stale, now=now)
     try:
         with transaction.atomic():
