@@ -12,7 +12,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from directpay.prepared import PreparedInsert
+from directpay.prepared import STAND_IN_ID, STAND_IN_TEXT, PreparedInsert, PreparedQuery
 
 from . import payments, payouts, services
 from .models import Dispute, Payment, StripeEvent
@@ -79,10 +79,21 @@ def payment_sync(payment: Payment) -> str:
     return f"intent {state.status}: nothing to do"
 
 
+# The events worker's two reads per event, compiled once per process and prepared per connection.
+_stored_event = PreparedQuery(
+    "stripe_event", lambda event_pk: StripeEvent.objects.filter(pk=event_pk), event_pk=STAND_IN_ID
+)
+_payment_of_intent = PreparedQuery(
+    "payment_of_intent",
+    lambda intent_id: Payment.objects.filter(stripe_payment_intent_id=intent_id),  # unique
+    intent_id=STAND_IN_TEXT,
+)
+
+
 def stripe_event_process(*, event_pk: int) -> None:
     """Act on a stored webhook. Not one transaction: the services it calls commit their own steps
     (a Stripe write must be marked in flight before it is sent), and running twice changes nothing."""
-    event = StripeEvent.objects.get(pk=event_pk)
+    event = _stored_event.get(event_pk=event_pk)
     if event.processed_at:
         return
     obj = (event.payload.get("data") or {}).get("object") or {}
@@ -95,9 +106,7 @@ def stripe_event_process(*, event_pk: int) -> None:
         )
         return
     intent_id = obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
-    payment = (
-        Payment.objects.filter(stripe_payment_intent_id=intent_id).first() if intent_id else None
-    )
+    payment = _payment_of_intent.first(intent_id=intent_id) if intent_id else None
     if payment is None:
         outcome = f"no payment for {intent_id or 'this object'}: stored for staff"
         log.warning("stripe event %s (%s): %s", event.event_id, event.type, outcome)
