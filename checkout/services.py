@@ -256,7 +256,14 @@ def payment_authorize(
             payment.stripe_payment_intent_id = state.id
             payment.client_secret = state.client_secret
             payment.write_in_flight = "confirm"
-            payment.save()
+            payment.save(
+                update_fields=[
+                    "stripe_payment_intent_id",
+                    "client_secret",
+                    "write_in_flight",
+                    "updated_at",
+                ]
+            )
             set_session_status(session, S.AUTHORIZING)
             record_event(
                 session,
