@@ -23,7 +23,7 @@ from django.utils import timezone
 # Marks a driver's text for the catalogues; stored in English, translated when shown (reasons.py).
 from django.utils.translation import gettext_noop as N_
 
-from directpay.prepared import STAND_IN_TEXT, PreparedQuery
+from directpay.prepared import STAND_IN_TEXT, PreparedQuery, PreparedUpdate
 from stations import tariffs
 from stations.csms import get_adapter
 from stations.csms.base import (
@@ -577,6 +577,7 @@ REPORTED_FIELDS = [
     "cost_incl_vat",
     "updated_at",
 ]
+_write_report = PreparedUpdate("session_report_write", ChargingSession, REPORTED_FIELDS)
 
 
 def session_apply_update(update: SessionUpdate) -> None:
@@ -667,7 +668,7 @@ def session_apply_update(update: SessionUpdate) -> None:
             return
         # Only what a report changes: a progress report comes every few seconds per charge, and
         # the row's other columns (the tariff snapshot among them) need not be written again.
-        session.save(update_fields=REPORTED_FIELDS)
+        _write_report(session)
         if not update.final and session.status == S.CHARGING and _near_cap(session):
             _stop(
                 session,

@@ -12,7 +12,13 @@ from contextlib import contextmanager
 
 from django.db import models, transaction
 
-from directpay.prepared import STAND_IN_ID, STAND_IN_TEXT, PreparedInsert, PreparedQuery
+from directpay.prepared import (
+    STAND_IN_ID,
+    STAND_IN_TEXT,
+    PreparedInsert,
+    PreparedQuery,
+    PreparedUpdate,
+)
 
 from .models import ChargingSession, Payment, PaymentEvent
 from .states import PAYMENT_TRANSITIONS, SESSION_TRANSITIONS, check_transition
@@ -74,6 +80,13 @@ _SESSION_CHANGING = [
     for f in ChargingSession._meta.concrete_fields
     if not f.primary_key and f.name not in _SESSION_FIXED
 ]
+_write_session = PreparedUpdate("session_status_write", ChargingSession, _SESSION_CHANGING)
+# A payment's status change writes the whole row, as save() does, by a prepared statement too.
+_write_payment = PreparedUpdate(
+    "payment_status_write",
+    Payment,
+    [f.name for f in Payment._meta.concrete_fields if not f.primary_key],
+)
 
 
 def set_session_status(session: ChargingSession, target: str, **changes) -> bool:
@@ -90,7 +103,7 @@ def set_session_status(session: ChargingSession, target: str, **changes) -> bool
     session.status = target
     for name, value in changes.items():
         setattr(session, name, value)
-    session.save(update_fields=_SESSION_CHANGING)
+    _write_session(session)
     return True
 
 
@@ -112,7 +125,7 @@ def set_payment_status(
     payment.status = target
     for name, value in changes.items():
         setattr(payment, name, value)
-    payment.save()
+    _write_payment(payment)
     return True
 
 

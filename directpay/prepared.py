@@ -10,7 +10,8 @@ into model instances as QuerySet's own iteration does (select_related and annota
 On other databases (SQLite under `make run`) it is the queryset, run as usual.
 
 A PreparedInsert does the same for a row written at every step of every session (the audit
-trail, a webhook as received): Model.save's work is most of such an insert's cost.
+trail, a webhook as received), and a PreparedUpdate for the columns a status change writes:
+Model.save's work is most of such a write's cost.
 
 Behind a PgBouncer in transaction pooling mode an EXECUTE may reach a server connection that never
 saw the PREPARE: connect directly, or through session pooling (README, deployment).
@@ -23,7 +24,7 @@ import threading
 import weakref
 from collections.abc import Callable
 
-from django.db import connections, router
+from django.db import DatabaseError, connections, router
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 from django.db.transaction import TransactionManagementError
@@ -188,3 +189,41 @@ class PreparedInsert:
             return None
         row.save(force_insert=True, using=using)
         return row.pk
+
+
+class PreparedUpdate:
+    """Write these columns of a loaded row, as `obj.save(update_fields=fields)` does (auto_now
+    fields take the time now, on the instance too; no signals are sent), with one statement
+    compiled once per process and prepared once per PostgreSQL connection."""
+
+    def __init__(self, name: str, model: type[Model], fields: list[str]):
+        self.name, self.model, self.field_names = name, model, list(fields)
+        self.fields = [model._meta.get_field(name) for name in fields]
+        self.prepared_on = weakref.WeakSet()  # the PostgreSQL connections that hold the statement
+
+    def __call__(self, obj: Model) -> None:
+        connection = connections[router.db_for_write(self.model, instance=obj)]
+        if connection.vendor != "postgresql":
+            obj.save(update_fields=self.field_names)
+            return
+        params = [
+            field.get_db_prep_save(field.pre_save(obj, False), connection) for field in self.fields
+        ]
+        params.append(obj.pk)
+        with connection.cursor() as cursor:
+            if connection.connection not in self.prepared_on:
+                cursor.execute(f"PREPARE {self.name} AS {self._sql(connection)}")
+                self.prepared_on.add(connection.connection)
+            cursor.execute(f"EXECUTE {self.name}({', '.join(['%s'] * len(params))})", params)
+            if cursor.rowcount != 1:  # as Model.save(update_fields=...) refuses a missing row
+                raise DatabaseError("Save with update_fields did not affect any rows.")
+
+    def _sql(self, connection) -> str:
+        quote, meta = connection.ops.quote_name, self.model._meta
+        columns = ", ".join(
+            f"{quote(field.column)} = ${n}" for n, field in enumerate(self.fields, start=1)
+        )
+        return (
+            f"UPDATE {quote(meta.db_table)} SET {columns} "
+            f"WHERE {quote(meta.pk.column)} = ${len(self.fields) + 1}"
+        )

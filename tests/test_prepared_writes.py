@@ -1,18 +1,19 @@
-"""Rows written at every step of a session (the audit trail) and once per webhook (the event as
-received), by an INSERT compiled once per process and prepared once per PostgreSQL connection:
-the same row as the ORM's, stored once by a unique key, and the statement prepared only once."""
+"""Rows written at every step of a session (the audit trail, a status change) and once per webhook
+(the event as received), by a statement compiled once per process and prepared once per
+PostgreSQL connection: the same row as the ORM's, stored once by a unique key, a missing row an
+error as in save(), and the statement prepared only once."""
 
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from checkout import stripe_events
-from checkout.models import PaymentEvent, StripeEvent
+from checkout.models import ChargingSession, Payment, PaymentEvent, StripeEvent
 from checkout.transitions import acting_as, record_event
-from directpay.prepared import PreparedInsert
+from directpay.prepared import PreparedInsert, PreparedUpdate
 
 
 def test_an_audit_event_is_the_row_the_orm_writes(connector, pay):
@@ -73,3 +74,29 @@ def test_only_the_unique_constraint_named_is_forgiven(db):
     with pytest.raises(IntegrityError), transaction.atomic():
         once(event_id="evt_b", type=None, payload={})  # NOT NULL is another constraint
     assert list(StripeEvent.objects.values_list("event_id", flat=True)) == ["evt_a"]
+
+
+def test_an_update_writes_the_named_columns_as_save_does(connector, pay):
+    session = pay(connector)
+    payment = Payment.objects.get(session=session)
+    write = PreparedUpdate("payment_write_test", Payment, ["card_brand", "shortfall", "updated_at"])
+    before = payment.updated_at
+    payment.card_brand, payment.shortfall, payment.decline_message = "visa", 125, "not written"
+    write(payment)
+    assert payment.updated_at > before  # auto_now, set on the instance as save() sets it
+    stored = Payment.objects.get(pk=payment.pk)
+    assert (stored.card_brand, stored.shortfall, stored.updated_at) == (
+        "visa",
+        125,
+        payment.updated_at,
+    )
+    assert stored.decline_message == ""  # not among the columns
+
+
+def test_an_update_of_a_missing_row_fails_as_save_does(connector, pay):
+    session = pay(connector)
+    write = PreparedUpdate("session_write_test", ChargingSession, ["kwh", "updated_at"])
+    ghost = ChargingSession.objects.get(pk=session.pk)
+    ghost.pk = -1
+    with pytest.raises(DatabaseError, match="did not affect any rows"), transaction.atomic():
+        write(ghost)
