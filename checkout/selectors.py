@@ -1,12 +1,12 @@
 """Reads used by views, admin and tasks."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from directpay.prepared import STAND_IN_ID, PreparedQuery
+from directpay.prepared import STAND_IN_ID, STAND_IN_MOMENT, PreparedQuery
 from stations.models import Connector, Evse
 
 from .models import ChargingSession
@@ -67,7 +67,7 @@ _checkout_query = PreparedQuery(
     "checkout_connectors",
     _checkout_connectors,
     evse_pk=STAND_IN_ID,
-    overdue_from=datetime(1999, 12, 31, 23, 59, 58, 123456, tzinfo=UTC),
+    overdue_from=STAND_IN_MOMENT,
 )
 
 
@@ -114,7 +114,7 @@ _overdue_on_evse = PreparedQuery(
         .order_by("pk")
     ),
     evse_pk=STAND_IN_ID,
-    overdue_from=datetime(1999, 12, 31, 23, 59, 58, 123456, tzinfo=UTC),
+    overdue_from=STAND_IN_MOMENT,
 )
 
 
