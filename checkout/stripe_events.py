@@ -50,15 +50,57 @@ def dispute_record(*, payment: Payment, dispute: dict) -> Dispute:
     return record
 
 
+# The reads of a webhook's event and payment, compiled once per process and prepared per connection.
+_stored_event = PreparedQuery(
+    "stripe_event", lambda event_pk: StripeEvent.objects.filter(pk=event_pk), event_pk=STAND_IN_ID
+)
+_payment_of_intent = PreparedQuery(
+    "payment_of_intent",
+    lambda intent_id: Payment.objects.filter(stripe_payment_intent_id=intent_id),  # unique
+    intent_id=STAND_IN_TEXT,
+)
+
 _insert_stripe_event = PreparedInsert("insert_stripe_event", StripeEvent, unique=("event_id",))
 
+# The states payment_sync acts on. An event about a payment past them (a capture's
+# payment_intent.succeeded arrives after the capture is recorded) needs no Stripe call and changes
+# nothing, so it is concluded as it is stored and no task is queued for it.
+UNSETTLED = (P.PENDING, P.REQUIRES_ACTION, P.AUTHORIZED)
 
-def stripe_event_record(payload: dict) -> int | None:
-    """Store a verified webhook once by its event id: the new row's id, or None if it was stored
-    before (Stripe sends an event again until it is answered 2xx, sometimes twice at once)."""
-    return _insert_stripe_event(
-        event_id=payload["id"], type=payload.get("type", ""), payload=payload
+
+def stripe_event_receive(payload: dict) -> int | None:
+    """Store a verified webhook once by its event id (Stripe sends an event again until it is
+    answered 2xx, sometimes twice at once). Returns the stored row's id for the events worker to
+    process, or None: stored before, or about a settled payment (stored as processed)."""
+    _, kind, intent_id = _subject(payload)
+    event_type = payload.get("type") or ""
+    payment = None
+    if intent_id and _synced(kind, event_type):
+        payment = _payment_of_intent.first(intent_id=intent_id)
+    if payment is None or payment.status in UNSETTLED:
+        return _insert_stripe_event(event_id=payload["id"], type=event_type, payload=payload)
+    _insert_stripe_event(
+        event_id=payload["id"],
+        type=event_type,
+        payload=payload,
+        processed_at=timezone.now(),
+        outcome=f"payment {payment.pk}: nothing to do ({payment.status} when received)",
     )
+    return None
+
+
+def _subject(payload: dict) -> tuple[dict, str | None, str | None]:
+    """What an event is about: its object, the object's kind, and the PaymentIntent's id if any."""
+    obj = (payload.get("data") or {}).get("object") or {}
+    kind = obj.get("object")
+    return obj, kind, obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
+
+
+def _synced(kind: str | None, event_type: str) -> bool:
+    """Whether the event is handled by syncing its payment with Stripe (payment_sync), not by
+    recording a payout, a dispute or a refund."""
+    refund = kind in ("charge", "refund") and event_type.startswith(("charge.refund", "refund."))
+    return kind not in ("payout", "dispute") and not refund
 
 
 def payment_sync(payment: Payment) -> str:
@@ -79,25 +121,13 @@ def payment_sync(payment: Payment) -> str:
     return f"intent {state.status}: nothing to do"
 
 
-# The events worker's two reads per event, compiled once per process and prepared per connection.
-_stored_event = PreparedQuery(
-    "stripe_event", lambda event_pk: StripeEvent.objects.filter(pk=event_pk), event_pk=STAND_IN_ID
-)
-_payment_of_intent = PreparedQuery(
-    "payment_of_intent",
-    lambda intent_id: Payment.objects.filter(stripe_payment_intent_id=intent_id),  # unique
-    intent_id=STAND_IN_TEXT,
-)
-
-
 def stripe_event_process(*, event_pk: int) -> None:
     """Act on a stored webhook. Not one transaction: the services it calls commit their own steps
     (a Stripe write must be marked in flight before it is sent), and running twice changes nothing."""
     event = _stored_event.get(event_pk=event_pk)
     if event.processed_at:
         return
-    obj = (event.payload.get("data") or {}).get("object") or {}
-    kind = obj.get("object")
+    obj, kind, intent_id = _subject(event.payload)
     # payout.paid, .updated, .failed...: about many payments, not one.
     if kind == "payout" and obj.get("id"):
         outcome = payouts.payout_record(payout_id=obj["id"])
@@ -105,7 +135,6 @@ def stripe_event_process(*, event_pk: int) -> None:
             processed_at=timezone.now(), outcome=outcome[:300]
         )
         return
-    intent_id = obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
     payment = _payment_of_intent.first(intent_id=intent_id) if intent_id else None
     if payment is None:
         outcome = f"no payment for {intent_id or 'this object'}: stored for staff"
@@ -113,7 +142,7 @@ def stripe_event_process(*, event_pk: int) -> None:
     elif kind == "dispute":
         dispute_record(payment=payment, dispute=obj)
         outcome = f"dispute recorded on payment {payment.pk}"
-    elif kind in ("charge", "refund") and event.type.startswith(("charge.refund", "refund.")):
+    elif not _synced(kind, event.type):
         outcome = f"payment {payment.pk}: {refunds_check(payment_id=payment.pk)}"
     else:
         outcome = f"payment {payment.pk}: {payment_sync(payment)}"

@@ -39,9 +39,9 @@ def test_an_audit_event_is_the_row_the_orm_writes(connector, pay):
 
 def test_a_webhook_is_stored_once_and_a_repeat_says_so(db):
     payload = {"id": "evt_once", "type": "payment_intent.succeeded", "data": {"object": {}}}
-    first = stripe_events.stripe_event_record(payload)
+    first = stripe_events.stripe_event_receive(payload)
     with transaction.atomic():  # a repeat breaks nothing around it (no IntegrityError)
-        assert stripe_events.stripe_event_record(payload | {"type": "changed"}) is None
+        assert stripe_events.stripe_event_receive(payload | {"type": "changed"}) is None
         assert StripeEvent.objects.count() == 1
     stored = StripeEvent.objects.get()
     assert (stored.pk, stored.event_id, stored.type) == (first, "evt_once", payload["type"])

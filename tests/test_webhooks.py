@@ -3,10 +3,11 @@
 import pytest
 
 from checkout import services
-from checkout.models import StripeEvent
+from checkout.models import Payment, StripeEvent
 from checkout.states import PaymentStatus as P
 from checkout.states import SessionStatus as S
 from tests.peers import intent_event, signed
+from tests.taskqueue import TaskQueue
 
 
 @pytest.mark.parametrize("secret", ["whsec_wrong", None])
@@ -53,3 +54,37 @@ def test_webhook_completes_a_3ds_payment_by_asking_stripe(
     session.refresh_from_db()
     assert payment.status == P.AUTHORIZED
     assert session.status == S.STARTING
+
+
+def test_an_event_about_a_settled_payment_is_concluded_as_stored_without_a_task(
+    client, settings, finished, monkeypatch
+):
+    """A capture's payment_intent.succeeded comes after the capture is recorded: nothing to ask
+    Stripe, nothing to change, so no task. An event about a held payment still queues one."""
+    payment = finished.payment
+    assert payment.status == P.CAPTURED
+    queue = TaskQueue(monkeypatch)
+    intent = payment.stripe_payment_intent_id
+    for _ in range(2):  # Stripe sends again until answered; stored once either way
+        succeeded = intent_event("evt_captured", intent, "succeeded", "payment_intent.succeeded")
+        assert signed(client, settings, succeeded).status_code == 200
+    assert queue.names() == []
+    event = StripeEvent.objects.get(event_id="evt_captured")
+    assert event.processed_at is not None
+    assert event.outcome == f"payment {payment.pk}: nothing to do (captured when received)"
+
+    # The same event while the payment is still held: the events worker asks Stripe.
+    Payment.objects.filter(pk=payment.pk).update(status=P.AUTHORIZED)
+    assert signed(client, settings, intent_event("evt_held", intent)).status_code == 200
+    held = StripeEvent.objects.get(event_id="evt_held")
+    assert held.processed_at is None
+    assert [(q.name, q.args) for q in queue.pending] == [("stripe_event_process", (held.pk,))]
+    # A refund's event is checked against Stripe's refunds whatever the payment's state.
+    Payment.objects.filter(pk=payment.pk).update(status=P.CAPTURED)
+    refund = {
+        "id": "evt_refund",
+        "type": "charge.refunded",
+        "data": {"object": {"id": "ch_1", "object": "charge", "payment_intent": intent}},
+    }
+    assert signed(client, settings, refund).status_code == 200
+    assert queue.names() == ["stripe_event_process", "stripe_event_process"]
