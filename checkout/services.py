@@ -416,14 +416,14 @@ def session_request_start(*, session_id: int) -> None:
 
 
 def _wait_for_start(session: ChargingSession, seconds: float) -> None:
-    """Give the charger `seconds` more to start; after that the hold is released."""
+    """Give the charger `seconds` more to start; after that the hold is released (by the start
+    time-out sweep, every few seconds: no countdown task per session)."""
     deadline = timezone.now() + timedelta(seconds=seconds)
     if session.status == S.STARTING and (
         session.start_deadline is None or deadline > session.start_deadline
     ):
         session.start_deadline = deadline
         session.save(update_fields=["start_deadline", "updated_at"])
-        queue_on_commit(tasks.session_start_timeout, session.pk, countdown=seconds)
 
 
 def session_apply_start_result(reference: str, result: StartResult) -> None:

@@ -75,6 +75,7 @@ def session_start(session_id: int):
 
 @money_task("session")
 def session_start_timeout(session_id: int):
+    # No longer queued (sweep_start_timeouts does it); kept for messages queued before an upgrade.
     services.session_check_start_timeout(session_id=session_id)
 
 
