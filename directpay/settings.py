@@ -177,11 +177,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A task taken by a worker that then died (acks_late) is handed out again after this long.
-    # It must exceed the longest countdown we schedule (retry backoff, start timeout): a task
+    # It must exceed the longest countdown we schedule (retry backoff): a task
     # still waiting for its ETA past it is delivered twice (harmless: tasks are idempotent).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
     }
+    CELERY_BROKER_TRANSPORT = "directpay.broker:Transport"  # kombu's, one client per channel
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

@@ -157,13 +157,14 @@ def test_a_web_process_loads_its_views_and_broker_transport_at_boot():
         [
             "-c",
             "import sys, directpay.wsgi; "
-            + "print(' '.join(m for m in ('checkout.views', 'kombu.transport.redis') "
-            + "if m in sys.modules))",
+            + "print(' '.join(m for m in ('checkout.views', 'kombu.transport.redis', "
+            + "'directpay.broker') if m in sys.modules))",
         ],
         **production(CELERY_BROKER_URL="redis://127.0.0.1:6379/15"),
     )
     assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.split() == ["checkout.views", "kombu.transport.redis"]
+    # directpay.broker: a Redis broker gets our transport (one Redis client per channel).
+    assert loaded.stdout.split() == ["checkout.views", "kombu.transport.redis", "directpay.broker"]
 
 
 def test_development_needs_no_configuration():
