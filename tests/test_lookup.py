@@ -171,14 +171,6 @@ def test_the_status_page_and_the_email_carry_the_link(client, receipt, settings)
     assert client.get(link.removeprefix(settings.PUBLIC_BASE_URL)).status_code == 200
 
 
-class _Intent:
-    def __init__(self, data):
-        self.data = data
-
-    def to_dict(self):
-        return self.data
-
-
 def test_the_wallets_digits_are_read_from_the_payment_method():
     """Stripe's PaymentMethod of an Apple Pay payment: card.last4 is the card's, the wallet's
     dynamic_last4 is the device account number's."""
@@ -198,7 +190,7 @@ def test_the_wallets_digits_are_read_from_the_payment_method():
             },
         },
     }
-    state = payments._state(_Intent(intent))
+    state = payments._state(intent)  # as Stripe's JSON parses
     assert (state.card_last4, state.wallet, state.wallet_last4) == ("4242", "apple_pay", "8731")
     intent["payment_method"]["card"]["wallet"] = None
-    assert payments._state(_Intent(intent)).wallet_last4 == ""
+    assert payments._state(intent).wallet_last4 == ""
