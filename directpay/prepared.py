@@ -2,26 +2,27 @@
 
 On a page served many times a second the ORM's work is mostly not the data: the checkout page's
 seven-table query took 1.5 ms to compile in Django and 1.35 ms to plan in PostgreSQL, against
-0.26 ms to run. A PreparedQuery compiles its queryset once, with stand-in values for its arguments,
-and PREPAREs the SQL on each PostgreSQL connection that runs it (a prepared statement lives as long
-as the connection; a ROLLBACK does not drop it). Each call sends EXECUTE with the real values
-through Django's cursor, so the query is logged and counted like any other, and makes the rows
-into model instances as QuerySet's own iteration does (select_related and annotations included).
-On other databases (SQLite under `make run`) it is the queryset, run as usual.
+0.26 ms to run. A PreparedQuery compiles its queryset once, with stand-in values for its arguments;
+each call runs that SQL with the real values through Django's cursor, so the query is logged and
+counted like any other, and makes the rows into model instances as QuerySet's own iteration does
+(select_related and annotations included). On other databases (SQLite under `make run`) it is the
+queryset, run as usual.
 
 A PreparedInsert does the same for a row written at every step of every session (the audit
 trail, a webhook as received), and a PreparedUpdate for the columns a status change writes:
 Model.save's work is most of such a write's cost.
 
-Behind a PgBouncer in transaction pooling mode an EXECUTE may reach a server connection that never
-saw the PREPARE: connect directly, or through session pooling (README, deployment).
+The planning once per connection is psycopg's: on PostgreSQL the parameters are bound by the
+server and a statement a connection has run `prepare_threshold` times is prepared there
+(settings.py, DB_PREPARE_THRESHOLD), these and every other statement the ORM sends. The same SQL
+each time is what makes these statements prepared from their first calls. A prepared statement
+lives as long as its connection: behind a PgBouncer in transaction pooling mode, turn it off
+(README, deployment).
 """
 
 from __future__ import annotations
 
-import re
 import threading
-import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -36,19 +37,10 @@ STAND_IN_TEXT = "stand-in-7340023"  # the same, for a text argument
 STAND_IN_MOMENT = datetime(1999, 12, 31, 23, 59, 58, 123456, tzinfo=UTC)  # and for a moment
 
 
-def _execute(cursor, name: str, prepared_on: weakref.WeakSet, sql: Callable[[], str], params):
-    """EXECUTE the statement `name` with `params`, PREPAREd first (as `sql()`) on a PostgreSQL
-    connection that has not seen it; `prepared_on` holds the connections that have."""
-    connection = cursor.db.connection
-    if connection not in prepared_on:
-        cursor.execute(f"PREPARE {name} AS {sql()}")
-        prepared_on.add(connection)
-    cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params)
-
-
 class PreparedQuery:
     """`build(**arguments)` returns the queryset; `stand_ins` gives each argument a value that
-    appears exactly once among the compiled query's parameters, so its place there is known."""
+    appears exactly once among the compiled query's parameters, so its place there is known.
+    `name` says which query an error is about."""
 
     def __init__(self, name: str, build: Callable[..., QuerySet], **stand_ins):
         self.name, self.build, self.stand_ins = name, build, stand_ins
@@ -62,8 +54,10 @@ class PreparedQuery:
                 return list(queryset)
             with self._lock:
                 if self._compiled is None:
-                    self._compiled = _Compiled(self.build(**self.stand_ins), self.stand_ins)
-        return self._compiled.run(self.name, arguments)
+                    self._compiled = _Compiled(
+                        self.name, self.build(**self.stand_ins), self.stand_ins
+                    )
+        return self._compiled.run(arguments)
 
     def first(self, **arguments):
         """The first row, or None."""
@@ -80,7 +74,7 @@ class PreparedQuery:
 
 
 class _Compiled:
-    def __init__(self, queryset: QuerySet, stand_ins: dict):
+    def __init__(self, name: str, queryset: QuerySet, stand_ins: dict):
         self.db = queryset.db
         self.compiler = queryset.query.get_compiler(using=self.db)
         self.sql, params = self.compiler.as_sql()
@@ -90,47 +84,24 @@ class _Compiled:
             found = [i for i, param in enumerate(self.params) if param == value]
             if len(found) != 1:
                 raise ValueError(
-                    f"stand-in for {argument!r} is among the parameters {len(found)} times"
+                    f"{name}: stand-in for {argument!r} is among the parameters {len(found)} times"
                 )
             self.places[argument] = found[0]
-        self.prepared_on = weakref.WeakSet()  # the PostgreSQL connections that hold the statement
 
-    def run(self, name: str, arguments: dict) -> list:
+    def run(self, arguments: dict) -> list:
         connection = connections[self.db]
         if self.compiler.query.select_for_update and connection.get_autocommit():
             # Django's own check, made when it compiles: ours compiled once, perhaps elsewhere.
             raise TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
             )
-        order = sorted(self.places, key=self.places.get)
+        params = list(self.params)
+        for argument, index in self.places.items():
+            params[index] = arguments[argument]
         with connection.cursor() as cursor:
-            _execute(
-                cursor,
-                name,
-                self.prepared_on,
-                lambda: self._numbered(connection),
-                [arguments[argument] for argument in order],
-            )
+            cursor.execute(self.sql, params)
             rows = cursor.fetchall()
         return list(self._instances(rows))
-
-    def _numbered(self, connection) -> str:
-        """The SQL with each argument's placeholder numbered ($1, $2, ... in the order they
-        appear) and every other parameter written in as a literal."""
-        numbers = {index: n for n, index in enumerate(sorted(self.places.values()), start=1)}
-        parts, index = [], 0
-        for token in re.split(r"(%%|%s)", self.sql):
-            if token == "%%":
-                parts.append("%")
-            elif token == "%s":
-                if index in numbers:
-                    parts.append(f"${numbers[index]}")
-                else:
-                    parts.append(connection.ops.compose_sql("%s", [self.params[index]]))
-                index += 1
-            else:
-                parts.append(token)
-        return "".join(parts)
 
     def _instances(self, rows):
         # As django.db.models.query.ModelIterable makes them, from rows we fetched ourselves.
@@ -160,7 +131,7 @@ class PreparedInsert:
     def __init__(self, name: str, model: type[Model], *, unique: tuple[str, ...] = ()):
         self.name, self.model, self.unique = name, model, unique
         self.fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-        self.prepared_on = weakref.WeakSet()  # the PostgreSQL connections that hold the statement
+        self._sql = None  # compiled at the first call, for that database's quoting
 
     def __call__(self, **values) -> int | None:
         row = self.model(**values)
@@ -170,15 +141,16 @@ class PreparedInsert:
         params = [
             field.get_db_prep_save(field.pre_save(row, True), connection) for field in self.fields
         ]
+        self._sql = self._sql or self._compile(connection)
         with connection.cursor() as cursor:
-            _execute(cursor, self.name, self.prepared_on, lambda: self._sql(connection), params)
+            cursor.execute(self._sql, params)
             inserted = cursor.fetchone()
         return inserted[0] if inserted else None
 
-    def _sql(self, connection) -> str:
+    def _compile(self, connection) -> str:
         quote, meta = connection.ops.quote_name, self.model._meta
         columns = ", ".join(quote(field.column) for field in self.fields)
-        places = ", ".join(f"${n}" for n in range(1, len(self.fields) + 1))
+        places = ", ".join(["%s"] * len(self.fields))
         conflict = ""
         if self.unique:
             keys = ", ".join(quote(meta.get_field(name).column) for name in self.unique)
@@ -208,7 +180,7 @@ class PreparedUpdate:
     def __init__(self, name: str, model: type[Model], fields: list[str]):
         self.name, self.model, self.field_names = name, model, list(fields)
         self.fields = [model._meta.get_field(name) for name in fields]
-        self.prepared_on = weakref.WeakSet()  # the PostgreSQL connections that hold the statement
+        self._sql = None  # compiled at the first call, for that database's quoting
 
     def __call__(self, obj: Model) -> None:
         connection = connections[router.db_for_write(self.model, instance=obj)]
@@ -219,17 +191,13 @@ class PreparedUpdate:
             field.get_db_prep_save(field.pre_save(obj, False), connection) for field in self.fields
         ]
         params.append(obj.pk)
+        self._sql = self._sql or self._compile(connection)
         with connection.cursor() as cursor:
-            _execute(cursor, self.name, self.prepared_on, lambda: self._sql(connection), params)
+            cursor.execute(self._sql, params)
             if cursor.rowcount != 1:  # as Model.save(update_fields=...) refuses a missing row
                 raise DatabaseError("Save with update_fields did not affect any rows.")
 
-    def _sql(self, connection) -> str:
+    def _compile(self, connection) -> str:
         quote, meta = connection.ops.quote_name, self.model._meta
-        columns = ", ".join(
-            f"{quote(field.column)} = ${n}" for n, field in enumerate(self.fields, start=1)
-        )
-        return (
-            f"UPDATE {quote(meta.db_table)} SET {columns} "
-            f"WHERE {quote(meta.pk.column)} = ${len(self.fields) + 1}"
-        )
+        columns = ", ".join(f"{quote(field.column)} = %s" for field in self.fields)
+        return f"UPDATE {quote(meta.db_table)} SET {columns} WHERE {quote(meta.pk.column)} = %s"
