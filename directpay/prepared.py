@@ -22,6 +22,7 @@ lives as long as its connection: behind a PgBouncer in transaction pooling mode,
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -77,16 +78,17 @@ class _Compiled:
     def __init__(self, name: str, queryset: QuerySet, stand_ins: dict):
         self.db = queryset.db
         self.compiler = queryset.query.get_compiler(using=self.db)
-        self.sql, params = self.compiler.as_sql()
-        self.params = list(params)
-        self.places = {}  # argument -> its index among the parameters
+        sql, params = self.compiler.as_sql()
+        places = {}  # index among the parameters -> the argument there
         for argument, value in stand_ins.items():
-            found = [i for i, param in enumerate(self.params) if param == value]
+            found = [i for i, param in enumerate(params) if param == value]
             if len(found) != 1:
                 raise ValueError(
                     f"{name}: stand-in for {argument!r} is among the parameters {len(found)} times"
                 )
-            self.places[argument] = found[0]
+            places[found[0]] = argument
+        self.arguments = [places[index] for index in sorted(places)]  # as their %s come
+        self.sql = _with_literals(sql, params, places, connections[self.db])
 
     def run(self, arguments: dict) -> list:
         connection = connections[self.db]
@@ -95,11 +97,8 @@ class _Compiled:
             raise TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
             )
-        params = list(self.params)
-        for argument, index in self.places.items():
-            params[index] = arguments[argument]
         with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
+            cursor.execute(self.sql, [arguments[argument] for argument in self.arguments])
             rows = cursor.fetchall()
         return list(self._instances(rows))
 
@@ -117,6 +116,23 @@ class _Compiled:
             for attribute, position in compiler.annotation_col_map.items():
                 setattr(obj, attribute, row[position])
             yield obj
+
+
+def _with_literals(sql: str, params, arguments: dict, connection) -> str:
+    """`sql` with each parameter that is no argument written in as a literal and the arguments'
+    left as %s: a statement's generic plan then still sees its constants (the statuses in a
+    partial index's condition, say), and the arguments are all that is bound."""
+    parts, index = [], 0
+    for token in re.split(r"(%%|%s)", sql):
+        if token != "%s":
+            parts.append(token)  # SQL, or a %% that stays one
+            continue
+        if index in arguments:
+            parts.append("%s")
+        else:
+            parts.append(connection.ops.compose_sql("%s", [params[index]]).replace("%", "%%"))
+        index += 1
+    return "".join(parts)
 
 
 class PreparedInsert:

@@ -215,6 +215,9 @@ def test_each_connection_prepares_the_query_once(connector):
         assert selectors.evse_for_checkout(connector.evse.pk).in_use is False
         checkout_sql = selectors._checkout_query._compiled.sql
         assert prepared_statements.held(checkout_sql) == []  # a new connection holds none
+        # Only the arguments (the EVSE, a moment) are bound; the query's constants (the statuses
+        # of the active-session index) are in the statement, where a generic plan sees them.
+        assert checkout_sql.count("%s") == 2 and "'charging'" in checkout_sql
         for _ in range(prepared_statements.threshold() + 2):
             assert selectors.evse_for_checkout(connector.evse.pk).in_use is False
         assert len(prepared_statements.held(checkout_sql)) == 1
