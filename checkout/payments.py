@@ -198,8 +198,8 @@ def _call(fn, *args, bad_card_on_404: bool = False, **kwargs):
 def _request(method: str, path: str, params: dict | None = None, *, idempotency_key: str = ""):
     """One call to Stripe on the money path, its answer as the parsed JSON (a dict). The same
     request, errors and options as the client's services (client().v1...), which would also make a
-    StripeObject of every object nested in the answer: a quarter of a capture's CPU in
-    bench/throughput.py, only for _state to turn it back into a dict."""
+    StripeObject of every object nested in the answer, only for _state to turn it back into a
+    dict: about 40 % of an intent call's CPU (2.2 -> 1.3 ms against localstripe)."""
     options = {"idempotency_key": idempotency_key} if idempotency_key else {}
     return client().raw_request(method, path, **(params or {}), **options).data
 
