@@ -577,7 +577,7 @@ REPORTED_FIELDS = [
     "cost_incl_vat",
     "updated_at",
 ]
-_write_report = PreparedUpdate("session_report_write", ChargingSession, REPORTED_FIELDS)
+_write_report = PreparedUpdate(ChargingSession, REPORTED_FIELDS)
 
 
 def session_apply_update(update: SessionUpdate) -> None:

@@ -60,7 +60,7 @@ _payment_of_intent = PreparedQuery(
     intent_id=STAND_IN_TEXT,
 )
 
-_insert_stripe_event = PreparedInsert("insert_stripe_event", StripeEvent, unique=("event_id",))
+_insert_stripe_event = PreparedInsert(StripeEvent, unique=("event_id",))
 
 # The states payment_sync acts on. An event about a payment past them (a capture's
 # payment_intent.succeeded arrives after the capture is recorded) needs no Stripe call and changes

@@ -6,7 +6,6 @@ Callers hold the row locks (lock_session / lock_payment inside transaction.atomi
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import logging
 from contextlib import contextmanager
 
@@ -39,7 +38,7 @@ def acting_as(actor: str):
 
 
 # About 14 audit events per session, each its own INSERT: compiled once, prepared per connection.
-_insert_event = PreparedInsert("insert_payment_event", PaymentEvent)
+_insert_event = PreparedInsert(PaymentEvent)
 
 
 def record_event(session: ChargingSession, kind: str, **fields) -> None:
@@ -80,10 +79,9 @@ _SESSION_CHANGING = [
     for f in ChargingSession._meta.concrete_fields
     if not f.primary_key and f.name not in _SESSION_FIXED
 ]
-_write_session = PreparedUpdate("session_status_write", ChargingSession, _SESSION_CHANGING)
+_write_session = PreparedUpdate(ChargingSession, _SESSION_CHANGING)
 # A payment's status change writes the whole row, as save() does, by a prepared statement too.
 _write_payment = PreparedUpdate(
-    "payment_status_write",
     Payment,
     [f.name for f in Payment._meta.concrete_fields if not f.primary_key],
 )
@@ -154,11 +152,10 @@ def _prepared_lock(kind: str, related: tuple[str, ...], column: str, build) -> P
     key = (kind, related, column)
     query = _LOCKS.get(key)
     if query is None:
-        digest = hashlib.sha1(repr((related, column)).encode()).hexdigest()[:12]
         query = _LOCKS.setdefault(
             key,
             PreparedQuery(
-                f"lock_{kind}_{digest}",
+                f"lock_{kind} by {column} with {related}",
                 # As .first() does: the lowest primary key, and only that row locked.
                 lambda value: build().filter(**{column: value}).order_by("pk")[:1],
                 value=_PREPARED_LOOKUPS[column],

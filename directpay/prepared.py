@@ -14,8 +14,8 @@ Model.save's work is most of such a write's cost.
 
 The planning once per connection is psycopg's: on PostgreSQL the parameters are bound by the
 server and a statement a connection has run `prepare_threshold` times is prepared there
-(settings.py, DB_PREPARE_THRESHOLD), these and every other statement the ORM sends. The same SQL
-each time is what makes these statements prepared from their first calls. A prepared statement
+(settings.py, DB_PREPARE_THRESHOLD), these and every other statement the ORM sends; the same SQL
+on every call is what lets psycopg prepare these after their first few. A prepared statement
 lives as long as its connection: behind a PgBouncer in transaction pooling mode, turn it off
 (README, deployment).
 """
@@ -144,8 +144,8 @@ class PreparedInsert:
     (ON CONFLICT DO NOTHING) and the call returns None: "stored once", in one statement, with no
     read before the write, no savepoint and no transaction of its own."""
 
-    def __init__(self, name: str, model: type[Model], *, unique: tuple[str, ...] = ()):
-        self.name, self.model, self.unique = name, model, unique
+    def __init__(self, model: type[Model], *, unique: tuple[str, ...] = ()):
+        self.model, self.unique = model, unique
         self.fields = [field for field in model._meta.concrete_fields if not field.primary_key]
         self._sql = None  # compiled at the first call, for that database's quoting
 
@@ -193,8 +193,8 @@ class PreparedUpdate:
     fields take the time now, on the instance too; no signals are sent), with one statement
     compiled once per process and prepared once per PostgreSQL connection."""
 
-    def __init__(self, name: str, model: type[Model], fields: list[str]):
-        self.name, self.model, self.field_names = name, model, list(fields)
+    def __init__(self, model: type[Model], fields: list[str]):
+        self.model, self.field_names = model, list(fields)
         self.fields = [model._meta.get_field(name) for name in fields]
         self._sql = None  # compiled at the first call, for that database's quoting
 

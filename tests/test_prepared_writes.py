@@ -53,7 +53,7 @@ def test_the_insert_is_compiled_once_and_prepared_once_per_connection(connector,
     if connection.vendor != "postgresql":  # CI's database is PostgreSQL: it runs there
         pytest.skip("prepared statements are PostgreSQL's; SQLite takes the ORM's insert")
     session = pay(connector)
-    insert = PreparedInsert("insert_payment_event_test", PaymentEvent)
+    insert = PreparedInsert(PaymentEvent)
     with CaptureQueriesContext(connection) as queries:
         for n in range(prepared_statements.threshold() + 2):
             assert insert(session=session, kind="test", message=str(n))
@@ -67,8 +67,8 @@ def test_the_insert_is_compiled_once_and_prepared_once_per_connection(connector,
 
 
 def test_only_the_unique_constraint_named_is_forgiven(db):
-    once = PreparedInsert("insert_stripe_event_once_test", StripeEvent, unique=("event_id",))
-    plain = PreparedInsert("insert_stripe_event_test", StripeEvent)
+    once = PreparedInsert(StripeEvent, unique=("event_id",))
+    plain = PreparedInsert(StripeEvent)
     assert once(event_id="evt_a", type="t", payload={})
     assert once(event_id="evt_a", type="t", payload={}) is None
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -81,7 +81,7 @@ def test_only_the_unique_constraint_named_is_forgiven(db):
 def test_an_update_writes_the_named_columns_as_save_does(connector, pay):
     session = pay(connector)
     payment = Payment.objects.get(session=session)
-    write = PreparedUpdate("payment_write_test", Payment, ["card_brand", "shortfall", "updated_at"])
+    write = PreparedUpdate(Payment, ["card_brand", "shortfall", "updated_at"])
     before = payment.updated_at
     payment.card_brand, payment.shortfall, payment.decline_message = "visa", 125, "not written"
     write(payment)
@@ -97,7 +97,7 @@ def test_an_update_writes_the_named_columns_as_save_does(connector, pay):
 
 def test_an_update_of_a_missing_row_fails_as_save_does(connector, pay):
     session = pay(connector)
-    write = PreparedUpdate("session_write_test", ChargingSession, ["kwh", "updated_at"])
+    write = PreparedUpdate(ChargingSession, ["kwh", "updated_at"])
     ghost = ChargingSession.objects.get(pk=session.pk)
     ghost.pk = -1
     with pytest.raises(DatabaseError, match="did not affect any rows"), transaction.atomic():
