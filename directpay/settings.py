@@ -91,6 +91,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     )
 else:
+    # Django's backend; DB_LOG_QUERIES=false keeps DEBUG from recording every statement
+    # (directpay/postgresql/base.py says what that costs).
+    DATABASES["default"]["ENGINE"] = "directpay.postgresql"
     # A new PostgreSQL connection costs ~8 ms of server CPU: keep it between requests and tasks
     # (checked before reuse) instead of one per request.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=300)
@@ -110,6 +113,7 @@ else:
         }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DB_LOG_QUERIES = env.bool("DB_LOG_QUERIES", default=True)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

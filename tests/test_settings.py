@@ -199,3 +199,27 @@ def test_postgresql_connections_are_kept_and_speak_utc_from_the_start():
     result = manage("shell", "-c", code, DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres")
     # Kept 300 s and checked before reuse; the server says UTC, so Django has nothing to set.
     assert "300 True UTC False" in result.stdout.splitlines(), reported(result)
+
+
+@pytest.mark.parametrize(("setting", "logged"), [(None, 1), ("false", 0)])
+def test_debug_records_statements_unless_told_not_to(setting, logged):
+    """DEBUG keeps every statement (connection.queries) unless DB_LOG_QUERIES=false, which the
+    throughput bench sets; a test counting queries still sees them either way."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        assert os.environ.get("CI") != "true", "CI runs the tests on PostgreSQL"
+        pytest.skip("PostgreSQL only")
+    code = (
+        "from django.db import connection as c; "
+        "from django.test.utils import CaptureQueriesContext; "
+        "c.cursor().execute('SELECT %s', [1]); recorded = len(c.queries); "
+        "counted = CaptureQueriesContext(c); counted.__enter__(); "
+        "c.cursor().execute('SELECT %s', [2]); counted.__exit__(None, None, None); "
+        "print('recorded', recorded, 'counted', len(counted), c.vendor)"
+    )
+    env = {"DEBUG": "true", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres"}
+    if setting is not None:
+        env["DB_LOG_QUERIES"] = setting
+    result = manage("shell", "-c", code, **env)
+    assert f"recorded {logged} counted 1 postgresql" in result.stdout.splitlines(), reported(result)
