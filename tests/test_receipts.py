@@ -612,3 +612,12 @@ def test_no_address_no_credit_note_email(request, django_capture_on_commit_callb
     refund(session.payment, 100, django_capture_on_commit_callbacks)
     assert CreditNote.objects.filter(refund__payment=session.payment).exists()
     assert mail.outbox == []
+
+
+def test_documents_are_drawn_with_reportlabs_c_speedups():
+    """reportlab's C accelerator (the rl_accel package, separate since reportlab 4) is installed and
+    used: without it, number formatting and escaping fall back to Python (a page 40 % slower)."""
+    from reportlab.lib import rl_accel
+
+    assert rl_accel.fp_str.__module__ == "_rl_accel"
+    assert rl_accel.fp_str(1.5, 0.25) == "1.5 .25"
