@@ -18,6 +18,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_noop as N_  # stored in English, shown translated
 
+from directpay.prepared import STAND_IN_ID, PreparedQuery, PreparedUpdate
 from stations import ocmf, tariffs
 from stations.models import Connector, Evse, SimulatedSession
 
@@ -34,6 +35,19 @@ from .base import (
 )
 
 log = logging.getLogger(__name__)
+
+# A step reads its charge under the row's lock, so a Stop pressed while the tick runs is seen at
+# once, not a tick later, and writes back only the columns a step changes (not stop_requested_at).
+_LOCKED = PreparedQuery(
+    "simulated charge",
+    lambda pk: (
+        SimulatedSession.objects.select_for_update(of=("self",))
+        .select_related("connector")
+        .filter(pk=pk)
+    ),
+    pk=STAND_IN_ID,
+)
+_STEP = PreparedUpdate(SimulatedSession, ["started_at", "kwh", "finished_at"])
 
 
 class SimulatorAdapter:
@@ -92,12 +106,7 @@ def tick(now=None) -> int:
 
 def _advance(pk: int, now) -> SessionUpdate | None:
     """One step of a simulated charge (in the caller's transaction, which holds its row)."""
-    sim = (
-        SimulatedSession.objects.select_for_update()
-        .select_related("connector")
-        .filter(pk=pk)
-        .first()
-    )
+    sim = _LOCKED.first(pk=pk)
     if sim is None or sim.finished_at:
         return None
     if sim.started_at is None:
@@ -112,7 +121,7 @@ def _advance(pk: int, now) -> SessionUpdate | None:
     final = sim.stop_requested_at is not None
     if final:
         sim.finished_at = now
-    sim.save()
+    _STEP(sim)
     common = {
         "reference": sim.reference,
         "kwh": sim.kwh,
