@@ -22,6 +22,7 @@ import pyocmf
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from directpay.prepared import PreparedInsert
 from stations.csms.base import SignedData
 
 from . import vat
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 V = SignedMeterData.Verification
 # The XML's reading context per OCPI nature (OCPP ReadingContext names, as the software shows them).
 CONTEXTS = {"start": "Transaction.Begin", "end": "Transaction.End"}
+# One statement per final record (stored once per session), not update_or_create's five.
+_STORE = PreparedInsert(SignedMeterData, unique=("session",))
 # The meter's register and the billed energy may differ by rounding only.
 KWH_TOLERANCE = Decimal("0.001")
 
@@ -136,21 +139,22 @@ def record(session: ChargingSession, signed: SignedData | None) -> SignedMeterDa
         return None
     try:
         checked = check(signed)
+        row = SignedMeterData(
+            session=session,
+            encoding_method=signed.encoding_method[:36],
+            public_key=checked.public_key,
+            values=checked.values,
+            url=signed.url[:512],
+            meter_id=checked.meter_id,
+            start_kwh=checked.start_kwh,
+            end_kwh=checked.end_kwh,
+            verification=checked.verification,
+            problem=checked.problem[:300],
+        )
         with transaction.atomic():  # a savepoint: a failure here leaves the caller's work intact
-            row, _created = SignedMeterData.objects.update_or_create(
-                session=session,
-                defaults={
-                    "encoding_method": signed.encoding_method[:36],
-                    "public_key": checked.public_key,
-                    "values": checked.values,
-                    "url": signed.url[:512],
-                    "meter_id": checked.meter_id,
-                    "start_kwh": checked.start_kwh,
-                    "end_kwh": checked.end_kwh,
-                    "verification": checked.verification,
-                    "problem": checked.problem[:300],
-                },
-            )
+            if _STORE.save(row) is None:
+                # Kept already: only a session's first final record is billed, so its data stands.
+                return SignedMeterData.objects.get(session=session)
             _compare(session, row)
         return row
     except Exception:

@@ -150,7 +150,10 @@ class PreparedInsert:
         self._sql = None  # compiled at the first call, for that database's quoting
 
     def __call__(self, **values) -> int | None:
-        row = self.model(**values)
+        return self.save(self.model(**values))
+
+    def save(self, row: Model) -> int | None:
+        """Insert this unsaved instance; its key (and auto_now_add fields) set as save() sets them."""
         connection = connections[router.db_for_write(self.model)]
         if connection.vendor != "postgresql":
             return self._saved(row, connection.alias)
@@ -161,7 +164,10 @@ class PreparedInsert:
         with connection.cursor() as cursor:
             cursor.execute(self._sql, params)
             inserted = cursor.fetchone()
-        return inserted[0] if inserted else None
+        if inserted:
+            row.pk = inserted[0]
+            row._state.adding, row._state.db = False, connection.alias
+        return row.pk if inserted else None
 
     def _compile(self, connection) -> str:
         quote, meta = connection.ops.quote_name, self.model._meta

@@ -356,6 +356,18 @@ def test_a_cdr_without_signed_data_gives_a_receipt_without_the_section(
     assert "meter-data" not in page
 
 
+def test_a_sessions_meter_data_is_stored_once_the_first_records_standing(db):
+    """A CSMS that sends its final record twice: the data of the one that was billed stays."""
+    sim, end = simulated(db)
+    payment = finished_payment(energy("0.50", 21), kwh="11")
+    first = meter_data.record(payment.session, simulator.signed_meter_data(sim, end))
+    assert first.pk and first.created_at and first.verified
+    other = SignedData(encoding_method="EDL", public_key="AB", values=(SignedValue("End", "AA"),))
+    again = meter_data.record(payment.session, other)
+    assert again.pk == first.pk and again.verified and again.encoding_method == "OCMF"
+    assert SignedMeterData.objects.filter(session=payment.session).count() == 1
+
+
 def test_another_encoding_is_kept_unchecked_and_not_flagged(db):
     payment = finished_payment(energy("0.50", 21), kwh="11")
     signed = SignedData(
