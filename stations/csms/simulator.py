@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext_noop as N_  # stored in English, shown translated
 
@@ -80,28 +80,45 @@ class SimulatorAdapter:
             raise CsmsError(f"no simulated session {reference}", permanent=True)
 
 
+# Steps between looks for charges stopped while the tick runs (a tick of many charges is long).
+STOPPED_LOOK_EVERY = 20
+
+
 def tick(now=None) -> int:
     """Advance every live simulated charge one step and report it. Returns how many were reported."""
     now = now or timezone.now()
     reported = 0
-    # Stopped charges first: their final records (which the money waits for) are not queued
-    # behind a round of progress reports, as a CSMS sends a CDR on its own.
-    for pk in (
-        SimulatedSession.objects.filter(finished_at__isnull=True, accept_at__lte=now)
-        .order_by(F("stop_requested_at").asc(nulls_last=True), "pk")
-        .values_list("pk", flat=True)
-    ):
-        try:
-            # The step and its report in one transaction: one commit per report, and a report whose
-            # handling failed is made again next tick instead of being lost (a final record too).
-            with transaction.atomic():
-                update = _advance(pk, now)
-                if update is not None:
-                    deliver_update(update)
-                    reported += 1
-        except Exception:
-            log.exception("simulator: reporting simulated session %s failed; next tick retries", pk)
+    live = SimulatedSession.objects.filter(finished_at__isnull=True, accept_at__lte=now)
+    waiting = list(live.order_by("pk").values_list("pk", flat=True))
+    stepped = set()
+    while waiting:
+        # Stopped charges first, also those stopped since the tick began: their final records
+        # (which the money waits for) are not queued behind a round of progress reports, as a
+        # CSMS sends a CDR on its own.
+        stopped = live.filter(stop_requested_at__isnull=False).order_by("stop_requested_at", "pk")
+        first = [pk for pk in stopped.values_list("pk", flat=True) if pk not in stepped]
+        if first:
+            moved = set(first)
+            waiting = first + [pk for pk in waiting if pk not in moved]
+        batch, waiting = waiting[:STOPPED_LOOK_EVERY], waiting[STOPPED_LOOK_EVERY:]
+        for pk in batch:
+            stepped.add(pk)
+            reported += _step(pk, now)
     return reported
+
+
+def _step(pk: int, now) -> int:
+    try:
+        # The step and its report in one transaction: one commit per report, and a report whose
+        # handling failed is made again next tick instead of being lost (a final record too).
+        with transaction.atomic():
+            update = _advance(pk, now)
+            if update is not None:
+                deliver_update(update)
+                return 1
+    except Exception:
+        log.exception("simulator: reporting simulated session %s failed; next tick retries", pk)
+    return 0
 
 
 def _advance(pk: int, now) -> SessionUpdate | None:
