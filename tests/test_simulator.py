@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from stations.csms import simulator
+from stations.csms.base import Limits, StartStatus
 from stations.models import SimulatedSession
 from tests.factories import ConnectorFactory
 
@@ -39,3 +40,16 @@ def test_a_charge_stopped_while_a_tick_runs_gets_its_final_record_in_that_tick(d
     assert last.finished_at and last.kwh > 0
     # Every other charge got its progress report, once.
     assert sorted(reference for reference, _final in reports) == sorted(s.reference for s in sims)
+
+
+def test_a_repeated_start_finds_its_charge_there_already(db):
+    """A start command sent again (a retried task) makes no second charge, nor moves the first."""
+    connector = ConnectorFactory()
+    adapter = simulator.SimulatorAdapter()
+    limits = Limits(max_cost=Decimal("20.00"))
+    first = adapter.start_session(connector=connector, reference="charge-1", limits=limits)
+    accepted = SimulatedSession.objects.get(reference="charge-1").accept_at
+    again = adapter.start_session(connector=connector, reference="charge-1", limits=limits)
+    assert first.status == again.status == StartStatus.ACCEPTED
+    assert SimulatedSession.objects.filter(reference="charge-1").count() == 1
+    assert SimulatedSession.objects.get(reference="charge-1").accept_at == accepted

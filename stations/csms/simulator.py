@@ -18,7 +18,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext_noop as N_  # stored in English, shown translated
 
-from directpay.prepared import STAND_IN_ID, PreparedQuery, PreparedUpdate
+from directpay.prepared import STAND_IN_ID, PreparedInsert, PreparedQuery, PreparedUpdate
 from stations import ocmf, tariffs
 from stations.models import Connector, Evse, SimulatedSession
 
@@ -48,6 +48,7 @@ _LOCKED = PreparedQuery(
     pk=STAND_IN_ID,
 )
 _STEP = PreparedUpdate(SimulatedSession, ["started_at", "kwh", "finished_at"])
+_CREATE = PreparedInsert(SimulatedSession, unique=("reference",))
 
 
 class SimulatorAdapter:
@@ -62,13 +63,14 @@ class SimulatorAdapter:
         if behaviour == Evse.SimBehaviour.TIMEOUT:
             return StartResult(StartStatus.PENDING)
         delay = settings.SIMULATOR_SLOW_START_SECONDS if behaviour == Evse.SimBehaviour.SLOW else 0
-        SimulatedSession.objects.get_or_create(
-            reference=reference,
-            defaults={
-                "connector": connector,
-                "power_kw": connector.max_power_kw,
-                "accept_at": timezone.now() + timedelta(seconds=delay),
-            },
+        # Once per reference: a repeated start (a retried task) finds its charge there already.
+        _CREATE.save(
+            SimulatedSession(
+                reference=reference,
+                connector=connector,
+                power_kw=connector.max_power_kw,
+                accept_at=timezone.now() + timedelta(seconds=delay),
+            )
         )
         return StartResult(StartStatus.PENDING if delay else StartStatus.ACCEPTED)
 
