@@ -41,3 +41,13 @@ os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 # The pages are tested in every language: compile the catalogues as `make test` does, so a bare
 # `pytest` in a fresh clone tests the current .po files too.
 catalogues.compile_all()
+
+
+def require_postgresql() -> None:
+    """Skip a test that needs PostgreSQL when the tests run on another database; never in CI."""
+    import pytest
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        assert not CI, "CI runs the tests on PostgreSQL"
+        pytest.skip("PostgreSQL only")

@@ -1,11 +1,12 @@
 """directpay/postgresql: Django's PostgreSQL backend, its kept connections checked without a query."""
 
-import os
 import time
 
 import psycopg
 import pytest
 from django.db import connections
+
+from tests.pytest_env import require_postgresql
 
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -13,9 +14,7 @@ ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 @pytest.fixture
 def kept(db):
     """A connection of our own (the test's is inside a transaction), as a web or worker keeps it."""
-    if connections["default"].vendor != "postgresql":
-        assert os.environ.get("CI") != "true", "CI runs the tests on PostgreSQL"
-        pytest.skip("PostgreSQL only")
+    require_postgresql()
     wrapper = connections.create_connection("default")
     wrapper.ensure_connection()
     with wrapper.cursor() as cursor:

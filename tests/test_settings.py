@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.production_env import production
+from tests.pytest_env import require_postgresql
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a deployment sets (README.md, Deployment); the tests start from none of it.
@@ -186,11 +187,7 @@ def test_production_defaults_keep_browsers_on_https_for_a_year():
 def test_postgresql_connections_are_kept_and_speak_utc_from_the_start():
     """No new connection per request, and no set_config('TimeZone') on each one (the defaults,
     outside the test run, which closes its connections after each test)."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        assert os.environ.get("CI") != "true", "CI runs the tests on PostgreSQL"
-        pytest.skip("PostgreSQL only")
+    require_postgresql()
     code = (
         "from django.db import connection as c; c.ensure_connection(); "
         "print(c.settings_dict['CONN_MAX_AGE'], c.settings_dict['CONN_HEALTH_CHECKS'], "
@@ -205,11 +202,7 @@ def test_postgresql_connections_are_kept_and_speak_utc_from_the_start():
 def test_debug_records_statements_unless_told_not_to(setting, logged):
     """DEBUG keeps every statement (connection.queries) unless DB_LOG_QUERIES=false, which the
     throughput bench sets; a test counting queries still sees them either way."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        assert os.environ.get("CI") != "true", "CI runs the tests on PostgreSQL"
-        pytest.skip("PostgreSQL only")
+    require_postgresql()
     code = (
         "from django.db import connection as c; "
         "from django.test.utils import CaptureQueriesContext; "
