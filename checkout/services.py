@@ -202,9 +202,7 @@ def session_create(
                 checkout_attempt=attempt or None,
             )
             _INSERT_SESSION.save(session)
-            _INSERT_PAYMENT.save(
-                Payment(session=session, currency=currency, amount_held=hold_amount)
-            )
+            _INSERT_PAYMENT(session=session, currency=currency, amount_held=hold_amount)
             record_event(
                 session,
                 "created",

@@ -91,8 +91,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     )
 else:
-    # Django's backend; DB_LOG_QUERIES=false keeps DEBUG from recording every statement
-    # (directpay/postgresql/base.py says what that costs).
+    # Django's backend, with DB_LOG_QUERIES (DEBUG's record of every statement, optional) and a
+    # health check of kept connections that reads their socket (directpay/postgresql/base.py).
     DATABASES["default"]["ENGINE"] = "directpay.postgresql"
     # A new PostgreSQL connection costs ~8 ms of server CPU: keep it between requests and tasks
     # (checked before reuse) instead of one per request.

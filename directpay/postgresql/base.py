@@ -23,7 +23,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def is_usable(self):
         """CONN_HEALTH_CHECKS asks this before each request or task uses a kept connection;
-        Django's answer is a SELECT 1, a round trip each time (a tenth of a checkout page's time).
+        Django's answer is a SELECT 1, a round trip and a statement each time.
         An idle connection has nothing to read unless the server has spoken: when it ends one
         (a restart, pg_terminate_backend, idle_session_timeout) it sends its reason and closes,
         and the socket turns readable. So a quiet socket is usable; anything else is asked."""

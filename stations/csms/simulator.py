@@ -64,13 +64,11 @@ class SimulatorAdapter:
             return StartResult(StartStatus.PENDING)
         delay = settings.SIMULATOR_SLOW_START_SECONDS if behaviour == Evse.SimBehaviour.SLOW else 0
         # Once per reference: a repeated start (a retried task) finds its charge there already.
-        _CREATE.save(
-            SimulatedSession(
-                reference=reference,
-                connector=connector,
-                power_kw=connector.max_power_kw,
-                accept_at=timezone.now() + timedelta(seconds=delay),
-            )
+        _CREATE(
+            reference=reference,
+            connector=connector,
+            power_kw=connector.max_power_kw,
+            accept_at=timezone.now() + timedelta(seconds=delay),
         )
         return StartResult(StartStatus.PENDING if delay else StartStatus.ACCEPTED)
 
